@@ -1,0 +1,27 @@
+# The README's two commands are `make demo` and `make test`; each sets itself up.
+VENV := .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.ready
+
+.PHONY: demo test lint bench clean
+
+$(READY): pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+	touch $@
+
+demo: $(READY)  ## run the hub on embedded defaults with a simulated sensor
+	$(BIN)/spottypotty demo
+
+test: lint  ## lint, type-check and run every test
+	$(BIN)/pytest
+
+lint: $(READY)
+	$(BIN)/ruff check hub tests
+	$(BIN)/ruff format --check hub tests
+	$(BIN)/mypy
+
+bench: $(READY)  ## benchmarks: figures and ratios against baselines measured in the same run
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,278 @@
+"""Argument parsing and dispatch. Every command calls the library; no logic lives here.
+
+Imports are lazy per command so `spottypotty invoke` starts in tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub import __version__
+from hub.errors import ConfigError, HubError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+    from hub.config import HubConfig
+
+EXIT_FAILURE = 1
+_FIRST_ERROR_STATUS = 400
+EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus= keeps it from looping
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except ConfigError as exc:
+        _print_config_problems(exc)
+        return EXIT_CONFIG
+    except HubError as exc:
+        print(f"spottypotty: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `spottypotty sessions | head`
+        return 0
+    except OSError as exc:  # an unreadable --event file, a full disk, …
+        print(f"spottypotty: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $SPOTTYPOTTY_CONFIG, else /etc/spottypotty/hub.toml)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    parser = argparse.ArgumentParser(
+        prog="spottypotty",
+        description="SpottyPottySense hub: motion-triggered music, run at home.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND", required=True)
+
+    invoke = sub.add_parser(
+        "invoke",
+        parents=[common],
+        help="run one Session Manager event (JSON from --event FILE or stdin)",
+    )
+    invoke.add_argument("--event", metavar="FILE", help="event JSON file (default: stdin)")
+    invoke.set_defaults(command=_invoke)
+
+    sessions = sub.add_parser("sessions", parents=[common], help="list and query sessions")
+    _add_range_options(sessions)
+    sessions.add_argument("--status", choices=["active", "completed"])
+    sessions.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    sessions.add_argument("--json", action="store_true", help="print the JSON response")
+    sessions.set_defaults(command=_sessions)
+
+    analytics = sub.add_parser(
+        "analytics", parents=[common], help="analytics for a sensor, a user or everyone"
+    )
+    _add_range_options(analytics)
+    analytics.add_argument("--json", action="store_true", help="print the JSON response")
+    analytics.set_defaults(command=_analytics)
+
+    check = sub.add_parser("check-config", parents=[common], help="validate the config file")
+    check.set_defaults(command=_check_config)
+
+    demo = sub.add_parser(
+        "demo", parents=[common], help="a simulated sensor driving real sessions, then analytics"
+    )
+    demo.add_argument("--dir", default="var/demo", help="where the demo keeps its files")
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+def _add_range_options(parser: argparse.ArgumentParser) -> None:
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--sensor", metavar="ID", help="only this sensor")
+    who.add_argument("--user", metavar="ID", help="only this user's sensors")
+    parser.add_argument("--since", metavar="DATE", help="from this date/time (inclusive)")
+    parser.add_argument("--until", metavar="DATE", help="to this date/time (a date: whole day)")
+
+
+def _print_config_problems(exc: ConfigError) -> None:
+    source = f" in {exc.source}" if exc.source else ""
+    print(f"spottypotty: {len(exc.problems)} problem(s){source}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
+# -- shared plumbing ------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> HubConfig:
+    from hub.config import config_path, load_config  # noqa: PLC0415 - lazy by design
+
+    return load_config(config_path(args.config))
+
+
+def _operation(args: argparse.Namespace, event: object) -> dict[str, Any]:
+    from hub.sessions.operations import OperationContext, handle  # noqa: PLC0415
+    from hub.store import close_database, open_database  # noqa: PLC0415
+
+    config = _config(args)
+    db: Database = open_database(config.hub.database)
+    try:
+        return handle(event, OperationContext(config=config, db=db))
+    finally:
+        close_database(db)
+
+
+def _range_event(args: argparse.Namespace, action: str) -> dict[str, Any]:
+    options = {
+        "sensorId": args.sensor,
+        "userId": args.user,
+        "startDate": args.since,
+        "endDate": args.until,
+    }
+    return {"action": action} | {key: value for key, value in options.items() if value is not None}
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _fail_on_error(response: dict[str, Any]) -> int:
+    if response["statusCode"] >= _FIRST_ERROR_STATUS:
+        print(f"spottypotty: {response['error']}: {response['message']}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    raw = Path(args.event).read_text(encoding="utf-8") if args.event else sys.stdin.read()
+    try:
+        event = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        response: dict[str, Any] = {
+            "statusCode": 400,
+            "action": None,
+            "error": "ValidationError",
+            "message": f"the event is not JSON: {exc}",
+            "field": "event",
+        }
+    else:
+        response = _operation(args, event)
+    _print_json(response)
+    return 0 if response["statusCode"] < _FIRST_ERROR_STATUS else EXIT_FAILURE
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    from hub.cli.render import table  # noqa: PLC0415
+
+    event = _range_event(args, "query_sessions")
+    event["limit"] = args.limit
+    if args.status:
+        event["status"] = args.status
+    response = _operation(args, event)
+    if args.json:
+        _print_json(response)
+        return 0 if response["statusCode"] < _FIRST_ERROR_STATUS else EXIT_FAILURE
+    if (status := _fail_on_error(response)) != 0:
+        return status
+    rows = [
+        (
+            s["sessionId"],
+            s["sensorId"],
+            s["status"],
+            s["startTimeISO"][:19].replace("T", " "),
+            s.get("durationMinutes"),
+            s["motionEventsCount"],
+            s["playbackStarted"],
+        )
+        for s in response["sessions"]
+    ]
+    print(table(["session", "sensor", "status", "start (UTC)", "minutes", "motion", "music"], rows))
+    more = " (more: raise --limit or narrow --since/--until)" if response["hasMore"] else ""
+    print(f"{response['count']} session(s){more}")
+    return 0
+
+
+def _analytics(args: argparse.Namespace) -> int:
+    from hub.cli.render import bar_chart, table  # noqa: PLC0415
+
+    response = _operation(args, _range_event(args, "get_session_analytics"))
+    if args.json:
+        _print_json(response)
+        return 0 if response["statusCode"] < _FIRST_ERROR_STATUS else EXIT_FAILURE
+    if (status := _fail_on_error(response)) != 0:
+        return status
+    a = response["analytics"]
+    summary = [
+        ("sessions", a["totalSessions"]),
+        ("active / completed", f"{a['activeSessions']} / {a['completedSessions']}"),
+        ("motion events", a["totalMotionEvents"]),
+        ("total minutes", a["totalDurationMinutes"]),
+        ("average minutes (completed)", a["averageDurationMinutes"]),
+        ("motion events per session", a["averageMotionEventsPerSession"]),
+        ("peak hour", "-" if a["peakHour"] is None else f"{a['peakHour']:02d}:00"),
+        ("sessions with music", f"{a['sessionsWithPlayback']} ({a['playbackSuccessRate']}%)"),
+        ("minutes between sessions", a["averageTimeBetweenSessionsMinutes"]),
+    ]
+    print(table(["metric", "value"], summary))
+    if a["totalSessions"]:
+        print()
+        hours = [f"{h:02d}" for h in range(24)]
+        print(bar_chart("Sessions by hour of day (peak hours)", hours, a["hourlyDistribution"]))
+        print()
+        days = a["usageByDay"][-14:]
+        print(
+            bar_chart(
+                "Sessions per day (last 14 days with data)",
+                [d["date"] for d in days],
+                [d["sessions"] for d in days],
+            )
+        )
+        if len(a["mostActiveSensors"]) > 1:
+            print()
+            sensors = a["mostActiveSensors"]
+            print(
+                table(
+                    ["sensor", "sessions", "motion", "minutes"],
+                    [
+                        (s["sensorId"], s["sessions"], s["motionEvents"], s["durationMinutes"])
+                        for s in sensors
+                    ],
+                )
+            )
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from hub.config import config_path  # noqa: PLC0415
+
+    config = _config(args)
+    enabled = sum(1 for s in config.sensors if s.enabled)
+    print(
+        f"{config_path(args.config)}: OK — {len(config.sensors)} sensor(s), {enabled} enabled, "
+        f"database {config.hub.database}"
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(Path(args.dir))

@@ -1,0 +1,61 @@
+"""One exception root, subclassed by what the caller should do about it."""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Root of every error the hub raises on purpose."""
+
+
+class ConfigError(HubError):
+    """The configuration is unusable: exit non-zero and do not restart-loop.
+
+    Carries every problem found, each prefixed with its key path, so a person can
+    fix them all in one go.
+    """
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}" + "; ".join(self.problems))
+
+
+class StoreError(HubError):
+    """The database cannot be used as it is (corrupt, locked, unwritable)."""
+
+
+class ParseError(HubError):
+    """Input from a peer (payload, advert, event) is malformed: drop it and count it."""
+
+
+class ValidationError(HubError):
+    """A request names a bad value; `field` says which one."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class NotFoundError(HubError):
+    """A request names something that does not exist."""
+
+
+class ConflictError(HubError):
+    """A request collides with the current state (e.g. a second active session)."""
+
+    def __init__(self, message: str, session_id: str | None = None) -> None:
+        self.session_id = session_id
+        super().__init__(message)
+
+
+class TransientError(HubError):
+    """Worth retrying later; `retry_after` (seconds) when the peer said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class AuthError(HubError):
+    """Credentials were refused: back off hard and ask a person to log in again."""

@@ -1,0 +1,115 @@
+"""The schema, only ever changed through named migrations (never edit an applied one).
+
+Column names of `sessions` are the contract's record keys, so a row *is* the record
+(plus bookkeeping columns: playbackNote, version, syncedVersion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS = Migrations("spottypotty")
+KNOWN_MIGRATIONS: list[str] = []
+
+_Migration = Callable[[Database], None]
+
+
+def _named(name: str) -> Callable[[_Migration], _Migration]:
+    KNOWN_MIGRATIONS.append(name)
+    register: Callable[[_Migration], _Migration] = MIGRATIONS(name=name)
+    return register
+
+
+def _run_script(db: Database, script: str) -> None:
+    # Statement by statement: sqlite3's executescript() would COMMIT the migration's
+    # transaction halfway and break "all of it or none of it".
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@_named("0001_initial")
+def _initial(db: Database) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE sensors (
+            sensorId TEXT PRIMARY KEY,
+            userId TEXT,
+            name TEXT,
+            lastSeen REAL,
+            batteryLevel INTEGER,
+            signalStrength INTEGER,
+            firmwareVersion TEXT,
+            availability TEXT CHECK (availability IN ('online', 'offline')),
+            availabilityChangedAt REAL,
+            createdAt TEXT NOT NULL,
+            updatedAt TEXT NOT NULL
+        );
+
+        CREATE TABLE sessions (
+            sessionId TEXT PRIMARY KEY,
+            sensorId TEXT NOT NULL,
+            userId TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('active', 'completed')),
+            startTime INTEGER NOT NULL,
+            startTimeISO TEXT NOT NULL,
+            lastMotionTime TEXT NOT NULL,
+            motionEventsCount INTEGER NOT NULL CHECK (motionEventsCount >= 0),
+            playbackStarted INTEGER NOT NULL DEFAULT 0,
+            spotifyDeviceId TEXT,
+            spotifyContextUri TEXT,
+            endTime TEXT,
+            durationMinutes REAL,
+            playbackStopped INTEGER,
+            createdAt TEXT NOT NULL,
+            updatedAt TEXT NOT NULL,
+            ttl INTEGER NOT NULL,
+            playbackNote TEXT,
+            -- change tracking for the cloud sync: a row is due while version > syncedVersion
+            version INTEGER NOT NULL DEFAULT 1,
+            syncedVersion INTEGER NOT NULL DEFAULT 0,
+            CHECK ((status = 'active') = (endTime IS NULL))
+        );
+        -- The seed created duplicate active sessions; the database now refuses them.
+        CREATE UNIQUE INDEX sessions_one_active_per_sensor
+            ON sessions (sensorId) WHERE status = 'active';
+        -- Range scans, newest first, for one sensor / one user / everyone. The trailing
+        -- columns make the analytics aggregates index-only.
+        CREATE INDEX sessions_by_sensor_time ON sessions (
+            sensorId, startTime, sessionId,
+            status, motionEventsCount, durationMinutes, playbackStarted
+        );
+        CREATE INDEX sessions_by_user_time ON sessions (
+            userId, startTime, sessionId,
+            status, motionEventsCount, durationMinutes, playbackStarted, sensorId
+        );
+        CREATE INDEX sessions_by_time ON sessions (
+            startTime, sensorId, status, motionEventsCount, durationMinutes, playbackStarted
+        );
+        CREATE INDEX sessions_unsynced ON sessions (sessionId) WHERE version > syncedVersion;
+
+        CREATE TABLE motion_events (
+            eventId TEXT PRIMARY KEY,
+            sensorId TEXT NOT NULL,
+            sessionId TEXT REFERENCES sessions (sessionId) ON DELETE SET NULL,
+            timestamp REAL NOT NULL,
+            receivedAt REAL NOT NULL,
+            source TEXT NOT NULL,
+            sensorTimestamp REAL,
+            seq INTEGER,
+            batteryLevel INTEGER,
+            signalStrength INTEGER,
+            firmwareVersion TEXT,
+            late INTEGER NOT NULL DEFAULT 0,
+            ttl INTEGER NOT NULL,
+            synced INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX motion_events_by_sensor_time ON motion_events (sensorId, timestamp);
+        CREATE INDEX motion_events_by_session ON motion_events (sessionId);
+        CREATE INDEX motion_events_unsynced ON motion_events (eventId) WHERE synced = 0;
+        """,
+    )

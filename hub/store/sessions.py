@@ -1,0 +1,214 @@
+"""Sessions and their motion events in SQLite.
+
+Writes are plain parameterised SQL on the hot path (one transaction per event, no
+rewrite of unchanged rows); sqlite-utils does the opening and the migrations.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from hub.errors import ConflictError, StoreError
+from hub.model import SECONDS_PER_DAY, MotionEvent, Session, SessionStatus, new_event_id
+
+_SESSION_COLUMNS = (
+    "sessionId",
+    "sensorId",
+    "userId",
+    "status",
+    "startTime",
+    "startTimeISO",
+    "lastMotionTime",
+    "motionEventsCount",
+    "playbackStarted",
+    "spotifyDeviceId",
+    "spotifyContextUri",
+    "endTime",
+    "durationMinutes",
+    "playbackStopped",
+    "createdAt",
+    "updatedAt",
+    "ttl",
+    "playbackNote",
+)
+_SELECT = "SELECT " + ", ".join(_SESSION_COLUMNS) + " FROM sessions"
+_INSERT = (
+    f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)})"
+)
+_UPDATE = (
+    "UPDATE sessions SET "
+    + ", ".join(f"{c} = :{c}" for c in _SESSION_COLUMNS if c != "sessionId")
+    + ", version = version + 1 WHERE sessionId = :sessionId"
+)
+_EVENT_COLUMNS = (
+    "eventId",
+    "sensorId",
+    "sessionId",
+    "timestamp",
+    "receivedAt",
+    "source",
+    "sensorTimestamp",
+    "seq",
+    "batteryLevel",
+    "signalStrength",
+    "firmwareVersion",
+    "late",
+    "ttl",
+)
+_INSERT_EVENT = (
+    f"INSERT INTO motion_events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _EVENT_COLUMNS)})"
+)
+
+MAX_PAGE = 1_000
+
+
+def session_row(session: Session) -> dict[str, Any]:
+    """The SQLite row: the contract's record with every column present (NULL when absent)."""
+    record = session.to_record()
+    row = {column: record.get(column) for column in _SESSION_COLUMNS}
+    row["playbackNote"] = session.playback_note
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """Sessions of one sensor or one user (or everyone), newest first, keyset-paginated."""
+
+    sensor_id: str | None = None
+    user_id: str | None = None
+    start: float | None = None  # inclusive, epoch seconds
+    end: float | None = None  # inclusive
+    status: SessionStatus | None = None
+    limit: int = 100
+    after: tuple[int, str] | None = None  # (startTime, sessionId) of the last row seen
+
+
+class SessionRepository:
+    def __init__(self, db: Database, *, ttl_days: float = 30.0) -> None:
+        self.db = db
+        self._event_ttl_seconds = int(ttl_days * SECONDS_PER_DAY)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def save(self, session: Session, *, created: bool, event: MotionEvent | None = None) -> None:
+        """Insert or update `session` and record `event` against it, in one transaction.
+
+        A second active session for a sensor raises ConflictError naming the first.
+        """
+        try:
+            with self.db.atomic():
+                if created:
+                    self.db.execute(_INSERT, session_row(session))
+                else:
+                    cursor = self.db.execute(_UPDATE, session_row(session))
+                    if cursor.rowcount != 1:
+                        raise StoreError(f"session {session.session_id} is not in the database")
+                if event is not None:
+                    self.db.execute(_INSERT_EVENT, self._event_row(event, session.session_id))
+        except sqlite3.IntegrityError as exc:
+            raise self._conflict(session, exc) from exc
+
+    def record_event(self, event: MotionEvent, session_id: str | None = None) -> None:
+        """Keep a motion event that belongs to no session we track (e.g. out of order)."""
+        with self.db.atomic():
+            self.db.execute(_INSERT_EVENT, self._event_row(event, session_id))
+
+    def _event_row(self, event: MotionEvent, session_id: str | None) -> dict[str, Any]:
+        return {
+            "eventId": new_event_id(event.sensor_id, event.occurred_at),
+            "sensorId": event.sensor_id,
+            "sessionId": session_id,
+            "timestamp": event.occurred_at,
+            "receivedAt": event.received_at,
+            "source": event.source,
+            "sensorTimestamp": event.sensor_timestamp,
+            "seq": event.seq,
+            "batteryLevel": event.battery_level,
+            "signalStrength": event.signal_strength,
+            "firmwareVersion": event.firmware_version,
+            "late": int(event.late),
+            "ttl": int(event.occurred_at) + self._event_ttl_seconds,
+        }
+
+    def _conflict(self, session: Session, exc: sqlite3.IntegrityError) -> Exception:
+        if session.is_active:
+            active = self.active_for(session.sensor_id)
+            if active is not None and active.session_id != session.session_id:
+                return ConflictError(
+                    f"sensor {session.sensor_id} already has an active session {active.session_id}",
+                    session_id=active.session_id,
+                )
+        return StoreError(f"cannot save session {session.session_id}: {exc}")
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, session_id: str) -> Session | None:
+        return self._one(f"{_SELECT} WHERE sessionId = ?", [session_id])
+
+    def active_for(self, sensor_id: str) -> Session | None:
+        return self._one(f"{_SELECT} WHERE sensorId = ? AND status = 'active'", [sensor_id])
+
+    def all_active(self) -> list[Session]:
+        return self._many(f"{_SELECT} WHERE status = 'active' ORDER BY startTime", [])
+
+    def query(self, query: SessionQuery) -> tuple[list[Session], bool]:
+        """One page of sessions, newest first, and whether more follow."""
+        where, params = range_filter(query.sensor_id, query.user_id, query.start, query.end)
+        if query.status is not None:
+            where.append("status = ?")
+            params.append(query.status.value)
+        if query.after is not None:
+            where.append("(startTime, sessionId) < (?, ?)")
+            params.extend(query.after)
+        limit = max(1, min(query.limit, MAX_PAGE))
+        sql = (
+            f"{_SELECT} {_where_clause(where)} "
+            f"ORDER BY startTime DESC, sessionId DESC LIMIT {limit + 1}"
+        )
+        page = self._many(sql, params)
+        return page[:limit], len(page) > limit
+
+    def _one(self, sql: str, params: list[Any]) -> Session | None:
+        rows = self._many(sql, params)
+        return rows[0] if rows else None
+
+    def _many(self, sql: str, params: list[Any]) -> list[Session]:
+        cursor = self.db.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [Session.from_record(dict(zip(names, row, strict=True))) for row in cursor]
+
+
+def range_filter(
+    sensor_id: str | None,
+    user_id: str | None,
+    start: float | None,
+    end: float | None,
+) -> tuple[list[str], list[Any]]:
+    """WHERE terms for "sessions of X between two instants" that an index can range-scan."""
+    where: list[str] = []
+    params: list[Any] = []
+    if sensor_id is not None:
+        where.append("sensorId = ?")
+        params.append(sensor_id)
+    if user_id is not None:
+        where.append("userId = ?")
+        params.append(user_id)
+    # startTime is whole epoch seconds (the seed's GSI range key): compare on that grain.
+    if start is not None:
+        where.append("startTime >= ?")
+        params.append(math.floor(start))
+    if end is not None:
+        where.append("startTime <= ?")
+        params.append(math.floor(end))
+    return where, params
+
+
+def _where_clause(where: list[str]) -> str:
+    return ("WHERE " + " AND ".join(where)) if where else ""

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlite_utils import Database
+
+from hub.errors import ConflictError, StoreError
+from hub.model import MotionEvent, Session, SessionStatus, open_session
+from hub.store import SessionRepository, close_database, open_database
+from hub.store.schema import KNOWN_MIGRATIONS
+from hub.store.sessions import SessionQuery, session_row
+
+T0 = 1_770_592_272.410166
+
+
+def _session(
+    session_id: str, sensor: str = "bath", start: float = T0, **changes: object
+) -> Session:
+    session = open_session(
+        session_id=session_id, sensor_id=sensor, user_id="u1", start=start, now=start, ttl_days=30
+    )
+    return session.with_changes(**changes) if changes else session
+
+
+def _completed(session_id: str, sensor: str = "bath", start: float = T0) -> Session:
+    return _session(session_id, sensor, start, status=SessionStatus.COMPLETED, end=start + 300)
+
+
+def test_file_database_uses_wal_normal_sync_and_foreign_keys(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "sub" / "hub.db", integrity_check=True)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+        applied = [r[0] for r in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+        assert applied == KNOWN_MIGRATIONS
+    finally:
+        close_database(db)
+
+
+def test_reopening_applies_nothing_twice_and_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    db = open_database(path)
+    SessionRepository(db).save(_session("s1"), created=True)
+    close_database(db)
+    db = open_database(path)
+    try:
+        assert SessionRepository(db).get("s1") == _session("s1")
+        assert db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == len(
+            KNOWN_MIGRATIONS
+        )
+    finally:
+        close_database(db)
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    garbage = b"this is not sqlite at all\n" * 200
+    path.write_bytes(garbage)
+    with pytest.raises(StoreError, match=str(path)):
+        open_database(path)
+    assert path.read_bytes() == garbage
+    assert not (tmp_path / "hub.db-wal").exists()
+
+
+def test_a_database_from_a_newer_hub_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    close_database(open_database(path))
+    raw = sqlite3.connect(path)
+    raw.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+        "VALUES ('spottypotty', '9999_from_the_future', 'x')"
+    )
+    raw.commit()
+    raw.close()
+    with pytest.raises(StoreError, match="newer hub"):
+        open_database(path)
+
+
+def test_session_round_trips_through_its_row(db: Database) -> None:
+    repo = SessionRepository(db)
+    session = _completed("s1").with_changes(
+        playback_started=True,
+        spotify_device_id="dev",
+        spotify_context_uri="spotify:playlist:x",
+        playback_stopped=True,
+        playback_note="started",
+    )
+    repo.save(session, created=True)
+    assert repo.get("s1") == session
+    row = db.execute("SELECT * FROM sessions").fetchone()
+    names = [d[0] for d in db.execute("SELECT * FROM sessions").description]
+    stored = dict(zip(names, row, strict=True))
+    assert {k: stored[k] for k in session_row(session)} == session_row(session)
+    assert stored["startTime"] == int(T0)
+    assert stored["durationMinutes"] == 5.0
+
+
+def test_the_database_itself_refuses_a_second_active_session(db: Database) -> None:
+    repo = SessionRepository(db)
+    repo.save(_session("s1"), created=True)
+    with pytest.raises(ConflictError, match="s1") as caught:
+        repo.save(_session("s2", start=T0 + 1), created=True)
+    assert caught.value.session_id == "s1"
+    # Even raw SQL that bypasses the repository cannot create the duplicate.
+    row = session_row(_session("s3", start=T0 + 2))
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(f"INSERT INTO sessions ({columns}) VALUES ({marks})", list(row.values()))
+    # Other sensors, and completed sessions of the same sensor, are fine.
+    repo.save(_session("s4", sensor="kitchen"), created=True)
+    repo.save(_completed("s5", start=T0 - 900), created=True)
+    assert {s.session_id for s in repo.all_active()} == {"s1", "s4"}
+
+
+def test_update_bumps_the_change_version_for_sync(db: Database) -> None:
+    repo = SessionRepository(db)
+    repo.save(_session("s1"), created=True)
+    repo.save(_session("s1").with_changes(motion_events_count=2), created=False)
+    version, synced = db.execute("SELECT version, syncedVersion FROM sessions").fetchone()
+    assert (version, synced) == (2, 0)
+    due = db.execute("SELECT sessionId FROM sessions WHERE version > syncedVersion").fetchall()
+    assert due == [("s1",)]
+
+
+def test_updating_a_missing_session_is_an_error_not_a_silent_no_op(db: Database) -> None:
+    with pytest.raises(StoreError, match="ghost"):
+        SessionRepository(db).save(_session("ghost"), created=False)
+
+
+def test_event_and_session_are_written_in_one_transaction(db: Database) -> None:
+    repo = SessionRepository(db)
+    repo.save(_session("s1"), created=True)
+    event = MotionEvent(sensor_id="bath", occurred_at=T0 + 5, received_at=T0 + 5, seq=7)
+    # The duplicate active session fails, so its motion event must not be kept either.
+    with pytest.raises(ConflictError):
+        repo.save(_session("s2", start=T0 + 5), created=True, event=event)
+    assert db.execute("SELECT count(*) FROM motion_events").fetchone()[0] == 0
+    repo.save(_session("s1").with_changes(motion_events_count=2), created=False, event=event)
+    stored = db.execute("SELECT sessionId, timestamp, seq, ttl FROM motion_events").fetchone()
+    assert stored == ("s1", T0 + 5, 7, int(T0 + 5) + 30 * 86400)
+
+
+def test_range_query_is_an_index_range_scan_newest_first(db: Database) -> None:
+    where = "sensorId = ? AND startTime >= ? AND startTime <= ?"
+    plan = db.execute(
+        f"EXPLAIN QUERY PLAN SELECT * FROM sessions WHERE {where} "
+        "ORDER BY startTime DESC, sessionId DESC LIMIT 101",
+        ["bath", 0, 1],
+    ).fetchall()
+    details = " ".join(str(row[3]) for row in plan)
+    assert (
+        "USING INDEX sessions_by_sensor_time (sensorId=? AND startTime>? AND startTime<?)"
+        in details
+    )
+    assert "TEMP B-TREE" not in details
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    starts=st.lists(st.integers(min_value=0, max_value=50), min_size=0, max_size=40),
+    page=st.integers(min_value=1, max_value=7),
+)
+def test_pages_cover_every_session_once_newest_first(starts: list[int], page: int) -> None:
+    db = open_database(None)
+    try:
+        repo = SessionRepository(db)
+        for index, offset in enumerate(starts):
+            repo.save(_completed(f"s{index:03d}", start=T0 + offset), created=True)
+        seen: list[Session] = []
+        after: tuple[int, str] | None = None
+        while True:
+            rows, more = repo.query(SessionQuery(sensor_id="bath", limit=page, after=after))
+            seen += rows
+            if not more:
+                break
+            after = (int(rows[-1].start), rows[-1].session_id)
+        keys = [(int(s.start), s.session_id) for s in seen]
+        assert keys == sorted(keys, reverse=True)
+        assert len(set(keys)) == len(starts)
+    finally:
+        close_database(db)
