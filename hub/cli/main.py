@@ -27,7 +27,7 @@ EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus= keeps it from
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
@@ -151,13 +151,6 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def _fail_on_error(response: dict[str, Any]) -> int:
-    if response["statusCode"] >= _FIRST_ERROR_STATUS:
-        print(f"spottypotty: {response['error']}: {response['message']}", file=sys.stderr)
-        return EXIT_FAILURE
-    return 0
-
-
 # -- commands -------------------------------------------------------------------------
 
 
@@ -180,84 +173,35 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    from hub.cli.render import table  # noqa: PLC0415
+    from hub.cli.reports import sessions_report  # noqa: PLC0415
 
-    event = _range_event(args, "query_sessions")
-    event["limit"] = args.limit
+    event = _range_event(args, "query_sessions") | {"limit": args.limit}
     if args.status:
         event["status"] = args.status
-    response = _operation(args, event)
-    if args.json:
-        _print_json(response)
-        return 0 if response["statusCode"] < _FIRST_ERROR_STATUS else EXIT_FAILURE
-    if (status := _fail_on_error(response)) != 0:
-        return status
-    rows = [
-        (
-            s["sessionId"],
-            s["sensorId"],
-            s["status"],
-            s["startTimeISO"][:19].replace("T", " "),
-            s.get("durationMinutes"),
-            s["motionEventsCount"],
-            s["playbackStarted"],
-        )
-        for s in response["sessions"]
-    ]
-    print(table(["session", "sensor", "status", "start (UTC)", "minutes", "motion", "music"], rows))
-    more = " (more: raise --limit or narrow --since/--until)" if response["hasMore"] else ""
-    print(f"{response['count']} session(s){more}")
-    return 0
+    return _report(args, _operation(args, event), sessions_report)
 
 
 def _analytics(args: argparse.Namespace) -> int:
-    from hub.cli.render import bar_chart, table  # noqa: PLC0415
+    from hub.cli.reports import analytics_report  # noqa: PLC0415
 
     response = _operation(args, _range_event(args, "get_session_analytics"))
+    return _report(args, response, lambda r: analytics_report(r["analytics"]))
+
+
+def _report(
+    args: argparse.Namespace,
+    response: dict[str, Any],
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """`--json` prints the response as is; otherwise the report, or the error."""
+    failed = response["statusCode"] >= _FIRST_ERROR_STATUS
     if args.json:
         _print_json(response)
-        return 0 if response["statusCode"] < _FIRST_ERROR_STATUS else EXIT_FAILURE
-    if (status := _fail_on_error(response)) != 0:
-        return status
-    a = response["analytics"]
-    summary = [
-        ("sessions", a["totalSessions"]),
-        ("active / completed", f"{a['activeSessions']} / {a['completedSessions']}"),
-        ("motion events", a["totalMotionEvents"]),
-        ("total minutes", a["totalDurationMinutes"]),
-        ("average minutes (completed)", a["averageDurationMinutes"]),
-        ("motion events per session", a["averageMotionEventsPerSession"]),
-        ("peak hour", "-" if a["peakHour"] is None else f"{a['peakHour']:02d}:00"),
-        ("sessions with music", f"{a['sessionsWithPlayback']} ({a['playbackSuccessRate']}%)"),
-        ("minutes between sessions", a["averageTimeBetweenSessionsMinutes"]),
-    ]
-    print(table(["metric", "value"], summary))
-    if a["totalSessions"]:
-        print()
-        hours = [f"{h:02d}" for h in range(24)]
-        print(bar_chart("Sessions by hour of day (peak hours)", hours, a["hourlyDistribution"]))
-        print()
-        days = a["usageByDay"][-14:]
-        print(
-            bar_chart(
-                "Sessions per day (last 14 days with data)",
-                [d["date"] for d in days],
-                [d["sessions"] for d in days],
-            )
-        )
-        if len(a["mostActiveSensors"]) > 1:
-            print()
-            sensors = a["mostActiveSensors"]
-            print(
-                table(
-                    ["sensor", "sessions", "motion", "minutes"],
-                    [
-                        (s["sensorId"], s["sessions"], s["motionEvents"], s["durationMinutes"])
-                        for s in sensors
-                    ],
-                )
-            )
-    return 0
+    elif failed:
+        print(f"spottypotty: {response['error']}: {response['message']}", file=sys.stderr)
+    else:
+        print(render(response))
+    return EXIT_FAILURE if failed else 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 
-_BLOCKS = " ▏▎▍▌▋▊▉█"
+_BLOCKS = " ▏▎▍▌▋▊▉█"  # eighths of a cell, left to right
+_COLUMN = " ▁▂▃▄▅▆▇█"  # eighths of a cell, bottom to top
+_EIGHTHS = 8
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -45,11 +47,30 @@ def bar_chart(
     peak = max(values, default=0) or 1
     lines = [title]
     for label, value in zip(labels, values, strict=True):
-        eighths = round(value / peak * bar_width * 8)
-        bar = "█" * (eighths // 8) + (_BLOCKS[eighths % 8] if eighths % 8 else "")
+        eighths = round(value / peak * bar_width * _EIGHTHS)
+        whole, part = divmod(eighths, _EIGHTHS)
+        bar = "█" * whole + (_BLOCKS[part] if part else "")
         lines.append(f"{label.rjust(label_width)} │{bar.ljust(bar_width)} {_number(value)}")
     return "\n".join(lines)
 
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def column_chart(
+    title: str, values: Sequence[float], *, height: int = 6, label_every: int = 6
+) -> str:
+    """Vertical columns, one character wide each: a compact histogram (e.g. 24 hours)."""
+    peak = max(values, default=0) or 1
+    eighths = [round(v / peak * height * _EIGHTHS) for v in values]
+    rows = []
+    for level in range(height - 1, -1, -1):
+        cells = []
+        for e in eighths:
+            filled = e - level * _EIGHTHS
+            cells.append("█" if filled >= _EIGHTHS else (_COLUMN[filled] if filled > 0 else " "))
+        rows.append(" " + " ".join(cells))
+    axis = " " + " ".join("┴" if i % label_every == 0 else "─" for i in range(len(values)))
+    labels = " " + "".join(f"{i:<{2 * label_every}d}" for i in range(0, len(values), label_every))
+    return "\n".join([f"{title} (peak {_number(max(values, default=0))})", *rows, axis, labels])

@@ -1,0 +1,59 @@
+"""Human-readable reports built from operation responses (shared by the CLI and the demo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.cli.render import bar_chart, column_chart, table
+
+
+def sessions_report(response: dict[str, Any]) -> str:
+    rows = [
+        (
+            s["sessionId"],
+            s["sensorId"],
+            s["status"],
+            s["startTimeISO"][:19].replace("T", " "),
+            s.get("durationMinutes"),
+            s["motionEventsCount"],
+            s["playbackStarted"],
+        )
+        for s in response["sessions"]
+    ]
+    headers = ["session", "sensor", "status", "start (UTC)", "minutes", "motion", "music"]
+    more = " (more: raise --limit or narrow --since/--until)" if response["hasMore"] else ""
+    return f"{table(headers, rows)}\n{response['count']} session(s){more}"
+
+
+def analytics_report(a: dict[str, Any]) -> str:
+    peak = "-" if a["peakHour"] is None else f"{a['peakHour']:02d}:00"
+    summary = [
+        ("sessions", a["totalSessions"]),
+        ("active / completed", f"{a['activeSessions']} / {a['completedSessions']}"),
+        ("motion events", a["totalMotionEvents"]),
+        ("total minutes", a["totalDurationMinutes"]),
+        ("average minutes (completed)", a["averageDurationMinutes"]),
+        ("motion events per session", a["averageMotionEventsPerSession"]),
+        ("peak hour", peak),
+        ("sessions with music", f"{a['sessionsWithPlayback']} ({a['playbackSuccessRate']}%)"),
+        ("minutes between sessions", a["averageTimeBetweenSessionsMinutes"]),
+    ]
+    parts = [table(["metric", "value"], summary)]
+    if a["totalSessions"]:
+        parts.append(column_chart("Sessions by hour of day", a["hourlyDistribution"]))
+        days = a["usageByDay"][-14:]
+        parts.append(
+            bar_chart(
+                "Sessions per day (last 14 days with sessions)",
+                [d["date"] for d in days],
+                [d["sessions"] for d in days],
+            )
+        )
+        sensors = a["mostActiveSensors"]
+        if len(sensors) > 1:
+            rows = [
+                (s["sensorId"], s["sessions"], s["motionEvents"], s["durationMinutes"])
+                for s in sensors
+            ]
+            parts.append(table(["most active sensors", "sessions", "motion", "minutes"], rows))
+    return "\n\n".join(parts)
