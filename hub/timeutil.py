@@ -6,8 +6,12 @@ ISO strings in records, local dates in the hub's time zone for people.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import re
+import zoneinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from hub.errors import ParseError
@@ -65,8 +69,22 @@ def parse_instant(value: object, tz: dt.tzinfo, *, end_of_day: bool = False) -> 
 
 
 def local_zone(name: str | None) -> dt.tzinfo:
-    """The named IANA zone, or the system's zone when `name` is empty."""
+    """The named IANA zone, or the system's zone (with its DST rules) when `name` is empty."""
     if name:
         return ZoneInfo(name)
-    system = dt.datetime.now(UTC).astimezone().tzinfo
-    return system if system is not None else UTC
+    return _system_zone()
+
+
+def _system_zone() -> dt.tzinfo:
+    # A real zone, not the fixed offset `astimezone()` gives: a daemon that runs for
+    # months must see DST changes in quiet hours and analytics.
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    for candidate in candidates:
+        if candidate:
+            with contextlib.suppress(ValueError, zoneinfo.ZoneInfoNotFoundError):
+                return ZoneInfo(candidate)
+    with contextlib.suppress(OSError, ValueError), Path("/etc/localtime").open("rb") as file:
+        return ZoneInfo.from_file(file, key="localtime")
+    return UTC

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.errors import ParseError
-from hub.timeutil import iso, parse_instant, parse_iso
+from hub.timeutil import iso, local_zone, parse_instant, parse_iso
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -56,3 +56,11 @@ def test_parse_instant_only_ever_raises_parse_error(value: object) -> None:
 def test_parse_iso_only_ever_raises_parse_error(text: str) -> None:
     with contextlib.suppress(ParseError):
         assert isinstance(parse_iso(text), float)
+
+
+def test_the_system_zone_is_a_real_zone_with_dst(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/London")
+    zone = local_zone("")
+    winter = dt.datetime(2026, 1, 1, 12, tzinfo=zone).utcoffset()
+    summer = dt.datetime(2026, 7, 1, 12, tzinfo=zone).utcoffset()
+    assert (winter, summer) == (dt.timedelta(0), dt.timedelta(hours=1))

@@ -1,0 +1,416 @@
+"""The session engine: motion, deadlines and playback results in, commands out.
+
+Pure and synchronous: no asyncio, no I/O, no wall clock. Every method takes `now`
+(epoch seconds) and returns the commands the runner must carry out, in order. Timeouts
+are data (`next_deadline()`), so nothing here ever sleeps.
+
+A session's playback lifecycle is one table, `_TRANSITIONS` (as h11's `_state.py`):
+every legal move is listed there and nowhere else, and a missing entry is our bug
+(`EngineError`). Bad input never raises: motion is dropped with a reason, and a player
+answer to a request the engine did not make (or already had answered) is ignored before
+the table is consulted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from enum import Enum, auto
+from types import MappingProxyType
+from typing import Final, TypeAlias
+
+from hub.config import HubConfig, SensorConfig
+from hub.errors import HubError
+from hub.model import MotionEvent, Session, SessionStatus, new_session_id, open_session
+from hub.sessions.policy import in_quiet_hours
+from hub.timeutil import local_zone
+
+# --- commands -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PersistSession:
+    """Write the session row (insert when `created`, else update) and, if `event` is not
+    None, the motion-event row linked to it, in one transaction."""
+
+    session: Session
+    event: MotionEvent | None
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartPlayback:
+    """Ask the player to start playing for this session."""
+
+    session: Session
+    sensor: SensorConfig
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlayback:
+    """Ask the player to pause what the hub started for this session.
+
+    `sensor` is None when the session's sensor is no longer configured (a session
+    restored from the store after the sensor was removed).
+    """
+
+    session: Session
+    sensor: SensorConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class DropEvent:
+    """The event is not part of any session.
+
+    `reason`: "unknown_sensor" | "disabled_sensor" | "out_of_order".
+    """
+
+    event: MotionEvent
+    reason: str
+
+
+Command: TypeAlias = PersistSession | StartPlayback | StopPlayback | DropEvent
+
+
+class EngineError(HubError):
+    """The engine reached a state its own rules forbid: a bug here, never bad input."""
+
+
+# --- the playback lifecycle table --------------------------------------------------------
+
+
+class _Phase(Enum):
+    # While the session is active:
+    IDLE = auto()  # nothing of ours plays, nothing in flight (stale, quiet, refused, restored)
+    REQUESTED = auto()  # StartPlayback emitted, no answer yet
+    PLAYING = auto()  # the player said it started
+    # Once the session has ended:
+    DONE = auto()  # nothing of ours to stop
+    STOPPING = auto()  # StopPlayback emitted, no answer yet
+    STOPPED = auto()  # the player answered a stop
+
+
+class _Input(Enum):
+    REQUEST = auto()  # a new session asks to play (engine-made)
+    END = auto()  # the deadline passed (engine-made)
+    STARTED = auto()  # the player: started
+    REFUSED = auto()  # the player: did not start
+    STOP_RESULT = auto()  # the player: answered a stop
+
+
+_ACTIVE_PHASES: Final = frozenset({_Phase.IDLE, _Phase.REQUESTED, _Phase.PLAYING})
+
+# (phase, input) -> (next phase, emit StopPlayback)
+_TRANSITIONS: Final[Mapping[tuple[_Phase, _Input], tuple[_Phase, bool]]] = {
+    (_Phase.IDLE, _Input.REQUEST): (_Phase.REQUESTED, False),
+    (_Phase.IDLE, _Input.END): (_Phase.DONE, False),
+    (_Phase.REQUESTED, _Input.STARTED): (_Phase.PLAYING, False),
+    (_Phase.REQUESTED, _Input.REFUSED): (_Phase.IDLE, False),
+    # The start may still succeed after the session ended: ask to stop it anyway.
+    (_Phase.REQUESTED, _Input.END): (_Phase.STOPPING, True),
+    (_Phase.PLAYING, _Input.END): (_Phase.STOPPING, True),
+    # A late "started" must not undo the newer intent: stop again.
+    (_Phase.STOPPING, _Input.STARTED): (_Phase.STOPPING, True),
+    (_Phase.STOPPING, _Input.REFUSED): (_Phase.STOPPING, False),
+    (_Phase.STOPPING, _Input.STOP_RESULT): (_Phase.STOPPED, False),
+    # The player may answer the stop before the start when it runs them concurrently.
+    (_Phase.STOPPED, _Input.STARTED): (_Phase.STOPPING, True),
+    (_Phase.STOPPED, _Input.REFUSED): (_Phase.STOPPED, False),
+    # A second stop (after a late start) answers too; its answer is the newer truth.
+    (_Phase.STOPPED, _Input.STOP_RESULT): (_Phase.STOPPED, False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Tracked:
+    """The engine's private view of one session."""
+
+    session: Session
+    phase: _Phase
+    # occurred_at of the session's last counted motion: the debounce window opens here.
+    burst_start: float
+    # Player requests not yet answered. Only answers to these are accepted, and an ended
+    # session stays in memory until they are in (a late start must still be stopped).
+    awaiting_start: bool = False
+    awaiting_stops: int = 0  # a late start asks for a second stop
+
+    @property
+    def settled(self) -> bool:
+        """Ended with nothing left to answer: nothing can change it but replayed motion."""
+        return not self.session.is_active and not self.awaiting_start and not self.awaiting_stops
+
+
+# --- the engine ------------------------------------------------------------------------
+
+
+class SessionEngine:
+    """Decides session lifecycles for every configured sensor; see the module docstring."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        new_id: Callable[[str, float], str] = new_session_id,
+    ) -> None:
+        self._config = config
+        self._new_id = new_id
+        self._tz = local_zone(config.hub.timezone)
+        # Every session the engine may still act on, by session id: the active ones, the
+        # last ended one per sensor (rule 5) and ended ones with a player answer pending.
+        self._tracked: dict[str, _Tracked] = {}
+        self._active: dict[str, str] = {}  # sensor_id -> session_id
+        self._last_ended: dict[str, str] = {}  # sensor_id -> session_id
+        self._used = False  # restore() must come first
+
+    # --- queries ---
+
+    @property
+    def active(self) -> Mapping[str, Session]:
+        """sensor_id -> its active session (a read-only snapshot)."""
+        return MappingProxyType(
+            {sensor: self._tracked[sid].session for sensor, sid in self._active.items()}
+        )
+
+    def deadline(self, session: Session) -> float:
+        return session.last_motion + self._config.timeout_seconds(session.sensor_id)
+
+    def next_deadline(self) -> float | None:
+        return min((self.deadline(s) for s in self.active.values()), default=None)
+
+    # --- inputs ---
+
+    def restore(self, active: Iterable[Session]) -> None:
+        """Adopt sessions the store still holds as active (crash recovery).
+
+        Their playback is taken as playing if it had started (so ending stops it); the
+        next motion is counted against their last motion. They end at their old deadline
+        on the next tick, however long the hub was down.
+        """
+        if self._used:
+            raise EngineError("restore() after the engine has started deciding")
+        for session in active:
+            if not session.is_active:
+                raise EngineError(f"restore() given a {session.status} session")
+            if session.sensor_id in self._active:
+                raise EngineError(f"two active sessions for sensor {session.sensor_id!r}")
+            phase = _Phase.PLAYING if session.playback_started else _Phase.IDLE
+            self._put(_Tracked(session, phase, burst_start=session.last_motion))
+            self._active[session.sensor_id] = session.session_id
+
+    def on_tick(self, now: float) -> list[Command]:
+        """End every active session whose deadline <= now (rule 1), earliest first."""
+        self._used = True
+        due = sorted(
+            (self.deadline(s), s.sensor_id) for s in self.active.values() if self.deadline(s) <= now
+        )
+        commands: list[Command] = []
+        for _, sensor_id in due:
+            commands.extend(self._end(self._tracked[self._active[sensor_id]], now))
+        return commands
+
+    def on_motion(self, event: MotionEvent, now: float) -> list[Command]:
+        """Rules 2-5, one case per line: drop, extend, amend the last ended, or create."""
+        commands = self.on_tick(now)
+        sensor = self._config.sensor(event.sensor_id)
+        if sensor is None:
+            return [*commands, DropEvent(event, "unknown_sensor")]
+        if not sensor.enabled:
+            return [*commands, DropEvent(event, "disabled_sensor")]
+        active = self._tracked_active(sensor.id)
+        if active is not None and event.occurred_at < active.session.start:
+            return [*commands, DropEvent(event, "out_of_order")]
+        if active is not None:
+            return [*commands, *self._extend(active, event, now)]
+        ended = self._amendable(sensor.id, event, now)
+        if ended is not None:
+            return [*commands, *self._amend(ended, event, now)]
+        return [*commands, *self._create(sensor, event, now)]
+
+    def on_playback_started(
+        self,
+        session_id: str,
+        *,
+        started: bool,
+        device_id: str | None,
+        note: str | None,
+        now: float,
+    ) -> list[Command]:
+        """Rule 6: record the player's answer; a start after the end is stopped again."""
+        self._used = True
+        tracked = self._tracked.get(session_id)
+        if tracked is None or not tracked.awaiting_start:
+            return []  # not an answer to a StartPlayback of ours
+        phase, stop = self._step(tracked.phase, _Input.STARTED if started else _Input.REFUSED)
+        session = tracked.session.with_changes(
+            playback_started=started,
+            spotify_device_id=device_id,
+            playback_note=note,
+            updated_at=now,
+        )
+        self._put(
+            replace(
+                tracked,
+                session=session,
+                phase=phase,
+                awaiting_start=False,
+                awaiting_stops=tracked.awaiting_stops + (1 if stop else 0),
+            )
+        )
+        commands: list[Command] = [PersistSession(session, event=None, created=False)]
+        if stop:
+            commands.append(StopPlayback(session, self._config.sensor(session.sensor_id)))
+        self._forget_if_settled(session_id)
+        return commands
+
+    def on_playback_stopped(self, session_id: str, *, stopped: bool, now: float) -> list[Command]:
+        """Rule 7: record whether the player paused what the hub started."""
+        self._used = True
+        tracked = self._tracked.get(session_id)
+        if tracked is None or not tracked.awaiting_stops:
+            return []  # not an answer to a StopPlayback of ours
+        phase, _ = self._step(tracked.phase, _Input.STOP_RESULT)
+        session = tracked.session.with_changes(playback_stopped=stopped, updated_at=now)
+        self._put(
+            replace(
+                tracked, session=session, phase=phase, awaiting_stops=tracked.awaiting_stops - 1
+            )
+        )
+        self._forget_if_settled(session_id)
+        return [PersistSession(session, event=None, created=False)]
+
+    # --- transitions ---
+
+    @staticmethod
+    def _step(phase: _Phase, given: _Input) -> tuple[_Phase, bool]:
+        """(next phase, emit StopPlayback) from the table; a missing move is our bug."""
+        step = _TRANSITIONS.get((phase, given))
+        if step is None:
+            raise EngineError(f"no transition from {phase.name} on {given.name}")
+        return step
+
+    def _create(self, sensor: SensorConfig, event: MotionEvent, now: float) -> list[Command]:
+        """Rule 3: a new session; playback unless the motion is stale or in quiet hours."""
+        note = self._playback_veto(sensor, event, now)
+        session = open_session(
+            session_id=self._new_id(sensor.id, event.occurred_at),
+            sensor_id=sensor.id,
+            user_id=sensor.user_id,
+            start=event.occurred_at,
+            now=now,
+            ttl_days=self._config.sessions.ttl_days,
+            spotify_context_uri=sensor.context_uri or None,
+            playback_note=note,
+        )
+        if session.session_id in self._tracked:
+            raise EngineError(f"new_id returned a known session id {session.session_id!r}")
+        tracked = _Tracked(session, _Phase.IDLE, burst_start=event.occurred_at)
+        commands: list[Command] = [PersistSession(session, event=event, created=True)]
+        if note is None:
+            phase, _ = self._step(tracked.phase, _Input.REQUEST)
+            tracked = replace(tracked, phase=phase, awaiting_start=True)
+            commands.append(StartPlayback(session, sensor))
+        self._put(tracked)
+        self._active[sensor.id] = session.session_id
+        return commands
+
+    def _extend(self, tracked: _Tracked, event: MotionEvent, now: float) -> list[Command]:
+        """Rule 4: count or coalesce the motion into the active session."""
+        absorbed, counted = self._absorb(tracked, event, now)
+        if absorbed is tracked:
+            return []
+        self._put(absorbed)
+        return [PersistSession(absorbed.session, event=counted, created=False)]
+
+    def _amend(self, tracked: _Tracked, event: MotionEvent, now: float) -> list[Command]:
+        """Rule 5: replayed motion joins the ended session it belongs to; it stays ended."""
+        absorbed, counted = self._absorb(tracked, event, now)
+        if absorbed is tracked:
+            return []
+        session = absorbed.session.with_changes(end=self.deadline(absorbed.session))
+        self._put(replace(absorbed, session=session))
+        return [PersistSession(session, event=counted, created=False)]
+
+    def _end(self, tracked: _Tracked, now: float) -> list[Command]:
+        """Rule 1: end exactly at the deadline, whenever the tick runs."""
+        phase, stop = self._step(tracked.phase, _Input.END)
+        session = tracked.session.with_changes(
+            status=SessionStatus.COMPLETED,
+            end=self.deadline(tracked.session),
+            updated_at=now,
+        )
+        awaiting_stops = tracked.awaiting_stops + (1 if stop else 0)
+        self._put(replace(tracked, session=session, phase=phase, awaiting_stops=awaiting_stops))
+        del self._active[session.sensor_id]
+        previous = self._last_ended.get(session.sensor_id)
+        self._last_ended[session.sensor_id] = session.session_id
+        if previous is not None:
+            self._forget_if_settled(previous)
+        commands: list[Command] = [PersistSession(session, event=None, created=False)]
+        if stop:
+            commands.append(StopPlayback(session, self._config.sensor(session.sensor_id)))
+        return commands
+
+    # --- helpers ---
+
+    def _absorb(
+        self, tracked: _Tracked, event: MotionEvent, now: float
+    ) -> tuple[_Tracked, MotionEvent | None]:
+        """The session with this motion in it, and the event if it was counted.
+
+        Coalesced motion still extends the session (the seed dropped it, and music stopped
+        on a person still in the room). Returns `tracked` itself when nothing changed, so
+        no unchanged row is rewritten (flash wear).
+        """
+        session = tracked.session
+        counted = event.occurred_at - tracked.burst_start >= self._config.sessions.debounce_seconds
+        last_motion = max(session.last_motion, event.occurred_at)  # never backwards
+        if not counted and last_motion == session.last_motion:
+            return tracked, None
+        changed = session.with_changes(
+            last_motion=last_motion,
+            motion_events_count=session.motion_events_count + (1 if counted else 0),
+            updated_at=now,
+        )
+        if not counted:
+            return replace(tracked, session=changed), None
+        return replace(tracked, session=changed, burst_start=event.occurred_at), event
+
+    def _playback_veto(self, sensor: SensorConfig, event: MotionEvent, now: float) -> str | None:
+        """Why a new session must not play, or None when it may."""
+        if self._is_stale(event, now):
+            return "stale"  # the person has most likely left already
+        if in_quiet_hours(sensor.quiet_hours, event.occurred_at, self._tz):
+            return "quiet_hours"
+        return None
+
+    def _is_stale(self, event: MotionEvent, now: float) -> bool:
+        return now - event.occurred_at >= self._config.timeout_seconds(event.sensor_id)
+
+    def _amendable(self, sensor_id: str, event: MotionEvent, now: float) -> _Tracked | None:
+        """The sensor's last ended session, if this stale motion falls inside it."""
+        session_id = self._last_ended.get(sensor_id)
+        if session_id is None or not self._is_stale(event, now):
+            return None
+        ended = self._tracked[session_id]
+        inside = ended.session.start <= event.occurred_at <= self.deadline(ended.session)
+        return ended if inside else None
+
+    def _tracked_active(self, sensor_id: str) -> _Tracked | None:
+        session_id = self._active.get(sensor_id)
+        return None if session_id is None else self._tracked[session_id]
+
+    def _put(self, tracked: _Tracked) -> None:
+        """Store a session's new state, checking the invariants every transition keeps."""
+        session = tracked.session
+        if session.is_active != (tracked.phase in _ACTIVE_PHASES):
+            raise EngineError(f"{session.session_id}: status {session.status} in {tracked.phase}")
+        if not session.is_active and session.end != self.deadline(session):
+            raise EngineError(f"{session.session_id}: ended off its deadline")
+        self._tracked[session.session_id] = tracked
+
+    def _forget_if_settled(self, session_id: str) -> None:
+        """Bound memory: drop an ended session once nothing can act on it any more."""
+        tracked = self._tracked[session_id]
+        is_last = self._last_ended.get(tracked.session.sensor_id) == session_id
+        if tracked.settled and not is_last:
+            del self._tracked[session_id]
