@@ -115,6 +115,31 @@ class SessionRepository:
         except sqlite3.IntegrityError as exc:
             raise self._conflict(session, exc) from exc
 
+    def save_many(self, items: list[tuple[Session, bool, MotionEvent | None]]) -> None:
+        """Several saves in one transaction; repeated updates of a session write it once.
+
+        Raises like `save`; then nothing of the batch is written.
+        """
+        latest: dict[str, tuple[Session, bool]] = {}
+        for session, created, _ in items:
+            previous = latest.get(session.session_id)
+            latest[session.session_id] = (
+                session,
+                created or (previous is not None and previous[1]),
+            )
+        try:
+            with self.db.atomic():
+                for session, created in latest.values():
+                    if created:
+                        self.db.execute(_INSERT, session_row(session))
+                    elif self.db.execute(_UPDATE, session_row(session)).rowcount != 1:
+                        raise StoreError(f"session {session.session_id} is not in the database")
+                for session, _, event in items:
+                    if event is not None:
+                        self.db.execute(_INSERT_EVENT, self._event_row(event, session.session_id))
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"batch of {len(items)} writes refused: {exc}") from exc
+
     def record_event(self, event: MotionEvent, session_id: str | None = None) -> None:
         """Keep a motion event that belongs to no session we track (e.g. out of order)."""
         with self.db.atomic():

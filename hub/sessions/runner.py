@@ -1,0 +1,145 @@
+"""The session runner: feeds motion and deadlines to the engine and carries out its
+commands — persistence through the one store writer, playback through the `Player` in a
+task of its own, so a slow or hung player never delays ingest or persistence.
+
+The engine is only ever called from this event loop, between awaits, so it needs no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from hub.errors import HubError
+from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
+from hub.model import MotionEvent, Session
+from hub.playback.port import Player
+from hub.sessions.engine import (
+    Command,
+    DropEvent,
+    PersistSession,
+    SessionEngine,
+    StartPlayback,
+    StopPlayback,
+)
+from hub.store.writer import StoreWriter
+
+_LOGGER = logging.getLogger(__name__)
+
+Inbound = MotionEvent | StatusUpdate | MotionCleared
+PlayerCommand = StartPlayback | StopPlayback
+
+
+class _Poke:
+    """Wakes the decision loop to look at the clock again (tests move a fake clock)."""
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        engine: SessionEngine,
+        writer: StoreWriter,
+        player: Player,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_session: Callable[[Session], None] | None = None,
+        on_status: Callable[[StatusUpdate], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self._writer = writer
+        self._player = player
+        self._clock = clock
+        self._on_session = on_session
+        self._on_status = on_status
+        self._inbox: asyncio.Queue[Inbound | _Poke] = asyncio.Queue(maxsize=10_000)
+        self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
+        self.counters: Counter[str] = Counter()
+        self.last_decision = clock()
+
+    @property
+    def inbox(self) -> asyncio.Queue[Inbound | _Poke]:
+        """Where ingest adapters put what they decoded."""
+        return self._inbox
+
+    def poke(self) -> None:
+        self._inbox.put_nowait(_Poke())
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._decide(), name="runner-decide")
+            group.create_task(self._play(), name="runner-player")
+
+    async def _decide(self) -> None:
+        while True:
+            deadline = self.engine.next_deadline()
+            wait = None if deadline is None else max(0.0, deadline - self._clock())
+            try:
+                async with asyncio.timeout(wait):
+                    item = await self._inbox.get()
+            except TimeoutError:
+                item = _Poke()
+            now = self._clock()
+            self.last_decision = now
+            match item:
+                case MotionEvent():
+                    commands = self.engine.on_motion(item, now)
+                case StatusUpdate():
+                    self.counters["status"] += 1
+                    if self._on_status is not None:
+                        self._on_status(item)
+                    continue
+                case MotionCleared():
+                    self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
+                    continue
+                case _Poke():
+                    commands = self.engine.on_tick(now)
+            await self._execute(commands)
+
+    async def _execute(self, commands: Iterable[Command]) -> None:
+        for command in commands:
+            match command:
+                case PersistSession(session=session, created=created, event=event):
+                    try:
+                        await self._writer.save(session, created=created, event=event)
+                    except HubError:
+                        self.counters["persist_failed"] += 1
+                        _LOGGER.exception("could not save session %s", session.session_id)
+                        continue
+                    if self._on_session is not None:
+                        self._on_session(session)
+                case StartPlayback() | StopPlayback():
+                    self._player_queue.put_nowait(command)
+                case DropEvent(event=event, reason=reason):
+                    self.counters[f"{reason}:{event.sensor_id}"] += 1
+                    _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
+
+    async def _play(self) -> None:
+        """One playback at a time, in order; answers go back to the engine."""
+        while True:
+            command = await self._player_queue.get()
+            session = command.session
+            match command:
+                case StartPlayback(sensor=sensor):
+                    result = await self._player.start(session, sensor)
+                    answer = self.engine.on_playback_started(
+                        session.session_id,
+                        started=result.started,
+                        device_id=result.device_id,
+                        note=result.note,
+                        now=self._clock(),
+                    )
+                case StopPlayback(sensor=stop_sensor):
+                    stopped = await self._player.stop(session, stop_sensor)
+                    answer = self.engine.on_playback_stopped(
+                        session.session_id, stopped=stopped, now=self._clock()
+                    )
+            await self._execute(answer)
+
+    async def pause_all(self) -> None:
+        """At shutdown: pause what the hub started for sessions still active."""
+        for session in self.engine.active.values():
+            if session.playback_started:
+                await self._player.stop(session, None)

@@ -1,0 +1,172 @@
+"""The one thread that writes SQLite for the daemon.
+
+sqlite3 connections belong to the thread that made them, and writes must never block the
+event loop. Everything queued while a transaction commits is written together in the
+next one (group commit): under a flood, many coalesced updates of one session become a
+single row write, and every motion event still gets its row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from hub.errors import StoreError
+from hub.model import MotionEvent, Session
+from hub.store.database import close_database, open_database
+from hub.store.sessions import SessionRepository
+
+_LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+MAX_BATCH = 1_000
+
+
+@dataclass(slots=True)
+class _Save:
+    session: Session
+    created: bool
+    event: MotionEvent | None
+    done: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class _Call:
+    function: Callable[[SessionRepository], Any]
+    done: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class WriterStats:
+    transactions: int = 0
+    rows: int = 0
+    failures: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class StoreWriter:
+    """`async with StoreWriter(path) as writer: await writer.save(...)`."""
+
+    def __init__(self, path: Path | None, *, ttl_days: float, integrity_check: bool = True) -> None:
+        self._path = path
+        self._ttl_days = ttl_days
+        self._integrity_check = integrity_check
+        self._queue: queue.SimpleQueue[_Save | _Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.stats = WriterStats()
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._work, args=(loop, opened), name="store-writer")
+        self._thread.start()
+        try:
+            await opened
+        except BaseException:
+            self._thread.join()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._queue.put(None)  # drains what is queued, then checkpoints and closes
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    def save(
+        self, session: Session, *, created: bool, event: MotionEvent | None = None
+    ) -> asyncio.Future[None]:
+        """Queue a write; the future resolves once it is committed (or fails)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Save(session, created, event, done, loop))
+        return done
+
+    async def call(self, function: Callable[[SessionRepository], _T]) -> _T:
+        """Run `function(repository)` on the writer thread (reads that must see our writes)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[_T] = loop.create_future()
+        self._queue.put(_Call(function, done, loop))
+        return await done
+
+    # -- the writer thread ----------------------------------------------------------------
+
+    def _work(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
+        try:
+            db = open_database(self._path, integrity_check=self._integrity_check)
+        except StoreError as exc:
+            loop.call_soon_threadsafe(_settle, opened, None, exc)
+            return
+        loop.call_soon_threadsafe(_settle, opened, None, None)
+        repository = SessionRepository(db, ttl_days=self._ttl_days)
+        try:
+            while True:
+                item = self._queue.get()
+                batch: list[_Save] = []
+                stop = False
+                while item is not None:
+                    if isinstance(item, _Call):
+                        self._flush(repository, batch)
+                        batch = []
+                        self._run_call(repository, item)
+                    else:
+                        batch.append(item)
+                    if len(batch) >= MAX_BATCH or self._queue.empty():
+                        break
+                    item = self._queue.get()
+                stop = item is None
+                self._flush(repository, batch)
+                if stop:
+                    return
+        finally:
+            close_database(db)
+
+    @staticmethod
+    def _run_call(repository: SessionRepository, call: _Call) -> None:
+        try:
+            result = call.function(repository)
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
+            call.loop.call_soon_threadsafe(_settle, call.done, None, exc)
+        else:
+            call.loop.call_soon_threadsafe(_settle, call.done, result, None)
+
+    def _flush(self, repository: SessionRepository, batch: list[_Save]) -> None:
+        if not batch:
+            return
+        try:
+            repository.save_many([(s.session, s.created, s.event) for s in batch])
+        except Exception:  # noqa: BLE001 - one bad item must not fail its neighbours
+            self._flush_one_by_one(repository, batch)
+            return
+        self.stats.transactions += 1
+        self.stats.rows += len(batch)
+        for item in batch:
+            item.loop.call_soon_threadsafe(_settle, item.done, None, None)
+
+    def _flush_one_by_one(self, repository: SessionRepository, batch: list[_Save]) -> None:
+        for item in batch:
+            try:
+                repository.save(item.session, created=item.created, event=item.event)
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
+                self.stats.failures += 1
+                item.loop.call_soon_threadsafe(_settle, item.done, None, exc)
+            else:
+                self.stats.transactions += 1
+                self.stats.rows += 1
+                item.loop.call_soon_threadsafe(_settle, item.done, None, None)
+
+
+def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if future.done():  # the awaiting task was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

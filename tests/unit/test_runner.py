@@ -1,0 +1,189 @@
+"""The runner with a real SQLite file and writer thread, a fake clock and a fake player."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from hub.config import HubConfig, SensorConfig, SessionsSection
+from hub.model import MotionEvent, Session
+from hub.playback.port import PlaybackResult
+from hub.sessions.engine import SessionEngine
+from hub.sessions.runner import SessionRunner
+from hub.store import SessionRepository, close_database, open_database
+from hub.store.sessions import SessionQuery
+from hub.store.writer import StoreWriter
+
+T0 = 1_800_000_000.0
+CONFIG = HubConfig(
+    sessions=SessionsSection(timeout_minutes=5, debounce_seconds=10),
+    sensors=(
+        SensorConfig(id="bath", user_id="u", context_uri="spotify:playlist:x"),
+        SensorConfig(id="hall", user_id="u"),
+    ),
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakePlayer:
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    calls: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+    async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult:
+        await self.gate.wait()
+        self.started.append(session.session_id)
+        self.calls.put_nowait(f"start {session.sensor_id}")
+        return PlaybackResult(started=True, device_id="dev-1", note="started")
+
+    async def stop(self, session: Session, sensor: SensorConfig | None) -> bool:
+        self.stopped.append(session.session_id)
+        self.calls.put_nowait(f"stop {session.sensor_id}")
+        return True
+
+
+@dataclass
+class Hub:
+    runner: SessionRunner
+    player: FakePlayer
+    clock: Clock
+    path: Path
+    saved: asyncio.Queue[Session]
+
+    async def motion(self, sensor: str, *, at: float | None = None) -> None:
+        when = self.clock.now if at is None else at
+        await self.runner.inbox.put(MotionEvent(sensor, occurred_at=when, received_at=when))
+
+    async def next_saved(self) -> Session:
+        async with asyncio.timeout(5):
+            return await self.saved.get()
+
+    def rows(self) -> list[Session]:
+        db = open_database(self.path)
+        try:
+            return SessionRepository(db).query(SessionQuery(limit=1000))[0]
+        finally:
+            close_database(db)
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    path = tmp_path / "hub.db"
+    clock = Clock()
+    saved: asyncio.Queue[Session] = asyncio.Queue()
+    player = FakePlayer()
+    async with StoreWriter(path, ttl_days=30) as writer:
+        engine = SessionEngine(CONFIG)
+        runner = SessionRunner(engine, writer, player, clock=clock, on_session=saved.put_nowait)
+        task = asyncio.create_task(runner.run(), name="runner")
+        yield Hub(runner, player, clock, path, saved)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_motion_commits_the_session_then_hands_start_to_the_player(hub: Hub) -> None:
+    await hub.motion("bath")
+    created = await hub.next_saved()
+    assert created.sensor_id == "bath"
+    assert [s.session_id for s in hub.rows()] == [created.session_id]  # committed
+    hub.player.gate.set()
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "start bath"
+    answered = await hub.next_saved()
+    assert (answered.playback_started, answered.spotify_device_id) == (True, "dev-1")
+
+
+async def test_a_hung_player_never_delays_persistence(hub: Hub) -> None:
+    await hub.motion("bath")  # its start hangs: the gate stays closed
+    await hub.next_saved()
+    await hub.motion("hall")
+    hall = await hub.next_saved()
+    assert hall.sensor_id == "hall"
+    assert {s.sensor_id for s in hub.rows()} == {"bath", "hall"}
+    assert hub.player.started == []
+
+
+async def test_a_session_ends_at_its_deadline_when_the_clock_passes_it(hub: Hub) -> None:
+    hub.player.gate.set()
+    await hub.motion("bath")
+    created = await hub.next_saved()
+    await hub.next_saved()  # playback answer
+    hub.clock.now = T0 + 10_000  # long after the 5-minute deadline
+    hub.runner.poke()
+    ended = await hub.next_saved()
+    assert not ended.is_active
+    assert ended.end == created.last_motion + 300
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "start bath"
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "stop bath"
+    stopped = await hub.next_saved()
+    assert stopped.playback_stopped is True
+
+
+async def test_a_flood_makes_one_session_with_coalesced_counts(hub: Hub) -> None:
+    for i in range(1000):
+        await hub.motion("bath", at=T0 + i * 0.001)  # 1,000 messages in one second
+    hub.clock.now = T0 + 1
+    await hub.motion("bath", at=T0 + 1)
+    while True:  # wait until the last motion is persisted
+        session = await hub.next_saved()
+        if session.last_motion == T0 + 1:
+            break
+    rows = hub.rows()
+    assert len(rows) == 1
+    assert rows[0].motion_events_count == 1  # all inside one debounce window
+    assert rows[0].last_motion == T0 + 1
+
+
+async def test_unknown_sensors_are_counted_never_played(hub: Hub) -> None:
+    hub.player.gate.set()
+    await hub.motion("garden_shed")
+    await hub.motion("hall")
+    await hub.next_saved()
+    assert hub.runner.counters["unknown_sensor:garden_shed"] == 1
+    assert [s.sensor_id for s in hub.rows()] == ["hall"]
+
+
+async def test_sessions_left_active_by_a_crash_end_at_their_old_deadline(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    clock = Clock()
+    first: asyncio.Queue[Session] = asyncio.Queue()
+    async with StoreWriter(path, ttl_days=30) as writer:
+        engine = SessionEngine(CONFIG)
+        runner = SessionRunner(
+            engine, writer, FakePlayer(), clock=clock, on_session=first.put_nowait
+        )
+        await runner.inbox.put(MotionEvent("bath", occurred_at=T0, received_at=T0))
+        task = asyncio.create_task(runner.run())
+        await asyncio.wait_for(first.get(), 5)  # committed
+        task.cancel()  # the "crash": nothing ended, nothing cleaned up
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    clock.now = T0 + 86_400  # the hub was down for a day
+    saved: asyncio.Queue[Session] = asyncio.Queue()
+    async with StoreWriter(path, ttl_days=30) as writer:
+        engine = SessionEngine(CONFIG)
+        engine.restore(await writer.call(lambda repo: repo.all_active()))
+        runner = SessionRunner(
+            engine, writer, FakePlayer(), clock=clock, on_session=saved.put_nowait
+        )
+        task = asyncio.create_task(runner.run())
+        ended = await asyncio.wait_for(saved.get(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert not ended.is_active
+    assert ended.end == T0 + 300
