@@ -33,10 +33,6 @@ Inbound = MotionEvent | StatusUpdate | MotionCleared
 PlayerCommand = StartPlayback | StopPlayback
 
 
-class _Poke:
-    """Wakes the decision loop to look at the clock again (tests move a fake clock)."""
-
-
 class SessionRunner:
     def __init__(
         self,
@@ -47,6 +43,7 @@ class SessionRunner:
         clock: Callable[[], float] = time.time,
         on_session: Callable[[Session], None] | None = None,
         on_status: Callable[[StatusUpdate], None] | None = None,
+        inbox_size: int = 10_000,
     ) -> None:
         self.engine = engine
         self._writer = writer
@@ -54,18 +51,21 @@ class SessionRunner:
         self._clock = clock
         self._on_session = on_session
         self._on_status = on_status
-        self._inbox: asyncio.Queue[Inbound | _Poke] = asyncio.Queue(maxsize=10_000)
+        self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=inbox_size)
+        self._waiting: asyncio.Timeout | None = None
         self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
 
     @property
-    def inbox(self) -> asyncio.Queue[Inbound | _Poke]:
-        """Where ingest adapters put what they decoded."""
+    def inbox(self) -> asyncio.Queue[Inbound]:
+        """Where ingest adapters put what they decoded (bounded: a flood pushes back)."""
         return self._inbox
 
     def poke(self) -> None:
-        self._inbox.put_nowait(_Poke())
+        """Look at the clock again now (the clock may have jumped, or a test moved it)."""
+        if self._waiting is not None:
+            self._waiting.reschedule(asyncio.get_running_loop().time())
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -76,11 +76,14 @@ class SessionRunner:
         while True:
             deadline = self.engine.next_deadline()
             wait = None if deadline is None else max(0.0, deadline - self._clock())
+            item: Inbound | None = None
             try:
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(wait) as self._waiting:
                     item = await self._inbox.get()
             except TimeoutError:
-                item = _Poke()
+                pass
+            finally:
+                self._waiting = None
             now = self._clock()
             self.last_decision = now
             match item:
@@ -94,7 +97,7 @@ class SessionRunner:
                 case MotionCleared():
                     self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
                     continue
-                case _Poke():
+                case None:  # a deadline came, or a poke
                     commands = self.engine.on_tick(now)
             await self._execute(commands)
 
