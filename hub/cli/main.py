@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
 
+    run = sub.add_parser(
+        "run", parents=[common], help="the hub daemon, in the foreground (systemd Type=notify)"
+    )
+    run.set_defaults(command=_run)
+
     invoke = sub.add_parser(
         "invoke",
         parents=[common],
@@ -152,6 +157,14 @@ def _print_json(value: object) -> None:
 
 
 # -- commands -------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hub.daemon import serve  # noqa: PLC0415
+    from hub.systemd import configure_logging  # noqa: PLC0415
+
+    configure_logging(args.verbose)
+    return serve(_config(args))
 
 
 def _invoke(args: argparse.Namespace) -> int:

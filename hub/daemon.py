@@ -1,0 +1,132 @@
+"""`spottypotty run`: the composition root.
+
+Start-up: config → store (integrity check, migrations) → recover sessions left active by
+a crash → MQTT link + runner in one TaskGroup → READY=1 once the broker is connected →
+STATUS= lines and the watchdog. SIGTERM/SIGINT: stop taking events, publish `offline`,
+pause what the hub started, let the writer finish, checkpoint, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from hub.config import HubConfig
+from hub.ingest.mqtt import MqttLink
+from hub.model import Session
+from hub.playback.dry_run import DryRunPlayer
+from hub.playback.port import Player
+from hub.sessions.engine import SessionEngine
+from hub.sessions.runner import SessionRunner
+from hub.store.writer import StoreWriter
+from hub.systemd import Notifier, watchdog_interval, watchdog_loop
+
+_LOGGER = logging.getLogger(__name__)
+
+SESSION_TOPIC = "spottypotty/sessions/{sensor_id}"
+STATUS_EVERY_SECONDS = 10.0
+# The runner must have decided something (or be idle-waiting) this recently to be healthy.
+STALL_SECONDS = 60.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        notifier: Notifier,
+        player: Player | None = None,
+        clock: Callable[[], float] = time.time,
+        client_id: str = "spottypotty-hub",
+    ) -> None:
+        self._config = config
+        self._notifier = notifier
+        self._player = player if player is not None else DryRunPlayer()
+        self._clock = clock
+        self._client_id = client_id
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.runner: SessionRunner | None = None
+        self.link: MqttLink | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.stop)
+        config = self._config
+        async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
+            engine = SessionEngine(config)
+            recovered = await writer.call(lambda repository: repository.all_active())
+            engine.restore(recovered)
+            if recovered:
+                _LOGGER.info("recovered %d session(s) left active", len(recovered))
+            runner = SessionRunner(
+                engine, writer, self._player, clock=self._clock, on_session=self._publish_session
+            )
+            link = MqttLink(config, runner.inbox, client_id=self._client_id, clock=self._clock)
+            self.runner, self.link = runner, link
+            async with asyncio.TaskGroup() as group:
+                link_task = group.create_task(link.run(), name="mqtt-link")
+                runner_task = group.create_task(runner.run(), name="session-runner")
+                helpers = [group.create_task(self._announce(), name="status")]
+                interval = watchdog_interval()
+                if interval is not None:
+                    helpers.append(
+                        group.create_task(
+                            watchdog_loop(self._notifier, interval, self._healthy), name="watchdog"
+                        )
+                    )
+                await self._stop.wait()
+                self._notifier.stopping("stopping: no new events")
+                await link.publish_offline()
+                link_task.cancel()
+                await runner.pause_all()
+                runner_task.cancel()
+                for task in helpers:
+                    task.cancel()
+        _LOGGER.info("stopped cleanly")
+        return 0
+
+    async def _announce(self) -> None:
+        """READY=1 once the store is open and the broker connected; then STATUS= lines."""
+        assert self.link is not None  # noqa: S101 - set before this task starts
+        await self.link.connected_event.wait()
+        self._notifier.ready(self._status_line())
+        self.ready.set()
+        _LOGGER.info("ready: %s", self._status_line())
+        while True:
+            await asyncio.sleep(STATUS_EVERY_SECONDS)
+            self._notifier.status(self._status_line())
+
+    def _status_line(self) -> str:
+        sensors = len(self._config.sensors)
+        active = len(self.runner.engine.active) if self.runner else 0
+        broker = "broker connected" if self.link and self.link.connected else "broker unreachable"
+        return f"{sensors} sensor(s), {active} active session(s), {broker}"
+
+    def _healthy(self) -> bool:
+        runner = self.runner
+        if runner is None:
+            return False
+        idle = runner.inbox.empty()
+        return idle or self._clock() - runner.last_decision < STALL_SECONDS
+
+    def _publish_session(self, session: Session) -> None:
+        if self.link is not None:
+            topic = SESSION_TOPIC.format(sensor_id=session.sensor_id)
+            self.link.publish(topic, json.dumps(session.to_record(), separators=(",", ":")))
+
+
+def serve(config: HubConfig) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT."""
+    notifier = Notifier.from_environment()
+    return asyncio.run(Daemon(config, notifier=notifier).run())
