@@ -1,0 +1,359 @@
+"""The MQTT link: broker ⇄ hub. The only module that imports aiomqtt.
+
+`MqttLink.run()` keeps one connection to the broker alive forever (until cancelled or
+`publish_offline()`): connect with a persistent session (fixed client id,
+`clean_session=False`, so QoS-1 motion published while the hub restarts is delivered when it
+comes back) → subscribe (QoS 1) → publish retained `online` on `spottypotty/hub/status` (last
+will: retained `offline`) → flush pending publishes → read messages: decode
+(`mqtt_decode.TopicRouter`), drop QoS-1 redeliveries by `seq`, `await inbox.put(...)`.
+
+A bounded inbox applies back-pressure: while it is full the reader waits, and aiomqtt's own
+(unbounded) queue holds what the broker keeps sending; nothing acknowledged is dropped.
+
+On a broker error the link logs once per outage, sleeps a full-jitter capped backoff
+(`uniform(0, min(cap, base * 2**attempt))`; refused credentials jump to the cap), and makes a
+new `Client`. The attempt counter resets after every successful connect.
+
+`publish()` is fire-and-remember: it keeps only the latest payload per topic until the
+connection's publisher task has sent it (QoS 1), now if connected, else after the next connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Final
+
+import aiomqtt
+
+from hub.config import HubConfig
+from hub.errors import ParseError
+from hub.ingest.mqtt_decode import MotionCleared, SeqDeduplicator, StatusUpdate, TopicRouter
+from hub.model import MotionEvent
+from hub.secrets import read_secret
+
+_LOGGER = logging.getLogger(__name__)
+
+Inbound = MotionEvent | StatusUpdate | MotionCleared
+
+HUB_STATUS_TOPIC: Final = "spottypotty/hub/status"
+ONLINE: Final = b"online"
+OFFLINE: Final = b"offline"
+QOS: Final = 1
+KEEPALIVE: Final = 15  # seconds; the broker declares us gone (last will) after 1.5x this
+CALL_TIMEOUT: Final = 10.0  # seconds for CONNACK / SUBACK / PUBACK
+SHUTDOWN_TIMEOUT: Final = 5.0  # publish_offline: PUBACK + disconnect
+# Where the broker password may also come from (hub.secrets): env var, systemd credential.
+CREDENTIAL_ENV: Final = "SPOTTYPOTTY_MQTT_PASSWORD"
+CREDENTIAL_NAME: Final = "mqtt_password"
+UNKNOWN_SENSOR: Final = "unknown"  # counter label for topics of no configured sensor
+PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor's bad payloads
+
+# CONNACK refusals a retry cannot fix by itself: MQTT 3.1.1 return codes 4 (bad user name or
+# password) and 5 (not authorised), and their MQTT 5 reason codes 134 and 135.
+_AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
+_MAX_EXPONENT: Final = 32  # 2**attempt stays a small float
+
+
+def _as_bytes(payload: object) -> bytes:
+    """aiomqtt's payload (bytes, bytearray, str, int, float or None) as bytes."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray | memoryview):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode("utf-8")
+
+
+def _auth_refused(error: aiomqtt.MqttError) -> bool:
+    if not isinstance(error, aiomqtt.MqttCodeError):
+        return False
+    rc = error.rc
+    value = rc if isinstance(rc, int) else getattr(rc, "value", None)
+    return value in _AUTH_REFUSED
+
+
+def _only_mqtt_error(group: BaseExceptionGroup[BaseException]) -> aiomqtt.MqttError | None:
+    """The first MqttError of a group made only of MqttErrors, else None."""
+    matched, rest = group.split(aiomqtt.MqttError)
+    if rest is not None or matched is None:
+        return None
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, aiomqtt.MqttError) else None
+
+
+class MqttLink:
+    """Sensors' MQTT messages in (onto `inbox`), the hub's retained state out."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        inbox: asyncio.Queue[Inbound],
+        *,
+        client_id: str = "spottypotty-hub",
+        clock: Callable[[], float] = time.time,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if backoff_base <= 0 or backoff_cap <= 0:
+            raise ValueError("backoff_base and backoff_cap must be positive")
+        self._config = config
+        self._inbox = inbox
+        self._client_id = client_id
+        self._clock = clock
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not crypto
+        self._router = TopicRouter.from_config(config)
+        self._dedup = SeqDeduplicator()
+        self._known_sensors = frozenset(sensor.id for sensor in config.sensors)
+        self._counters: Counter[str] = Counter()
+        self._pending: dict[str, tuple[bytes, bool]] = {}
+        self._pending_changed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._finished = asyncio.Event()  # set while run() is not running
+        self._finished.set()
+        self._session_started = False  # the current attempt got a CONNACK
+        self._parse_logged_at: dict[str, float] = {}
+        self.connected_event = asyncio.Event()
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.connected_event.is_set()
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """A read-only snapshot: `messages`, `connects`, `reconnects`, `connect_failures`,
+        `parse_error:{sensor}`, `duplicate:{sensor}` (`{sensor}` is a configured sensor id or
+        `unknown`, so a flood of made-up topics cannot grow this without bound)."""
+        return MappingProxyType(dict(self._counters))
+
+    # --- outbound ------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = True) -> None:
+        """Queue `payload` for `topic` (QoS 1); a newer payload replaces an unsent one."""
+        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        self._pending[topic] = (data, retain)
+        self._pending_changed.set()
+
+    async def publish_offline(self) -> None:
+        """Graceful shutdown: send what is pending, retained `offline` on the hub status
+        topic, then disconnect; `run()` returns and does not reconnect.
+
+        Waits (at most SHUTDOWN_TIMEOUT seconds) for `run()` to finish. When the link is not
+        connected there is no one to tell: the broker already published the last will.
+        """
+        self._stop.set()
+        try:
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                await self._finished.wait()
+        except TimeoutError:
+            _LOGGER.warning("MQTT link did not stop within %.1f s", SHUTDOWN_TIMEOUT)
+
+    # --- the connection loop -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, read and reconnect until cancelled or `publish_offline()`."""
+        self._finished.clear()
+        try:
+            await self._run()
+        finally:
+            self._finished.set()
+
+    async def _run(self) -> None:
+        mqtt = self._config.mqtt
+        attempt = 0
+        outage_logged = False
+        while not self._stop.is_set():
+            password = await asyncio.to_thread(
+                read_secret, CREDENTIAL_NAME, env=CREDENTIAL_ENV, path=mqtt.password_file
+            )
+            self._session_started = False
+            try:
+                await self._connection(password)
+            except aiomqtt.MqttError as exc:
+                error: aiomqtt.MqttError = exc
+            except BaseExceptionGroup as group:
+                found = _only_mqtt_error(group)
+                if found is None:
+                    raise
+                error = found
+            else:
+                return  # stopped by publish_offline()
+            if self._stop.is_set():
+                return
+            if self._session_started:  # this attempt connected: a new outage starts
+                attempt = 0
+                _LOGGER.warning(
+                    "lost the connection to MQTT broker %s:%d (%s); reconnecting",
+                    mqtt.host,
+                    mqtt.port,
+                    error,
+                )
+                outage_logged = True
+            elif not outage_logged:
+                _LOGGER.warning(
+                    "cannot connect to MQTT broker %s:%d (%s); retrying in the background",
+                    mqtt.host,
+                    mqtt.port,
+                    error,
+                )
+                outage_logged = True
+            else:
+                _LOGGER.debug("MQTT connect attempt %d failed: %s", attempt + 1, error)
+            if not self._session_started:
+                self._counters["connect_failures"] += 1
+            delay = self._backoff(attempt, auth_refused=_auth_refused(error))
+            attempt += 1
+            try:
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
+
+    def _backoff(self, attempt: int, *, auth_refused: bool) -> float:
+        """Full jitter, capped; refused credentials go straight to the cap."""
+        if auth_refused:
+            return self._backoff_cap
+        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** min(attempt, _MAX_EXPONENT))
+        return self._rng.uniform(0, ceiling)
+
+    async def _connection(self, password: str | None) -> None:
+        """One connection, from connect to its end. Returns only when stopped."""
+        mqtt = self._config.mqtt
+        client = aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            username=mqtt.username or None,
+            password=password if mqtt.username else None,
+            identifier=self._client_id,
+            clean_session=False,
+            keepalive=KEEPALIVE,
+            timeout=CALL_TIMEOUT,
+            will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
+            logger=logging.getLogger(f"{__name__}.aiomqtt"),
+        )
+        async with client:
+            self._session_started = True
+            try:
+                await self._established(client)
+            except asyncio.CancelledError:
+                # Cancelled without publish_offline(): the graceful DISCONNECT on the way out
+                # discards the last will, so say offline ourselves (best effort, bounded).
+                if self.connected:
+                    with contextlib.suppress(aiomqtt.MqttError):
+                        await client.publish(
+                            HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True, timeout=1.0
+                        )
+                raise
+            finally:
+                self.connected_event.clear()
+
+    async def _established(self, client: aiomqtt.Client) -> None:
+        mqtt = self._config.mqtt
+        filters = self._router.subscriptions()
+        granted = await client.subscribe([(topic, QOS) for topic in filters])
+        for topic, code in zip(filters, granted, strict=False):
+            value = getattr(code, "value", code)  # an int (MQTT 3.1.1) or a ReasonCode
+            if isinstance(value, int) and value >= 0x80:  # noqa: PLR2004 - SUBACK failure
+                _LOGGER.warning("broker refused the subscription to %s", topic)
+        await client.publish(HUB_STATUS_TOPIC, ONLINE, qos=QOS, retain=True)
+        self._counters["connects"] += 1
+        if self._counters["connects"] > 1:
+            self._counters["reconnects"] += 1
+        _LOGGER.info("connected to MQTT broker %s:%d", mqtt.host, mqtt.port)
+        self.connected_event.set()
+        self._pending_changed.set()
+        async with asyncio.TaskGroup() as group:
+            reader = group.create_task(self._read(client), name="mqtt-reader")
+            publisher = group.create_task(self._publish_pending(client), name="mqtt-publisher")
+            await self._stop.wait()
+            reader.cancel()
+            publisher.cancel()
+        # Stopping gracefully: what is pending goes out, then "offline" as the last word.
+        await self._send_pending(client)
+        await client.publish(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True)
+        self.connected_event.clear()
+        _LOGGER.info("disconnecting from MQTT broker %s:%d", mqtt.host, mqtt.port)
+
+    async def _publish_pending(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._pending_changed.wait()
+            self._pending_changed.clear()
+            await self._send_pending(client)
+
+    async def _send_pending(self, client: aiomqtt.Client) -> None:
+        while self._pending:
+            topic = next(iter(self._pending))
+            payload, retain = self._pending.pop(topic)
+            try:
+                await client.publish(topic, payload, qos=QOS, retain=retain)
+            except BaseException:
+                # Not sent (or not acknowledged): keep it unless something newer came.
+                self._pending.setdefault(topic, (payload, retain))
+                raise
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._counters["messages"] += 1
+            topic = message.topic.value
+            payload = _as_bytes(message.payload)
+            try:
+                value = self._router.decode(
+                    topic, payload, self._clock(), retained=bool(message.retain)
+                )
+            except ParseError as exc:
+                self._parse_error(topic, exc)
+                continue
+            if value is None:
+                continue
+            if isinstance(value, StatusUpdate):
+                # A live "online" (not a retained replay) means the sensor (re)booted: its
+                # seq counter starts again.
+                if value.online and not message.retain:
+                    self._dedup.reset(value.sensor_id)
+            elif isinstance(value, MotionEvent) and self._dedup.is_duplicate(
+                value.sensor_id, value.seq
+            ):
+                self._counters[f"duplicate:{self._label(value.sensor_id)}"] += 1
+                _LOGGER.debug("dropped redelivery of %s seq %s", value.sensor_id, value.seq)
+                continue
+            await self._inbox.put(value)
+
+    def _sensor_of(self, topic: str) -> str:
+        route = self._router.foreign.get(topic)
+        if route is not None:
+            return route.sensor_id
+        head = self._router.prefix + "/"
+        return topic[len(head) :].split("/", 1)[0] if topic.startswith(head) else ""
+
+    def _label(self, sensor_id: str) -> str:
+        return sensor_id if sensor_id in self._known_sensors else UNKNOWN_SENSOR
+
+    def _parse_error(self, topic: str, exc: ParseError) -> None:
+        label = self._label(self._sensor_of(topic))
+        key = f"parse_error:{label}"
+        self._counters[key] += 1
+        now = time.monotonic()
+        last = self._parse_logged_at.get(label)
+        if last is None or now - last >= PARSE_LOG_INTERVAL:
+            self._parse_logged_at[label] = now
+            _LOGGER.debug(
+                "dropped malformed message on %r (%d so far for %s): %s",
+                topic[:120],
+                self._counters[key],
+                label,
+                exc,
+            )

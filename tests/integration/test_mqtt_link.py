@@ -1,0 +1,437 @@
+"""MqttLink against a real mosquitto: decoding, dedup, hub status, reconnects, sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiomqtt
+import pytest
+
+from hub.config import HubConfig, MqttSection, SensorConfig
+from hub.ingest.mqtt import HUB_STATUS_TOPIC, Inbound, MqttLink
+from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
+from hub.model import MotionEvent
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Broker
+
+pytestmark = pytest.mark.integration
+
+NOW = 1_704_412_900.0
+SENSOR = "bathroom_main"
+ESP_SENSOR = "hall_pir"
+WAIT = 5.0  # seconds: an upper bound for something that normally takes milliseconds
+RECONNECT_LIMIT = 2.0  # seconds from the broker's return to the link being connected again
+REPO = Path(__file__).resolve().parents[2]
+
+_T = TypeVar("_T")
+Received = tuple[str, bytes, bool]  # topic, payload, retain flag
+
+
+def _clock() -> float:
+    return NOW
+
+
+def _config(broker: Broker, prefix: str) -> HubConfig:
+    return HubConfig(
+        mqtt=MqttSection(host=broker.host, port=broker.port, topic_prefix=prefix),
+        sensors=(
+            SensorConfig(id=SENSOR, user_id="user-123"),
+            SensorConfig(
+                id=ESP_SENSOR,
+                user_id="user-123",
+                mqtt_topic=f"{prefix}-esp/binary_sensor/motion/state",
+                mqtt_format="esphome",
+            ),
+        ),
+    )
+
+
+def _link(
+    broker: Broker,
+    prefix: str,
+    inbox: asyncio.Queue[Inbound] | None = None,
+    **kwargs: Any,
+) -> MqttLink:
+    kwargs.setdefault("client_id", f"hub-{prefix}")
+    return MqttLink(
+        _config(broker, prefix),
+        inbox if inbox is not None else asyncio.Queue(),
+        clock=_clock,
+        **kwargs,
+    )
+
+
+def _motion(seq: int | None = 17, **extra: Any) -> bytes:
+    payload: dict[str, Any] = {
+        "event": "motion_detected",
+        "sensorId": "ignored-the-topic-wins",
+        "timestamp": 1704412800,
+        "metadata": {"batteryLevel": 85, "signalStrength": -45, "firmwareVersion": "1.0.0"},
+        **extra,
+    }
+    if seq is not None:
+        payload["seq"] = seq
+    return json.dumps(payload).encode()
+
+
+def _as_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()
+
+
+@contextlib.asynccontextmanager
+async def running(link: MqttLink) -> AsyncIterator[asyncio.Task[None]]:
+    """`link.run()` in a task, connected; stopped gracefully on the way out."""
+    task = asyncio.create_task(link.run(), name="mqtt-link")
+    try:
+        async with asyncio.timeout(WAIT):
+            await link.connected_event.wait()
+        yield task
+    finally:
+        if not task.done():
+            await link.publish_offline()
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def sensor_client(broker: Broker) -> AsyncIterator[aiomqtt.Client]:
+    """A fresh client playing the firmware (QoS-1 publishes wait for the PUBACK)."""
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier=f"sensor-{uuid.uuid4().hex[:8]}"
+    ) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def monitor(broker: Broker, *topics: str) -> AsyncIterator[asyncio.Queue[Received]]:
+    """Everything published on `topics` (subscribed QoS 1), in arrival order."""
+    received: asyncio.Queue[Received] = asyncio.Queue()
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier=f"monitor-{uuid.uuid4().hex[:8]}"
+    ) as client:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+
+        async def pump() -> None:
+            async for message in client.messages:
+                received.put_nowait(
+                    (message.topic.value, _as_bytes(message.payload), bool(message.retain))
+                )
+
+        task = asyncio.create_task(pump(), name="mqtt-monitor")
+        try:
+            yield received
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def next_item(queue: asyncio.Queue[_T]) -> _T:
+    async with asyncio.timeout(WAIT):
+        return await queue.get()
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll a condition that has no event of its own (bounded)."""
+    async with asyncio.timeout(WAIT):
+        while not condition():  # noqa: ASYNC110 - nothing to await: poll, bounded
+            await asyncio.sleep(0.01)
+
+
+def _seed_event(seq: int | None = 17) -> MotionEvent:
+    return MotionEvent(
+        sensor_id=SENSOR,
+        occurred_at=NOW,
+        received_at=NOW,
+        source="mqtt",
+        sensor_timestamp=1704412800.0,
+        seq=seq,
+        battery_level=85,
+        signal_strength=-45,
+        firmware_version="1.0.0",
+    )
+
+
+# --- inbound ---------------------------------------------------------------------------------
+
+
+async def test_seed_motion_arrives_as_motion_event(broker: Broker, unique_prefix: str) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
+        await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(), qos=1)
+        assert await next_item(inbox) == _seed_event()
+
+
+async def test_esphome_foreign_topic(broker: Broker, unique_prefix: str) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    topic = f"{unique_prefix}-esp/binary_sensor/motion/state"
+    async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
+        await sensor.publish(topic, "ON", qos=1)
+        await sensor.publish(topic, "OFF", qos=1)
+        assert await next_item(inbox) == MotionEvent(
+            sensor_id=ESP_SENSOR, occurred_at=NOW, received_at=NOW
+        )
+        assert await next_item(inbox) == MotionCleared(ESP_SENSOR, NOW)
+
+
+async def test_retained_esphome_state_is_not_motion_now(broker: Broker, unique_prefix: str) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    topic = f"{unique_prefix}-esp/binary_sensor/motion/state"
+    async with sensor_client(broker) as sensor:
+        await sensor.publish(topic, "ON", qos=1, retain=True)
+    async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
+        await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(), qos=1)
+        assert await next_item(inbox) == _seed_event()  # the replayed "ON" never arrived
+        assert inbox.empty()
+
+
+async def test_sensor_status_online_and_offline(broker: Broker, unique_prefix: str) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    topic = f"{unique_prefix}/{SENSOR}/status"
+    async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
+        await sensor.publish(topic, json.dumps({"status": "online", "ip": "10.0.0.7"}), qos=1)
+        await sensor.publish(topic, "offline", qos=1, retain=True)  # a firmware last will
+        assert await next_item(inbox) == StatusUpdate(SENSOR, online=True, received_at=NOW)
+        assert await next_item(inbox) == StatusUpdate(SENSOR, online=False, received_at=NOW)
+
+
+async def test_malformed_payload_is_counted_and_the_link_keeps_going(
+    broker: Broker, unique_prefix: str
+) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    link = _link(broker, unique_prefix, inbox)
+    async with running(link), sensor_client(broker) as sensor:
+        await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", b"\xff{not json", qos=1)
+        await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", b'{"event": "nope"}', qos=1)
+        await sensor.publish(f"{unique_prefix}/stranger/motion", b"[]", qos=1)
+        await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(), qos=1)
+        assert await next_item(inbox) == _seed_event()
+        assert link.counters["parse_error:bathroom_main"] == 2
+        assert link.counters["parse_error:unknown"] == 1
+        assert link.connected
+
+
+async def test_redelivered_seq_is_dropped(broker: Broker, unique_prefix: str) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    link = _link(broker, unique_prefix, inbox)
+    motion = f"{unique_prefix}/{SENSOR}/motion"
+    async with running(link), sensor_client(broker) as sensor:
+        await sensor.publish(motion, _motion(seq=17), qos=1)
+        await sensor.publish(motion, _motion(seq=17), qos=1)  # a QoS-1 redelivery
+        await sensor.publish(motion, _motion(seq=18), qos=1)
+        assert await next_item(inbox) == _seed_event(seq=17)
+        assert await next_item(inbox) == _seed_event(seq=18)
+        assert link.counters["duplicate:bathroom_main"] == 1
+        # The sensor reboots and says so: its counter restarts, seq 17 is new motion again.
+        await sensor.publish(f"{unique_prefix}/{SENSOR}/status", "online", qos=1, retain=True)
+        await sensor.publish(motion, _motion(seq=17), qos=1)
+        assert await next_item(inbox) == StatusUpdate(SENSOR, online=True, received_at=NOW)
+        assert await next_item(inbox) == _seed_event(seq=17)
+        assert link.counters["duplicate:bathroom_main"] == 1
+
+
+async def test_full_inbox_applies_back_pressure_without_loss(
+    broker: Broker, unique_prefix: str
+) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=1)
+    async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
+        for seq in range(5):
+            await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(seq=seq), qos=1)
+        seqs = []
+        for _ in range(5):
+            event = await next_item(inbox)
+            assert isinstance(event, MotionEvent)
+            seqs.append(event.seq)
+        assert seqs == [0, 1, 2, 3, 4]
+
+
+# --- the hub's own status and publishes ------------------------------------------------------
+
+
+async def test_hub_status_retained_online_then_offline(broker: Broker, unique_prefix: str) -> None:
+    link = _link(broker, unique_prefix)
+    async with running(link) as task:
+        async with monitor(broker, HUB_STATUS_TOPIC) as status:
+            assert await next_item(status) == (HUB_STATUS_TOPIC, b"online", True)
+        await link.publish_offline()
+        assert task.done()
+        assert not link.connected
+    async with monitor(broker, HUB_STATUS_TOPIC) as status:
+        assert await next_item(status) == (HUB_STATUS_TOPIC, b"offline", True)
+
+
+async def test_cancelled_run_still_leaves_status_offline(
+    broker: Broker, unique_prefix: str
+) -> None:
+    link = _link(broker, unique_prefix)
+    task = asyncio.create_task(link.run(), name="mqtt-link")
+    async with asyncio.timeout(WAIT):
+        await link.connected_event.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    async with monitor(broker, HUB_STATUS_TOPIC) as status:
+        assert await next_item(status) == (HUB_STATUS_TOPIC, b"offline", True)
+
+
+_HUB_PROCESS = """
+import asyncio, sys
+from hub.config import HubConfig, MqttSection
+from hub.ingest.mqtt import MqttLink
+
+async def main() -> None:
+    mqtt = MqttSection(host="127.0.0.1", port=int(sys.argv[1]), topic_prefix=sys.argv[2])
+    link = MqttLink(HubConfig(mqtt=mqtt), asyncio.Queue(), client_id=sys.argv[3])
+    task = asyncio.create_task(link.run())
+    await link.connected_event.wait()
+    print("connected", flush=True)
+    await task
+
+asyncio.run(main())
+"""
+
+
+async def test_last_will_says_offline_when_the_hub_dies(broker: Broker, unique_prefix: str) -> None:
+    async with monitor(broker, HUB_STATUS_TOPIC) as status:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _HUB_PROCESS,
+            str(broker.port),
+            unique_prefix,
+            f"hub-{unique_prefix}",
+            cwd=REPO,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(WAIT):
+                assert await process.stdout.readline() == b"connected\n"
+            assert await next_item(status) == (HUB_STATUS_TOPIC, b"online", False)
+        finally:
+            if process.returncode is None:
+                process.kill()  # no DISCONNECT: the broker publishes the last will
+            await process.communicate()
+        assert await next_item(status) == (HUB_STATUS_TOPIC, b"offline", False)
+    async with monitor(broker, HUB_STATUS_TOPIC) as status:
+        assert await next_item(status) == (HUB_STATUS_TOPIC, b"offline", True)
+
+
+async def test_publish_while_disconnected_sends_latest_after_connect(
+    broker: Broker, unique_prefix: str
+) -> None:
+    link = _link(broker, unique_prefix)
+    session_topic = f"{unique_prefix}/out/sessions/{SENSOR}"
+    end_topic = f"{unique_prefix}/out/end"
+    link.publish(session_topic, '{"status": "active"}')
+    link.publish(session_topic, b'{"status": "completed"}')  # replaces the unsent one
+    async with monitor(broker, f"{unique_prefix}/out/#") as outbox, running(link):
+        link.publish(end_topic, "end", retain=False)  # connected: goes out at once
+        seen = [await next_item(outbox), await next_item(outbox)]
+    assert seen == [
+        (session_topic, b'{"status": "completed"}', False),
+        (end_topic, b"end", False),
+    ]
+    async with monitor(broker, session_topic) as retained:
+        assert await next_item(retained) == (session_topic, b'{"status": "completed"}', True)
+
+
+# --- outages and sessions --------------------------------------------------------------------
+
+
+async def test_reconnects_quickly_after_broker_restart(
+    broker: Broker,
+    unique_prefix: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    link = _link(
+        broker, unique_prefix, inbox, backoff_base=0.05, backoff_cap=0.25, rng=random.Random(7)
+    )
+    session_topic = f"{unique_prefix}/out/sessions/{SENSOR}"
+    async with running(link):
+        await asyncio.to_thread(broker.stop)
+        await wait_until(lambda: not link.connected)
+        link.publish(session_topic, "stale")
+        link.publish(session_topic, "fresh")
+        # The link may well reconnect before start() has seen the port open, so time both
+        # from the moment the broker is launched (an upper bound on the true figure).
+        launched = time.monotonic()
+        await asyncio.to_thread(broker.start)
+        accepting = time.monotonic() - launched
+        async with asyncio.timeout(WAIT):
+            await link.connected_event.wait()
+        reconnect_seconds = time.monotonic() - launched
+        with capsys.disabled():
+            print(
+                f"\nbroker accepting after {accepting:.3f} s, "
+                f"link reconnected {reconnect_seconds:.3f} s after the broker was launched"
+            )
+        assert reconnect_seconds < RECONNECT_LIMIT
+        assert link.counters["reconnects"] == 1
+        outage_warnings = [
+            record
+            for record in caplog.records
+            if record.name == "hub.ingest.mqtt" and record.levelno >= logging.WARNING
+        ]
+        assert len(outage_warnings) == 1, outage_warnings  # once per outage, not per attempt
+        async with sensor_client(broker) as sensor:
+            await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(), qos=1)
+        assert await next_item(inbox) == _seed_event()
+        async with monitor(broker, session_topic) as retained:
+            assert await next_item(retained) == (session_topic, b"fresh", True)
+
+
+async def test_persistent_session_delivers_motion_sent_while_the_hub_was_down(
+    broker: Broker, unique_prefix: str
+) -> None:
+    async with running(_link(broker, unique_prefix)):
+        pass  # subscribed with a persistent session, then stopped gracefully
+    async with sensor_client(broker) as sensor:
+        await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(seq=5), qos=1)
+    # The queued message survives a broker restart too (persistence true).
+    await asyncio.to_thread(broker.stop)
+    await asyncio.to_thread(broker.start)
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    async with running(_link(broker, unique_prefix, inbox)):
+        assert await next_item(inbox) == _seed_event(seq=5)
+
+
+async def test_username_and_password_file(
+    broker: Broker, unique_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cret-not-for-logs"  # noqa: S105 - a test value
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(secret + "\n")
+    password_file.chmod(0o600)
+    config = HubConfig(
+        mqtt=MqttSection(
+            host=broker.host,
+            port=broker.port,
+            username="hub",
+            password_file=str(password_file),
+            topic_prefix=unique_prefix,
+        )
+    )
+    link = MqttLink(config, asyncio.Queue(), client_id=f"hub-{unique_prefix}", clock=_clock)
+    async with running(link):
+        assert link.connected
+    assert all(secret not in record.getMessage() for record in caplog.records)
