@@ -14,6 +14,11 @@ On a broker error the link logs once per outage, sleeps a full-jitter capped bac
 (`uniform(0, min(cap, base * 2**attempt))`; refused credentials jump to the cap), and makes a
 new `Client`. The attempt counter resets after every successful connect.
 
+The hub status topic always ends `offline`: `publish_offline()` sends what is pending, then
+`offline`, then disconnects (and `run()` returns); cancelling `run()` publishes `offline` (best
+effort, 1 s) before aiomqtt's graceful DISCONNECT, which would otherwise discard the will; a
+killed process or a cut connection leaves it to the broker's last will.
+
 `publish()` is fire-and-remember: it keeps only the latest payload per topic until the
 connection's publisher task has sent it (QoS 1), now if connected, else after the next connect.
 """

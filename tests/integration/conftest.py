@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,7 @@ def _accepts(port: int) -> bool:
 class Broker:
     """A real mosquitto on a free loopback port, with persistence, restartable on that port."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_config: str = "") -> None:
         self.binary = _mosquitto_binary()
         self.host = "127.0.0.1"
         self.port = _free_port()
@@ -72,7 +72,7 @@ class Broker:
             "connection_messages true\n"
             # mosquitto started as root drops to the `mosquitto` user, which cannot write to
             # the test's temporary directory: stay the user running the tests.
-            f"user {getpass.getuser()}\n"
+            f"user {getpass.getuser()}\n" + extra_config
         )
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -128,6 +128,25 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     instance.start()
     yield instance
     instance.stop()
+
+
+BrokerFactory = Callable[[str], Broker]
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
+    """Start extra brokers with more config lines (e.g. authentication); all stopped after."""
+    started: list[Broker] = []
+
+    def start(extra_config: str) -> Broker:
+        instance = Broker(tmp_path / f"mosquitto-{len(started)}", extra_config)
+        started.append(instance)
+        instance.start()
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()
 
 
 _prefix_numbers = itertools.count()

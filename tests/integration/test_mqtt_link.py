@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import random
+import subprocess
 import sys
 import time
 import uuid
@@ -23,7 +24,8 @@ from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
 from hub.model import MotionEvent
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Broker
+    from tests.integration.conftest import Broker, BrokerFactory
+
 
 pytestmark = pytest.mark.integration
 
@@ -363,9 +365,8 @@ async def test_reconnects_quickly_after_broker_restart(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     inbox: asyncio.Queue[Inbound] = asyncio.Queue()
-    link = _link(
-        broker, unique_prefix, inbox, backoff_base=0.05, backoff_cap=0.25, rng=random.Random(7)
-    )
+    rng = _RecordingRandom()
+    link = _link(broker, unique_prefix, inbox, backoff_base=0.05, backoff_cap=0.25, rng=rng)
     session_topic = f"{unique_prefix}/out/sessions/{SENSOR}"
     async with running(link):
         await asyncio.to_thread(broker.stop)
@@ -387,6 +388,11 @@ async def test_reconnects_quickly_after_broker_restart(
             )
         assert reconnect_seconds < RECONNECT_LIMIT
         assert link.counters["reconnects"] == 1
+        # Full jitter, capped: uniform(0, min(cap, base * 2**attempt)), attempt from 0.
+        assert rng.draws
+        first_low, first_high = rng.draws[0]
+        assert (first_low, first_high) == (0.0, 0.05)
+        assert all(low == 0 and high <= 0.25 for low, high in rng.draws)
         outage_warnings = [
             record
             for record in caplog.records
@@ -416,9 +422,21 @@ async def test_persistent_session_delivers_motion_sent_while_the_hub_was_down(
 
 
 async def test_username_and_password_file(
-    broker: Broker, unique_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker_factory: BrokerFactory,
+    tmp_path: Path,
+    unique_prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "s3cret-not-for-logs"  # noqa: S105 - a test value
+    passwords = tmp_path / "broker-passwords"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["mosquitto_passwd", "-c", "-b", str(passwords), "hub", secret],
+        check=True,
+        capture_output=True,
+    )
+    passwords.chmod(0o600)
+    broker = broker_factory(f"allow_anonymous false\npassword_file {passwords}\n")
     password_file = tmp_path / "mqtt-password"
     password_file.write_text(secret + "\n")
     password_file.chmod(0o600)
@@ -435,3 +453,41 @@ async def test_username_and_password_file(
     async with running(link):
         assert link.connected
     assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+class _RecordingRandom(random.Random):
+    def __init__(self) -> None:
+        super().__init__(3)
+        self.draws: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.draws.append((a, b))
+        return super().uniform(a, b)
+
+
+async def test_refused_credentials_back_off_to_the_cap(
+    broker_factory: BrokerFactory, tmp_path: Path, unique_prefix: str
+) -> None:
+    passwords = tmp_path / "broker-passwords"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["mosquitto_passwd", "-c", "-b", str(passwords), "hub", "right"],
+        check=True,
+        capture_output=True,
+    )
+    passwords.chmod(0o600)
+    broker = broker_factory(f"allow_anonymous false\npassword_file {passwords}\n")
+    config = HubConfig(
+        mqtt=MqttSection(host=broker.host, port=broker.port, username="hub", topic_prefix="x")
+    )
+    link = MqttLink(config, asyncio.Queue(), client_id=f"hub-{unique_prefix}", backoff_base=0.01)
+    task = asyncio.create_task(link.run(), name="mqtt-link")
+    try:
+        await wait_until(lambda: link.counters.get("connect_failures", 0) >= 1)
+        assert not task.done()
+        # Refused credentials wait the full cap (30 s here), not base * 2**attempt (10 ms):
+        # a second attempt never comes while we look.
+        assert link.counters["connect_failures"] == 1
+    finally:
+        await link.publish_offline()  # wakes the backoff sleep: run() returns
+        await task
