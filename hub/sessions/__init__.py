@@ -1,21 +1,6 @@
-"""Session lifecycle: the pure engine and its playback policy."""
+"""Session lifecycle: engine.py (pure decisions), policy.py (quiet hours), runner.py (the
+daemon's loop), operations.py (the seed's six operations) and analytics.py.
 
-from hub.sessions.engine import (
-    Command,
-    DropEvent,
-    PersistSession,
-    SessionEngine,
-    StartPlayback,
-    StopPlayback,
-)
-from hub.sessions.policy import in_quiet_hours
-
-__all__ = [
-    "Command",
-    "DropEvent",
-    "PersistSession",
-    "SessionEngine",
-    "StartPlayback",
-    "StopPlayback",
-    "in_quiet_hours",
-]
+Deliberately no re-exports: `spottypotty invoke` imports only operations, and its
+start-up time is a measured figure.
+"""

@@ -182,18 +182,12 @@ def _query_sessions(event: Mapping[str, Any], ctx: OperationContext) -> dict[str
         limit=_limit(event),
         after=_start_key(event),
     )
-    page, has_more = ctx.sessions.query(query)
-    response: dict[str, Any] = {
-        "sessions": [s.to_record() for s in page],
-        "count": len(page),
-        "hasMore": has_more,
-    }
+    page, has_more = ctx.sessions.query_records(query)
+    response: dict[str, Any] = {"sessions": page, "count": len(page), "hasMore": has_more}
     if has_more:
         last = page[-1]
         response["lastEvaluatedKey"] = {
-            "sessionId": last.session_id,
-            "sensorId": last.sensor_id,
-            "startTime": int(last.start),
+            key: last[key] for key in ("sessionId", "sensorId", "startTime")
         }
     return response
 

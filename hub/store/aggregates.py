@@ -36,6 +36,8 @@ class Bucket:
     motion_events: int
     completed_minutes: float
     with_playback: int
+    active: int = 0
+    completed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,43 +65,55 @@ def aggregate_sessions(
     start: float | None = None,
     end: float | None = None,
 ) -> Aggregates:
+    """Two index-only passes: time buckets (the totals are their sums) and per-sensor."""
     where, params = range_filter(sensor_id, user_id, start, end)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     completed_minutes = "CASE WHEN status = 'completed' THEN durationMinutes END"
-    row = db.execute(
-        f"""SELECT count(*), total(status = 'active'), total(status = 'completed'),
-                   total(motionEventsCount), total({completed_minutes}),
-                   total(playbackStarted), min(startTime), max(startTime)
-            FROM sessions {clause}""",
-        params,
-    ).fetchone()
-    totals = Totals(
-        sessions=int(row[0]),
-        active=int(row[1]),
-        completed=int(row[2]),
-        motion_events=int(row[3]),
-        completed_minutes=float(row[4]),
-        with_playback=int(row[5]),
-        first_start=row[6],
-        last_start=row[7],
-    )
     buckets = [
-        Bucket(int(b[0]), int(b[1]), int(b[2]), float(b[3]), int(b[4]))
-        for b in db.execute(
+        Bucket(
+            start=int(row[0]),
+            sessions=int(row[1]),
+            motion_events=int(row[2]),
+            completed_minutes=float(row[3]),
+            with_playback=int(row[4]),
+            active=int(row[5]),
+            completed=int(row[6]),
+        )
+        for row in db.execute(
             f"""SELECT startTime / {BUCKET_SECONDS} * {BUCKET_SECONDS} AS bucket, count(*),
                        total(motionEventsCount), total({completed_minutes}),
-                       total(playbackStarted)
+                       total(playbackStarted), total(status = 'active'),
+                       total(status = 'completed')
                 FROM sessions {clause} GROUP BY bucket ORDER BY bucket""",
             params,
         )
     ]
+    # Without a sensor or user filter, walking the (sensorId, startTime, …) index in order
+    # groups by sensor without sorting a million rows in a temporary B-tree.
+    by_sensor = (
+        "INDEXED BY sessions_by_sensor_time" if sensor_id is None and user_id is None else ""
+    )
     sensors = [
         SensorTotals(str(s[0]), int(s[1]), int(s[2]), float(s[3]), int(s[4]), int(s[5]))
         for s in db.execute(
             f"""SELECT sensorId, count(*) AS n, total(motionEventsCount),
                        total({completed_minutes}), min(startTime), max(startTime)
-                FROM sessions {clause} GROUP BY sensorId ORDER BY n DESC, sensorId""",
+                FROM sessions {by_sensor} {clause} GROUP BY sensorId""",
             params,
         )
     ]
-    return Aggregates(totals=totals, buckets=buckets, sensors=sensors)
+    sensors.sort(key=lambda s: (-s.sessions, s.sensor_id))
+    return Aggregates(totals=_totals(buckets, sensors), buckets=buckets, sensors=sensors)
+
+
+def _totals(buckets: list[Bucket], sensors: list[SensorTotals]) -> Totals:
+    return Totals(
+        sessions=sum(b.sessions for b in buckets),
+        active=sum(b.active for b in buckets),
+        completed=sum(b.completed for b in buckets),
+        motion_events=sum(b.motion_events for b in buckets),
+        completed_minutes=sum(b.completed_minutes for b in buckets),
+        with_playback=sum(b.with_playback for b in buckets),
+        first_start=min((s.first_start for s in sensors), default=None),
+        last_start=max((s.last_start for s in sensors), default=None),
+    )

@@ -51,7 +51,7 @@ def _initial(db: Database) -> None:
         );
 
         CREATE TABLE sessions (
-            sessionId TEXT PRIMARY KEY,
+            sessionId TEXT NOT NULL UNIQUE,
             sensorId TEXT NOT NULL,
             userId TEXT NOT NULL,
             status TEXT NOT NULL CHECK (status IN ('active', 'completed')),
@@ -72,13 +72,16 @@ def _initial(db: Database) -> None:
             -- change tracking for the cloud sync: a row is due while version > syncedVersion
             version INTEGER NOT NULL DEFAULT 1,
             syncedVersion INTEGER NOT NULL DEFAULT 0,
-            CHECK ((status = 'active') = (endTime IS NULL))
-        );
+            CHECK ((status = 'active') = (endTime IS NULL)),
+            -- Clustered by sensor and time: a sensor's month of sessions is a few adjacent
+            -- pages, not hundreds of pages shared with every other sensor.
+            PRIMARY KEY (sensorId, startTime, sessionId)
+        ) WITHOUT ROWID;
         -- The seed created duplicate active sessions; the database now refuses them.
         CREATE UNIQUE INDEX sessions_one_active_per_sensor
             ON sessions (sensorId) WHERE status = 'active';
-        -- Range scans, newest first, for one sensor / one user / everyone. The trailing
-        -- columns make the analytics aggregates index-only.
+        -- Narrow copies of the clustering order for one user / everyone, and for one sensor
+        -- (so its analytics read a small index, not the wide rows): index-only aggregates.
         CREATE INDEX sessions_by_sensor_time ON sessions (
             sensorId, startTime, sessionId,
             status, motionEventsCount, durationMinutes, playbackStarted
@@ -113,3 +116,10 @@ def _initial(db: Database) -> None:
         CREATE INDEX motion_events_unsynced ON motion_events (eventId) WHERE synced = 0;
         """,
     )
+
+
+@_named("0002_hub_identity")
+def _hub_identity(db: Database) -> None:
+    # Small facts about this hub, e.g. `hubId`: the stable id its cloud items carry so
+    # several hubs can share one DynamoDB table (made on the first sync).
+    db.execute("CREATE TABLE hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

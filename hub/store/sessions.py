@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 
 from hub.errors import ConflictError, StoreError
-from hub.model import SECONDS_PER_DAY, MotionEvent, Session, SessionStatus, new_event_id
+from hub.model import (
+    RECORD_FIELDS,
+    SECONDS_PER_DAY,
+    MotionEvent,
+    Session,
+    SessionStatus,
+    new_event_id,
+)
 
 _SESSION_COLUMNS = (
     "sessionId",
@@ -75,6 +83,23 @@ def session_row(session: Session) -> dict[str, Any]:
     row = {column: record.get(column) for column in _SESSION_COLUMNS}
     row["playbackNote"] = session.playback_note
     return row
+
+
+_SELECT_RECORD = "SELECT " + ", ".join(RECORD_FIELDS) + " FROM sessions"
+
+
+def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The contract's record straight from a row (the inverse of `session_row`)."""
+    return _record(RECORD_FIELDS, tuple(row[field] for field in RECORD_FIELDS))
+
+
+def _record(names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    # Listing a month of sessions is mostly this: no round trip through `Session`.
+    record = {name: value for name, value in zip(names, values, strict=True) if value is not None}
+    record["playbackStarted"] = bool(record["playbackStarted"])
+    if "playbackStopped" in record:
+        record["playbackStopped"] = bool(record["playbackStopped"])
+    return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +210,11 @@ class SessionRepository:
 
     def query(self, query: SessionQuery) -> tuple[list[Session], bool]:
         """One page of sessions, newest first, and whether more follow."""
+        records, more = self.query_records(query)
+        return [Session.from_record(r) for r in records], more
+
+    def query_records(self, query: SessionQuery) -> tuple[list[dict[str, Any]], bool]:
+        """One page as contract records (`Session.to_record()` shape), and whether more follow."""
         where, params = range_filter(query.sensor_id, query.user_id, query.start, query.end)
         if query.status is not None:
             where.append("status = ?")
@@ -194,10 +224,10 @@ class SessionRepository:
             params.extend(query.after)
         limit = max(1, min(query.limit, MAX_PAGE))
         sql = (
-            f"{_SELECT} {_where_clause(where)} "
+            f"{_SELECT_RECORD} {_where_clause(where)} "
             f"ORDER BY startTime DESC, sessionId DESC LIMIT {limit + 1}"
         )
-        page = self._many(sql, params)
+        page = [_record(RECORD_FIELDS, row) for row in self.db.execute(sql, params)]
         return page[:limit], len(page) > limit
 
     def _one(self, sql: str, params: list[Any]) -> Session | None:

@@ -201,7 +201,10 @@ def _analytics(ctx: OperationContext, dataset: Dataset, rng: random.Random) -> l
     ]
 
 
-_FROM_SESSIONS = re.compile(r"\bFROM\s+sessions\s+(WHERE\s.*)$", re.DOTALL | re.IGNORECASE)
+# The WHERE clause of the hub's first aggregate, without its GROUP BY / ORDER BY.
+_FROM_SESSIONS = re.compile(
+    r"\bFROM\s+sessions\s+(WHERE\s.*?)(?:\s+GROUP\s+BY\b.*)?$", re.DOTALL | re.IGNORECASE
+)
 
 
 def _count_baseline(statements: Sequence[_Statement]) -> _Statement:
@@ -210,7 +213,7 @@ def _count_baseline(statements: Sequence[_Statement]) -> _Statement:
         match = _FROM_SESSIONS.search(sql.strip())
         if match:
             return f"SELECT count(*) FROM sessions {match.group(1)}", params
-    raise RuntimeError("no analytics statement ends in FROM sessions WHERE …")
+    raise RuntimeError("no analytics statement reads FROM sessions WHERE …")
 
 
 def _analytics_case(

@@ -15,14 +15,14 @@ import pytest
 from hub.config import HubConfig, HubSection, QuietHours, SensorConfig, SessionsSection
 from hub.errors import HubError
 from hub.model import MotionEvent, Session, SessionStatus, open_session
-from hub.sessions import (
+from hub.sessions.engine import (
     DropEvent,
+    EngineError,
     PersistSession,
     SessionEngine,
     StartPlayback,
     StopPlayback,
 )
-from hub.sessions.engine import EngineError
 
 LONDON = ZoneInfo("Europe/London")
 NIGHT = QuietHours(start=dt.time(22, 0), end=dt.time(7, 0))

@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from hub.config import HubConfig, HubSection, QuietHours, SensorConfig, SessionsSection
 from hub.model import MotionEvent, Session, SessionStatus
-from hub.sessions import (
+from hub.sessions.engine import (
     Command,
     DropEvent,
     PersistSession,

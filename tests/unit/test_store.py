@@ -12,7 +12,7 @@ from hub.errors import ConflictError, StoreError
 from hub.model import MotionEvent, Session, SessionStatus, open_session
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.schema import KNOWN_MIGRATIONS
-from hub.store.sessions import SessionQuery, session_row
+from hub.store.sessions import SessionQuery, record_from_row, session_row
 
 T0 = 1_770_592_272.410166
 
@@ -155,10 +155,7 @@ def test_range_query_is_an_index_range_scan_newest_first(db: Database) -> None:
         ["bath", 0, 1],
     ).fetchall()
     details = " ".join(str(row[3]) for row in plan)
-    assert (
-        "USING INDEX sessions_by_sensor_time (sensorId=? AND startTime>? AND startTime<?)"
-        in details
-    )
+    assert "USING PRIMARY KEY (sensorId=? AND startTime>? AND startTime<?)" in details
     assert "TEMP B-TREE" not in details
 
 
@@ -186,3 +183,34 @@ def test_pages_cover_every_session_once_newest_first(starts: list[int], page: in
         assert len(set(keys)) == len(starts)
     finally:
         close_database(db)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    start=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    length=st.floats(min_value=0, max_value=1e5, allow_nan=False),
+    count=st.integers(min_value=0, max_value=10**6),
+    completed=st.booleans(),
+    started=st.booleans(),
+    stopped=st.one_of(st.none(), st.booleans()),
+    device=st.one_of(st.none(), st.text(min_size=1, max_size=10)),
+)
+def test_record_from_row_is_exactly_the_sessions_record(
+    start: float,
+    length: float,
+    count: int,
+    completed: bool,
+    started: bool,
+    stopped: bool | None,
+    device: str | None,
+) -> None:
+    session = _session("s", start=start).with_changes(
+        last_motion=start + length,
+        motion_events_count=count,
+        playback_started=started,
+        playback_stopped=stopped,
+        spotify_device_id=device,
+    )
+    if completed:
+        session = session.with_changes(status=SessionStatus.COMPLETED, end=start + length + 60)
+    assert record_from_row(session_row(session)) == session.to_record()
