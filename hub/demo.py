@@ -1,31 +1,35 @@
-"""`spottypotty demo`: a simulated sensor driving real sessions, then the analytics.
+"""`spottypotty demo` (`make demo`): the real daemon, a throwaway broker, simulated sensors.
 
-Runs on embedded defaults only — SQLite under the demo folder, Spotify in dry-run,
-3-second timeouts — so a newcomer sees sessions start, extend, end, and what the
-hub makes of them, in about twenty seconds and without any setup.
+Everything on embedded defaults — a mosquitto on a free loopback port, SQLite under the
+demo folder, Spotify in dry-run, 3-second timeouts — so a newcomer watches sessions
+start, extend and end through the real MQTT → runner → SQLite path, then the analytics.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import json
+import logging
+import shutil
+import socket
+import subprocess
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hub.cli.reports import analytics_report, sessions_report
-from hub.config import load_config
-from hub.model import MotionEvent, Session
-from hub.sessions.engine import (
-    Command,
-    DropEvent,
-    PersistSession,
-    SessionEngine,
-    StartPlayback,
-    StopPlayback,
-)
+from hub.config import HubConfig, load_config
+from hub.daemon import Daemon
+from hub.errors import HubError
+from hub.ingest.mqtt import publish_messages, watch
 from hub.sessions.operations import OperationContext, handle
-from hub.store import SessionRepository, close_database, open_database
+from hub.simulate import motion_messages
+from hub.store import close_database, open_database
+from hub.systemd import Notifier
 from hub.timeutil import local_zone
 
 DEMO_CONFIG = """\
@@ -33,9 +37,13 @@ DEMO_CONFIG = """\
 [hub]
 database = "hub.db"
 
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+
 [sessions]
-timeout_minutes = 0.05        # 3 seconds, so the demo does not take all day
-debounce_seconds = 1
+timeout_minutes = {timeout_minutes}   # 3 seconds, so the demo does not take all day
+debounce_seconds = {debounce_seconds}
 
 [spotify]
 dry_run = true                # log what would be played, call nothing
@@ -51,7 +59,7 @@ volume = 40
 [[sensors]]
 id = "ensuite"
 user_id = "demo-user"
-name = "En-suite (quiet hours all day)"
+name = "En-suite (in quiet hours right now)"
 spotify_device = "En-suite speaker"
 context_uri = "spotify:playlist:37i9dQZF1DX4sWSpwq3LiO"
 quiet_hours = {{ start = "{quiet_start}", end = "{quiet_end}" }}
@@ -66,122 +74,207 @@ SCRIPT: tuple[tuple[float, str], ...] = (
     (3.0, "ensuite"),  # quiet hours: the session is recorded, no music
     (9.0, "bathroom_main"),  # back again later: a second session
 )
+TIMEOUT_SECONDS = 3.0
+_DROP_REASONS = ("unknown_sensor", "disabled_sensor", "out_of_order")
+DEBOUNCE_SECONDS = 1.0
 
 
-@dataclass(slots=True)
-class _Printer:
-    started: float
+class ThrowawayBroker:
+    """mosquitto on a free 127.0.0.1 port, for as long as the demo runs."""
 
-    def __call__(self, now: float, text: str) -> None:
-        print(f"  [{now - self.started:5.1f}s] {text}", flush=True)
-
-
-def run_demo(
-    folder: Path,
-    *,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
-    config_file = folder / "hub.toml"
-    # Quiet hours for the en-suite that always include "now", whenever the demo runs.
-    hour = dt.datetime.fromtimestamp(clock(), local_zone("")).hour
-    config_file.write_text(
-        DEMO_CONFIG.format(quiet_start=f"{hour:02d}:00", quiet_end=f"{(hour + 2) % 24:02d}:00"),
-        encoding="utf-8",
-    )
-    config = load_config(config_file)
-    (folder / "hub.db").unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
-        (folder / f"hub.db{suffix}").unlink(missing_ok=True)
-
-    db = open_database(config.hub.database)
-    try:
-        print(f"SpottyPottySense demo — config {config_file}, database {config.hub.database}")
-        print("Simulated motion; timeouts of 3 s; Spotify in dry-run.\n")
-        engine = SessionEngine(config)
-        repository = SessionRepository(db, ttl_days=config.sessions.ttl_days)
-        say = _Printer(clock())
-        pending = list(SCRIPT)
-        while pending or engine.active:
-            now = clock()
-            due_motion = say.started + pending[0][0] if pending else None
-            wake = min(t for t in (due_motion, engine.next_deadline()) if t is not None)
-            if wake > now:
-                sleep(wake - now)
-                now = clock()
-            if due_motion is not None and due_motion <= now:
-                _, sensor_id = pending.pop(0)
-                say(now, f"motion from {sensor_id}")
-                event = MotionEvent(sensor_id, occurred_at=now, received_at=now, source="demo")
-                commands = engine.on_motion(event, now)
-            else:
-                commands = engine.on_tick(now)
-            _apply(commands, engine, repository, say, now)
-
-        context = OperationContext(config=config, db=db)
-        print("\nSessions recorded (spottypotty sessions):\n")
-        listed = handle({"action": "query_sessions", "userId": "demo-user"}, context)
-        print(sessions_report(listed))
-        print("\nAnalytics (spottypotty analytics):\n")
-        print(analytics_report(handle({"action": "get_session_analytics"}, context)["analytics"]))
-        print(
-            f"\nTry: spottypotty --config {config_file} sessions --json\n"
-            f'     echo \'{{"action": "get_session_analytics", "sensorId": "bathroom_main"}}\''
-            f" | spottypotty --config {config_file} invoke"
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise HubError("the demo needs mosquitto: sudo apt-get install -y mosquitto")
+        self.port = _free_port()
+        config = folder / "mosquitto.conf"
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"log_dest file {folder / 'mosquitto.log'}\n",
+            encoding="utf-8",
         )
+        self._process = subprocess.Popen(  # noqa: S603 - our own binary and config
+            [binary, "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while not _accepts(self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise HubError(f"mosquitto did not start; see {folder / 'mosquitto.log'}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(5)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def _broker(folder: Path) -> Iterator[ThrowawayBroker]:
+    broker = ThrowawayBroker(folder)
+    try:
+        yield broker
     finally:
-        close_database(db)
+        broker.stop()
+
+
+def run_demo(folder: Path, *, scale: float = 1.0) -> int:
+    """Run the demo in `folder`; `scale` < 1 speeds every delay up (the tests use it)."""
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("hub.db", "hub.db-wal", "hub.db-shm"):
+        (folder / name).unlink(missing_ok=True)
+    with _broker(folder) as broker:
+        config = _write_config(folder, broker.port, scale)
+        print(f"SpottyPottySense demo — config {config.source}, database {config.hub.database}")
+        print(
+            f"A throwaway mosquitto on 127.0.0.1:{broker.port}, simulated sensors, the real "
+            f"daemon; timeouts of {TIMEOUT_SECONDS * scale:g} s; Spotify in dry-run.\n"
+        )
+        counters = asyncio.run(_live(config, scale))
+    _report(config, counters)
     return 0
 
 
-def _apply(
-    commands: Iterable[Command],
-    engine: SessionEngine,
-    repository: SessionRepository,
-    say: Callable[[float, str], None],
-    now: float,
-) -> None:
-    """What the daemon's runner does, inline: persist, and a dry-run player that logs."""
-    for command in commands:
-        match command:
-            case PersistSession(session=session, event=event, created=created):
-                repository.save(session, created=created, event=event)
-                say(now, _describe(session, created=created, counted=event is not None))
-            case StartPlayback(session=session, sensor=sensor):
-                say(
-                    now, f"♪ would play {sensor.context_uri} on {sensor.spotify_device!r} (dry run)"
-                )
-                answer = engine.on_playback_started(
-                    session.session_id, started=False, device_id=None, note="dry_run", now=now
-                )
-                _persist_quietly(answer, repository)
-            case StopPlayback(session=session):
-                say(now, f"♪ would pause {session.sensor_id}'s music (dry run)")
-                answer = engine.on_playback_stopped(session.session_id, stopped=False, now=now)
-                _persist_quietly(answer, repository)
-            case DropEvent(event=event, reason=reason):
-                say(now, f"dropped motion from {event.sensor_id}: {reason.replace('_', ' ')}")
+def _write_config(folder: Path, port: int, scale: float) -> HubConfig:
+    hour = dt.datetime.now(local_zone("")).hour
+    path = folder / "hub.toml"
+    path.write_text(
+        DEMO_CONFIG.format(
+            port=port,
+            timeout_minutes=round(TIMEOUT_SECONDS * scale / 60, 6),
+            debounce_seconds=DEBOUNCE_SECONDS * scale,
+            quiet_start=f"{hour:02d}:00",
+            quiet_end=f"{(hour + 2) % 24:02d}:00",
+        ),
+        encoding="utf-8",
+    )
+    return load_config(path)
 
 
-def _persist_quietly(commands: Iterable[Command], repository: SessionRepository) -> None:
-    """The player's answers only update the playback fields: nothing to narrate."""
-    for command in commands:
-        if isinstance(command, PersistSession):
-            repository.save(command.session, created=command.created, event=command.event)
+@dataclass
+class _Narrator:
+    """Prints what the hub publishes on `spottypotty/sessions/+`, as it happens."""
+
+    started: float = field(default_factory=time.monotonic)
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def say(self, text: str) -> None:
+        print(f"  [{time.monotonic() - self.started:5.1f}s] {text}", flush=True)
+
+    def on_state(self, _topic: str, payload: bytes) -> None:
+        record = json.loads(payload)
+        before = self.sessions.get(record["sessionId"])
+        self.sessions[record["sessionId"]] = record
+        self.changed.set()
+        if before is None:
+            self.say(f"session {record['sessionId']} started")
+        elif record["status"] == "completed" and before["status"] == "active":
+            self.say(
+                f"session {record['sessionId']} ended after {record['durationMinutes']} min, "
+                f"{record['motionEventsCount']} motion event(s)"
+            )
+        elif record["motionEventsCount"] > before["motionEventsCount"]:
+            self.say(f"  extended: {record['motionEventsCount']} motion events")
+        elif record["lastMotionTime"] != before["lastMotionTime"]:
+            self.say("  same burst: coalesced, but the deadline moves")
+
+    @property
+    def all_ended(self) -> bool:
+        return all(r["status"] == "completed" for r in self.sessions.values())
 
 
-def _describe(session: Session, *, created: bool, counted: bool) -> str:
-    if created:
-        quiet = session.playback_note == "quiet_hours"
-        return f"session {session.session_id} started" + (
-            " — quiet hours, no music" if quiet else ""
-        )
-    if not session.is_active:
-        return (
-            f"session {session.session_id} ended after {session.duration_minutes} min, "
-            f"{session.motion_events_count} motion event(s)"
-        )
-    if counted:
-        return f"  extended: {session.motion_events_count} motion events"
-    return "  same burst: coalesced, but the deadline moves"
+class _LogNarration(logging.Handler):
+    """The daemon's own INFO lines about playback, in the demo's voice."""
+
+    def __init__(self, narrator: _Narrator) -> None:
+        super().__init__(logging.INFO)
+        self._narrator = narrator
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("hub.playback", "hub.sessions.runner")):
+            self._narrator.say(f"♪ {record.getMessage()}")
+
+
+async def _live(config: HubConfig, scale: float) -> dict[str, int]:
+    narrator = _Narrator()
+    handler = _LogNarration(narrator)
+    hub_logger = logging.getLogger("hub")
+    hub_logger.addHandler(handler)
+    previous = hub_logger.level, hub_logger.propagate
+    hub_logger.setLevel(logging.INFO)
+    hub_logger.propagate = False  # the demo narrates; no raw log lines in between
+    daemon = Daemon(config, notifier=Notifier.from_environment({}), client_id="spottypotty-demo")
+    try:
+        async with asyncio.TaskGroup() as group:
+            running = group.create_task(daemon.run(), name="daemon")
+            await daemon.ready.wait()
+            watcher = group.create_task(
+                watch(config, "spottypotty/sessions/+", narrator.on_state), name="narrator"
+            )
+            for offset, sensor in SCRIPT:
+                delay = offset * scale - (time.monotonic() - narrator.started)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                narrator.say(f"motion from {sensor}")
+                now = time.time()
+                messages = motion_messages(config, sensor, count=1, now=now)
+                await publish_messages(config, messages, client_id=f"demo-sensor-{sensor}")
+            runner = daemon.runner
+            if runner is None:
+                raise HubError("the daemon did not start its runner")
+            # Every motion decided and every session ended (at its deadline) and published.
+            async with asyncio.timeout(TIMEOUT_SECONDS * scale + 10):
+                while not _finished(runner.counters["motion"], runner.engine.active, narrator):  # noqa: ASYNC110 - watching the daemon's state
+                    await asyncio.sleep(0.05)
+            watcher.cancel()
+            counters = dict(runner.counters)
+            daemon.stop()
+            await running
+    finally:
+        hub_logger.removeHandler(handler)
+        hub_logger.setLevel(previous[0])
+        hub_logger.propagate = previous[1]
+    return counters
+
+
+def _finished(decided: int, active: object, narrator: _Narrator) -> bool:
+    return decided >= len(SCRIPT) and not active and narrator.all_ended
+
+
+def _report(config: HubConfig, counters: dict[str, int]) -> None:
+    dropped = {k: v for k, v in counters.items() if k.partition(":")[0] in _DROP_REASONS}
+    if dropped:
+        print()
+        for key, value in sorted(dropped.items()):
+            reason, sensor = key.split(":", 1)
+            print(f"  dropped {value} motion event(s) from {sensor}: {reason.replace('_', ' ')}")
+    db = open_database(config.hub.database)
+    try:
+        context = OperationContext(config=config, db=db)
+        print("\nSessions recorded (spottypotty sessions):\n")
+        print(sessions_report(handle({"action": "query_sessions", "userId": "demo-user"}, context)))
+        print("\nAnalytics (spottypotty analytics):\n")
+        print(analytics_report(handle({"action": "get_session_analytics"}, context)["analytics"]))
+    finally:
+        close_database(db)
+    print(
+        f"\nTry: spottypotty --config {config.source} sessions --json\n"
+        f'     echo \'{{"action": "get_session_analytics", "sensorId": "bathroom_main"}}\''
+        f" | spottypotty --config {config.source} invoke"
+    )

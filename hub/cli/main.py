@@ -98,12 +98,33 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", parents=[common], help="validate the config file")
     check.set_defaults(command=_check_config)
 
+    simulate = sub.add_parser(
+        "simulate", parents=[common], help="publish sensor messages as the firmware does"
+    )
+    simulate_sub = simulate.add_subparsers(metavar="WHAT", required=True)
+    motion = simulate_sub.add_parser(
+        "motion", parents=[common], help="a sensor's motion on {topic_prefix}/SENSOR/motion"
+    )
+    motion.add_argument("sensor", metavar="SENSOR", help="the sensor id")
+    motion.add_argument("--count", type=_positive_int, default=1, help="motion events (1)")
+    motion.add_argument(
+        "--interval", type=float, default=0.0, metavar="SECONDS", help="between events (0)"
+    )
+    motion.set_defaults(command=_simulate_motion)
+
     demo = sub.add_parser(
         "demo", parents=[common], help="a simulated sensor driving real sessions, then analytics"
     )
     demo.add_argument("--dir", default="var/demo", help="where the demo keeps its files")
     demo.set_defaults(command=_demo)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _add_range_options(parser: argparse.ArgumentParser) -> None:
@@ -226,6 +247,14 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{config_path(args.config)}: OK — {len(config.sensors)} sensor(s), {enabled} enabled, "
         f"database {config.hub.database}"
     )
+    return 0
+
+
+def _simulate_motion(args: argparse.Namespace) -> int:
+    from hub.simulate import simulate_motion  # noqa: PLC0415
+
+    simulate_motion(_config(args), args.sensor, count=args.count, interval=args.interval)
+    print(f"published {args.count} motion event(s) for {args.sensor}")
     return 0
 
 

@@ -38,7 +38,7 @@ from typing import Final
 import aiomqtt
 
 from hub.config import HubConfig
-from hub.errors import ParseError
+from hub.errors import ParseError, TransientError
 from hub.ingest.mqtt_decode import MotionCleared, SeqDeduplicator, StatusUpdate, TopicRouter
 from hub.model import MotionEvent
 from hub.secrets import read_secret
@@ -182,9 +182,7 @@ class MqttLink:
         attempt = 0
         outage_logged = False
         while not self._stop.is_set():
-            password = await asyncio.to_thread(
-                read_secret, CREDENTIAL_NAME, env=CREDENTIAL_ENV, path=mqtt.password_file
-            )
+            password = await asyncio.to_thread(_broker_password, self._config)
             self._session_started = False
             try:
                 await self._connection(password)
@@ -362,3 +360,60 @@ class MqttLink:
                 label,
                 exc,
             )
+
+
+# --- one-shot clients for the CLI and the demo ----------------------------------------------
+
+
+async def publish_messages(
+    config: HubConfig,
+    messages: list[tuple[str, bytes, bool]],
+    *,
+    client_id: str | None = None,
+    interval: float = 0.0,
+) -> None:
+    """Connect, publish each (topic, payload, retain) at QoS 1 `interval` s apart, disconnect.
+
+    Raises TransientError naming the broker when it cannot be reached.
+    """
+    password = await asyncio.to_thread(_broker_password, config)
+    try:
+        async with aiomqtt.Client(
+            config.mqtt.host,
+            config.mqtt.port,
+            identifier=client_id,
+            username=config.mqtt.username or None,
+            password=password,
+            timeout=10,
+        ) as client:
+            for index, (topic, payload, retain) in enumerate(messages):
+                if index and interval > 0:
+                    await asyncio.sleep(interval)
+                await client.publish(topic, payload, qos=QOS, retain=retain)
+    except aiomqtt.MqttError as exc:
+        where = f"{config.mqtt.host}:{config.mqtt.port}"
+        raise TransientError(f"cannot publish to the broker at {where}: {exc}") from exc
+
+
+async def watch(
+    config: HubConfig, topic_filter: str, deliver: Callable[[str, bytes], None]
+) -> None:
+    """Subscribe to `topic_filter` and hand every message to `deliver` until cancelled."""
+    password = await asyncio.to_thread(_broker_password, config)
+    async with aiomqtt.Client(
+        config.mqtt.host,
+        config.mqtt.port,
+        username=config.mqtt.username or None,
+        password=password,
+        timeout=10,
+    ) as client:
+        await client.subscribe(topic_filter, qos=QOS)
+        async for message in client.messages:
+            deliver(str(message.topic), _as_bytes(message.payload))
+
+
+def _broker_password(config: HubConfig) -> str | None:
+    """Read per connection attempt, so a rotated password file is picked up."""
+    if not config.mqtt.username:
+        return None
+    return read_secret(CREDENTIAL_NAME, env=CREDENTIAL_ENV, path=config.mqtt.password_file)

@@ -236,6 +236,32 @@ def trusted_occurrence(sensor_timestamp: float | None, late: bool, received_at: 
     return received_at
 
 
+def encode_seed_motion(
+    sensor_id: str,
+    *,
+    seq: int,
+    timestamp: float | None = None,
+    late: bool = False,
+    battery_level: int | None = None,
+    signal_strength: int | None = None,
+    firmware_version: str | None = None,
+) -> bytes:
+    """The firmware's motion payload (contracts §3), as `spottypotty simulate` sends it."""
+    payload: dict[str, Any] = {"event": MOTION_EVENT, "sensorId": sensor_id, "seq": seq}
+    if timestamp is not None:
+        payload["timestamp"] = int(timestamp)
+    if late:
+        payload["late"] = True
+    metadata = {
+        "batteryLevel": battery_level,
+        "signalStrength": signal_strength,
+        "firmwareVersion": firmware_version,
+    }
+    if any(value is not None for value in metadata.values()):
+        payload["metadata"] = {k: v for k, v in metadata.items() if v is not None}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def decode_seed(sensor_id: str, payload: bytes, received_at: float) -> MotionEvent:
     """The firmware's motion JSON (contracts §3); `sensor_id` (from the topic) wins."""
     obj = _json_object(payload)

@@ -30,6 +30,8 @@ from hub.store.writer import StoreWriter
 _LOGGER = logging.getLogger(__name__)
 
 Inbound = MotionEvent | StatusUpdate | MotionCleared
+# Sessions the engine starts without asking for music, and why, for the log.
+_SILENT_STARTS = {"quiet_hours": "quiet hours", "stale": "the motion is older than the timeout"}
 PlayerCommand = StartPlayback | StopPlayback
 
 
@@ -88,6 +90,7 @@ class SessionRunner:
             self.last_decision = now
             match item:
                 case MotionEvent():
+                    self.counters["motion"] += 1
                     commands = self.engine.on_motion(item, now)
                 case StatusUpdate():
                     self.counters["status"] += 1
@@ -111,6 +114,17 @@ class SessionRunner:
                         self.counters["persist_failed"] += 1
                         _LOGGER.exception("could not save session %s", session.session_id)
                         continue
+                    if created and session.playback_note in _SILENT_STARTS:
+                        _LOGGER.info(
+                            "session %s for %s: no music (%s)",
+                            session.session_id,
+                            session.sensor_id,
+                            _SILENT_STARTS[session.playback_note],
+                            extra={
+                                "SENSOR_ID": session.sensor_id,
+                                "SESSION_ID": session.session_id,
+                            },
+                        )
                     if self._on_session is not None:
                         self._on_session(session)
                 case StartPlayback() | StopPlayback():
