@@ -57,3 +57,37 @@ def analytics_report(a: dict[str, Any]) -> str:
             ]
             parts.append(table(["most active sensors", "sessions", "motion", "minutes"], rows))
     return "\n\n".join(parts)
+
+
+def sensors_report(sensors: list[dict[str, Any]]) -> str:
+    def short(stamp: str | None) -> str | None:
+        return stamp[:16].replace("T", " ") if stamp else None
+
+    rows = [
+        (
+            s["sensorId"],
+            s["name"] or None,
+            s["enabled"],
+            s["source"],
+            s["availability"] or "unknown",
+            short(s["lastMotionTime"]),
+            None if s["batteryLevel"] is None else f"{s['batteryLevel']}%",
+            None if s["signalStrength"] is None else f"{s['signalStrength']} dBm",
+            s["firmwareVersion"],
+            "yes" if s["activeSessionId"] else "no",
+        )
+        for s in sensors
+    ]
+    headers = [
+        "sensor",
+        "name",
+        "enabled",
+        "source",
+        "status",
+        "last motion (UTC)",
+        "battery",
+        "signal",
+        "firmware",
+        "in session",
+    ]
+    return f"{table(headers, rows)}\n{len(sensors)} sensor(s)"

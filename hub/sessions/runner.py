@@ -25,6 +25,8 @@ from hub.sessions.engine import (
     StartPlayback,
     StopPlayback,
 )
+from hub.store.sensors import SensorRepository
+from hub.store.sessions import SessionRepository
 from hub.store.writer import StoreWriter
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,7 +46,6 @@ class SessionRunner:
         *,
         clock: Callable[[], float] = time.time,
         on_session: Callable[[Session], None] | None = None,
-        on_status: Callable[[StatusUpdate], None] | None = None,
         inbox_size: int = 10_000,
     ) -> None:
         self.engine = engine
@@ -52,7 +53,6 @@ class SessionRunner:
         self._player = player
         self._clock = clock
         self._on_session = on_session
-        self._on_status = on_status
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=inbox_size)
         self._waiting: asyncio.Timeout | None = None
         self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
@@ -94,8 +94,7 @@ class SessionRunner:
                     commands = self.engine.on_motion(item, now)
                 case StatusUpdate():
                     self.counters["status"] += 1
-                    if self._on_status is not None:
-                        self._on_status(item)
+                    await self._record_availability(item)
                     continue
                 case MotionCleared():
                     self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
@@ -103,6 +102,24 @@ class SessionRunner:
                 case None:  # a deadline came, or a poke
                     commands = self.engine.on_tick(now)
             await self._execute(commands)
+
+    async def _record_availability(self, status: StatusUpdate) -> None:
+        def record(repository: SessionRepository) -> bool:
+            return SensorRepository(repository.db).record_availability(
+                status.sensor_id, online=status.online, at=status.received_at
+            )
+
+        try:
+            if await self._writer.call(record):
+                _LOGGER.info(
+                    "sensor %s is %s",
+                    status.sensor_id,
+                    "online" if status.online else "offline",
+                    extra={"SENSOR_ID": status.sensor_id},
+                )
+        except HubError:
+            self.counters["persist_failed"] += 1
+            _LOGGER.exception("could not record the status of sensor %s", status.sensor_id)
 
     async def _execute(self, commands: Iterable[Command]) -> None:
         for command in commands:

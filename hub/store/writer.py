@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,6 +167,10 @@ class StoreWriter:
 def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
     if future.done():  # the awaiting task was cancelled
         return
+    if isinstance(error, sqlite3.Error):  # disk full, I/O error, …: callers catch HubError
+        wrapped = StoreError(f"database write failed: {error}")
+        wrapped.__cause__ = error
+        error = wrapped
     if error is not None:
         future.set_exception(error)
     else:

@@ -1,0 +1,70 @@
+"""What the hub knows about each sensor beyond its config: availability (from its retained
+`status` topic) and its latest motion event (last seen, battery, signal, firmware)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from hub.timeutil import iso
+
+
+@dataclass(frozen=True, slots=True)
+class SensorState:
+    sensor_id: str
+    availability: str | None = None  # "online" | "offline" | None (never said)
+    availability_changed_at: float | None = None
+    last_motion_at: float | None = None
+    battery_level: int | None = None
+    signal_strength: int | None = None
+    firmware_version: str | None = None
+    active_session_id: str | None = None
+
+
+class SensorRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record_availability(self, sensor_id: str, *, online: bool, at: float) -> bool:
+        """Store a status change; a repeat of the current state writes nothing (flash wear)."""
+        availability = "online" if online else "offline"
+        stamp = iso(at)
+        with self.db.atomic():
+            cursor = self.db.execute(
+                """INSERT INTO sensors (sensorId, availability, availabilityChangedAt,
+                                        createdAt, updatedAt)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (sensorId) DO UPDATE SET
+                       availability = excluded.availability,
+                       availabilityChangedAt = excluded.availabilityChangedAt,
+                       updatedAt = excluded.updatedAt
+                   WHERE sensors.availability IS NOT excluded.availability""",
+                [sensor_id, availability, at, stamp, stamp],
+            )
+            return cursor.rowcount > 0
+
+    def state(self, sensor_id: str) -> SensorState:
+        availability = self.db.execute(
+            "SELECT availability, availabilityChangedAt FROM sensors WHERE sensorId = ?",
+            [sensor_id],
+        ).fetchone()
+        last = self.db.execute(
+            """SELECT timestamp, batteryLevel, signalStrength, firmwareVersion
+               FROM motion_events WHERE sensorId = ? ORDER BY timestamp DESC LIMIT 1""",
+            [sensor_id],
+        ).fetchone()
+        active = self.db.execute(
+            "SELECT sessionId FROM sessions WHERE sensorId = ? AND status = 'active'",
+            [sensor_id],
+        ).fetchone()
+        return SensorState(
+            sensor_id=sensor_id,
+            availability=availability[0] if availability else None,
+            availability_changed_at=availability[1] if availability else None,
+            last_motion_at=last[0] if last else None,
+            battery_level=last[1] if last else None,
+            signal_strength=last[2] if last else None,
+            firmware_version=last[3] if last else None,
+            active_session_id=active[0] if active else None,
+        )
