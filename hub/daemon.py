@@ -29,6 +29,8 @@ from hub.systemd import Notifier, watchdog_interval, watchdog_loop
 _LOGGER = logging.getLogger(__name__)
 
 SESSION_TOPIC = "spottypotty/sessions/{sensor_id}"
+# Counters (messages, parse errors, unknown sensors, …) for people and Home Assistant.
+STATS_TOPIC = "spottypotty/hub/stats"
 STATUS_EVERY_SECONDS = 10.0
 # The runner must have decided something (or be idle-waiting) this recently to be healthy.
 STALL_SECONDS = 60.0
@@ -43,8 +45,10 @@ class Daemon:
         player: Player | None = None,
         clock: Callable[[], float] = time.time,
         client_id: str = "spottypotty-hub",
+        status_interval: float = STATUS_EVERY_SECONDS,
     ) -> None:
         self._config = config
+        self._status_interval = status_interval
         self._notifier = notifier
         self._player = player if player is not None else DryRunPlayer()
         self._clock = clock
@@ -103,15 +107,35 @@ class Daemon:
         self._notifier.ready(self._status_line())
         self.ready.set()
         _LOGGER.info("ready: %s", self._status_line())
+        published: dict[str, int] = {}
         while True:
-            await asyncio.sleep(STATUS_EVERY_SECONDS)
+            await asyncio.sleep(self._status_interval)
             self._notifier.status(self._status_line())
+            stats = self.stats()
+            if stats != published:
+                self.link.publish(STATS_TOPIC, json.dumps(stats, sort_keys=True))
+                published = stats
+
+    def stats(self) -> dict[str, int]:
+        """The runner's and the MQTT link's counters, e.g. `unknown_sensor:garden_shed`."""
+        counters: dict[str, int] = {}
+        if self.link is not None:
+            counters.update({f"mqtt.{k}": v for k, v in self.link.counters.items()})
+        if self.runner is not None:
+            counters.update({f"sessions.{k}": v for k, v in self.runner.counters.items()})
+        return counters
 
     def _status_line(self) -> str:
         sensors = len(self._config.sensors)
         active = len(self.runner.engine.active) if self.runner else 0
         broker = "broker connected" if self.link and self.link.connected else "broker unreachable"
-        return f"{sensors} sensor(s), {active} active session(s), {broker}"
+        line = f"{sensors} sensor(s), {active} active session(s), {broker}"
+        dropped = sum(
+            count
+            for key, count in (self.runner.counters.items() if self.runner else [])
+            if key.startswith(("unknown_sensor:", "disabled_sensor:", "out_of_order:"))
+        )
+        return f"{line}, {dropped} motion message(s) dropped" if dropped else line
 
     def _healthy(self) -> bool:
         runner = self.runner

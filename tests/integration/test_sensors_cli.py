@@ -68,3 +68,38 @@ async def test_status_messages_become_availability(
     assert rows["bath"]["name"] == "Bathroom"
     assert rows["hall"]["availability"] is None
     assert rows["hall"]["lastMotionTime"] is None
+
+
+async def test_unknown_sensors_are_counted_and_published(
+    tmp_path: Path, broker: Broker, unique_prefix: str
+) -> None:
+    config_file = tmp_path / "hub.toml"
+    config_file.write_text(
+        f'[hub]\ndatabase = "hub.db"\n[mqtt]\nport = {broker.port}\n'
+        f'topic_prefix = "{unique_prefix}"\n[[sensors]]\nid = "bath"\nuser_id = "u"\n'
+    )
+    daemon = Daemon(
+        load_config(config_file),
+        notifier=Notifier.from_environment({}),
+        client_id="test-stats",
+        status_interval=0.05,
+    )
+    task = asyncio.create_task(daemon.run())
+    try:
+        async with asyncio.timeout(10):
+            await daemon.ready.wait()
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.subscribe("spottypotty/hub/stats", qos=1)
+            for seq in (1, 2, 3):
+                motion = json.dumps({"event": "motion_detected", "seq": seq})
+                await client.publish(f"{unique_prefix}/garden_shed/motion", motion, qos=1)
+            async with asyncio.timeout(10):
+                async for message in client.messages:
+                    assert isinstance(message.payload, bytes)
+                    stats = json.loads(message.payload)
+                    if stats.get("sessions.unknown_sensor:garden_shed") == 3:
+                        break
+    finally:
+        daemon.stop()
+        await task
+    assert stats["mqtt.messages"] >= 3
