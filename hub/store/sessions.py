@@ -24,26 +24,8 @@ from hub.model import (
     new_event_id,
 )
 
-_SESSION_COLUMNS = (
-    "sessionId",
-    "sensorId",
-    "userId",
-    "status",
-    "startTime",
-    "startTimeISO",
-    "lastMotionTime",
-    "motionEventsCount",
-    "playbackStarted",
-    "spotifyDeviceId",
-    "spotifyContextUri",
-    "endTime",
-    "durationMinutes",
-    "playbackStopped",
-    "createdAt",
-    "updatedAt",
-    "ttl",
-    "playbackNote",
-)
+# The record's columns plus the bookkeeping ones a `Session` carries.
+_SESSION_COLUMNS = (*RECORD_FIELDS, "playbackNote")
 _SELECT = "SELECT " + ", ".join(_SESSION_COLUMNS) + " FROM sessions"
 _INSERT = (
     f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "

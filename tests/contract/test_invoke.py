@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cli import spottypotty
+
 SEED = "seed/000_78b826f41758a61a.md"
+_GET_ACTIVE = '{"action": "get_active_session", "sensorId": "x"}'
 
 
 def seed_events(shared: Path) -> list[dict[str, Any]]:
@@ -41,14 +42,7 @@ context_uri = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
 
 
 def invoke(config: Path, stdin: str, *extra: str) -> tuple[int, dict[str, Any], str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", "invoke", "--config", str(config), *extra],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = spottypotty("invoke", "--config", str(config), *extra, stdin=stdin)
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
@@ -131,14 +125,7 @@ def test_non_json_is_a_400_not_a_traceback(config_file: Path, stdin: str) -> Non
 def test_a_broken_config_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "hub.toml"
     config.write_text("[sessions]\ntimeout_minutes = 'five'\nbogus = 1\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", "invoke", "--config", str(config)],
-        input='{"action": "get_active_session", "sensorId": "x"}',
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = spottypotty("invoke", "--config", str(config), stdin=_GET_ACTIVE)
     assert done.returncode == 78
     assert "sessions.timeout_minutes" in done.stderr
     assert "sessions.bogus" in done.stderr
@@ -148,14 +135,7 @@ def test_a_broken_config_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_corrupt_database_is_named_and_left_alone(tmp_path: Path, config_file: Path) -> None:
     database = tmp_path / "hub.db"
     database.write_bytes(b"\x00garbage" * 1000)
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", "invoke", "--config", str(config_file)],
-        input='{"action": "get_active_session", "sensorId": "x"}',
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = spottypotty("invoke", "--config", str(config_file), stdin=_GET_ACTIVE)
     assert done.returncode == 1
     assert str(database) in done.stderr
     assert "Traceback" not in done.stderr

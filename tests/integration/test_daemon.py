@@ -19,6 +19,7 @@ import aiomqtt
 import pytest
 
 from hub.store import SessionRepository, close_database, open_database
+from tests.cli import spottypotty
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Broker
@@ -136,13 +137,7 @@ async def test_the_daemon_runs_sessions_and_stops_cleanly(
 def test_a_config_error_exits_78_so_systemd_does_not_loop(tmp_path: Path) -> None:
     config = tmp_path / "hub.toml"
     config.write_text("[mqtt]\nport = 99999\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = spottypotty("run", "--config", str(config))
     assert done.returncode == 78
     assert "mqtt.port" in done.stderr
     assert "Traceback" not in done.stderr

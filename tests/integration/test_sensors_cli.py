@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +13,7 @@ import pytest
 from hub.config import load_config
 from hub.daemon import Daemon
 from hub.systemd import Notifier
+from tests.cli import spottypotty
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Broker
@@ -23,13 +22,8 @@ pytestmark = pytest.mark.integration
 
 
 def sensors_list(config_file: Path) -> list[dict[str, object]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", "sensors", "list", "--json", "--config", str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    done = spottypotty("sensors", "list", "--json", "--config", str(config_file))
+    assert done.returncode == 0, done.stderr
     rows: list[dict[str, object]] = json.loads(done.stdout)
     return rows
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +12,7 @@ import pytest
 from hub.config import load_config
 from hub.ingest.mqtt_decode import StatusUpdate, TopicRouter
 from hub.model import MotionEvent
+from tests.cli import spottypotty
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Broker
@@ -35,23 +34,7 @@ async def test_simulated_motion_decodes_like_firmware_motion(
         for topic in router.subscriptions():
             await client.subscribe(topic, qos=1)
         done = await asyncio.to_thread(
-            subprocess.run,
-            [
-                sys.executable,
-                "-m",
-                "hub",
-                "simulate",
-                "motion",
-                "bath",
-                "--count",
-                "3",
-                "--config",
-                str(config_file),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            spottypotty, "simulate", "motion", "bath", "--count", "3", "--config", str(config_file)
         )
         assert done.returncode == 0, done.stderr
         assert "published 3 motion event(s) for bath" in done.stdout
@@ -73,13 +56,7 @@ async def test_simulated_motion_decodes_like_firmware_motion(
 def test_simulate_against_a_dead_broker_is_a_clear_error(tmp_path: Path) -> None:
     config_file = tmp_path / "hub.toml"
     config_file.write_text("[mqtt]\nport = 1\n")  # nothing listens on port 1
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", "simulate", "motion", "bath", "--config", str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = spottypotty("simulate", "motion", "bath", "--config", str(config_file))
     assert done.returncode == 1
     assert "cannot publish to the broker at 127.0.0.1:1" in done.stderr
     assert "Traceback" not in done.stderr
