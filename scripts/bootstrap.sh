@@ -52,4 +52,6 @@ if ! "$VENV/bin/python" -m pip install -q -e '.[dev,systemd]'; then
     echo "warning: systemd-python did not build; continuing without it" >&2
     "$VENV/bin/python" -m pip install -q -e '.[dev]'
 fi
+# dynalite (a DynamoDB-compatible server) for the cloud-sync tests and benchmarks.
+bash scripts/install-dynalite.sh
 say "ready: $VENV"

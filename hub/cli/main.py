@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import __version__
+from hub.cli import sync as sync_command
 from hub.errors import ConfigError, HubError
 
 if TYPE_CHECKING:
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=0.0, metavar="SECONDS", help="between events (0)"
     )
     motion.set_defaults(command=_simulate_motion)
+
+    sync_command.add_parser(sub, common)
 
     demo = sub.add_parser(
         "demo", parents=[common], help="a simulated sensor driving real sessions, then analytics"
