@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 EXIT_FAILURE = 1
 _FIRST_ERROR_STATUS = 400
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus= keeps it from looping
+CLOUD_ANALYTICS_LIMIT = 100_000  # sessions read back for `analytics --cloud`
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +175,9 @@ def _add_range_options(parser: argparse.ArgumentParser) -> None:
     who.add_argument("--user", metavar="ID", help="only this user's sensors")
     parser.add_argument("--since", metavar="DATE", help="from this date/time (inclusive)")
     parser.add_argument("--until", metavar="DATE", help="to this date/time (a date: whole day)")
+    parser.add_argument(
+        "--cloud", action="store_true", help="read the cloud table (SensorIdIndex) instead"
+    )
 
 
 def _print_config_problems(exc: ConfigError) -> None:
@@ -250,6 +254,18 @@ def _invoke(args: argparse.Namespace) -> int:
 def _sessions(args: argparse.Namespace) -> int:
     from hub.cli.reports import sessions_report  # noqa: PLC0415
 
+    if args.cloud:
+        records = _cloud_records(args, limit=args.limit)
+        if args.status:
+            records = [r for r in records if r["status"] == args.status]
+        response = {
+            "statusCode": 200,
+            "action": "query_sessions",
+            "sessions": records,
+            "count": len(records),
+            "hasMore": len(records) >= args.limit,
+        }
+        return _report(args, response, sessions_report)
     event = _range_event(args, "query_sessions") | {"limit": args.limit}
     if args.status:
         event["status"] = args.status
@@ -259,8 +275,37 @@ def _sessions(args: argparse.Namespace) -> int:
 def _analytics(args: argparse.Namespace) -> int:
     from hub.cli.reports import analytics_report  # noqa: PLC0415
 
-    response = _operation(args, _range_event(args, "get_session_analytics"))
+    if args.cloud:
+        from hub.sessions.analytics import aggregate_records, summarize  # noqa: PLC0415
+        from hub.timeutil import local_zone  # noqa: PLC0415
+
+        tz = local_zone(_config(args).hub.timezone)
+        records = _cloud_records(args, limit=CLOUD_ANALYTICS_LIMIT)
+        analytics = summarize(aggregate_records(records), tz)
+        response = {"statusCode": 200, "action": "get_session_analytics", "analytics": analytics}
+    else:
+        response = _operation(args, _range_event(args, "get_session_analytics"))
     return _report(args, response, lambda r: analytics_report(r["analytics"]))
+
+
+def _cloud_records(args: argparse.Namespace, *, limit: int) -> list[dict[str, Any]]:
+    """Sessions from the cloud table for --sensor, --user's sensors, or every sensor."""
+    from hub.errors import ValidationError  # noqa: PLC0415
+    from hub.sync.cloud_read import query_sessions  # noqa: PLC0415
+    from hub.timeutil import local_zone, parse_instant  # noqa: PLC0415
+
+    config = _config(args)
+    tz = local_zone(config.hub.timezone)
+    try:
+        start = parse_instant(args.since, tz) if args.since else None
+        end = parse_instant(args.until, tz, end_of_day=True) if args.until else None
+    except HubError as exc:
+        raise ValidationError("--since/--until", str(exc)) from exc
+    if args.sensor:
+        sensor_ids = [args.sensor]
+    else:
+        sensor_ids = [s.id for s in config.sensors if args.user in (None, s.user_id)]
+    return query_sessions(config.cloud, sensor_ids, start=start, end=end, limit=limit)
 
 
 def _report(

@@ -8,11 +8,11 @@ sensors, average time between sessions and the playback success trend.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.store.aggregates import Aggregates, Bucket
+from hub.store.aggregates import BUCKET_SECONDS, Aggregates, Bucket, SensorTotals, totals_of
 
 
 @dataclass(slots=True)
@@ -104,3 +104,40 @@ def summarize(aggregates: Aggregates, tz: dt.tzinfo, *, top_sensors: int = 10) -
             for key, u in by_week.items()
         ],
     }
+
+
+def aggregate_records(records: Iterable[Mapping[str, Any]]) -> Aggregates:
+    """What `aggregate_sessions` counts in SQL, counted over session records held in memory
+    (the cloud table's read-back), so both are summarized by the same `summarize`."""
+    buckets: dict[int, Bucket] = {}
+    sensors: dict[str, SensorTotals] = {}
+    for record in records:
+        start = int(record["startTime"])
+        completed = record.get("status") == "completed"
+        minutes = float(record.get("durationMinutes", 0.0)) if completed else 0.0
+        motion = int(record.get("motionEventsCount", 0))
+        played = int(bool(record.get("playbackStarted")))
+        key = start // BUCKET_SECONDS * BUCKET_SECONDS
+        b = buckets.get(key, Bucket(key, 0, 0, 0.0, 0))
+        buckets[key] = Bucket(
+            key,
+            b.sessions + 1,
+            b.motion_events + motion,
+            b.completed_minutes + minutes,
+            b.with_playback + played,
+            b.active + (not completed),
+            b.completed + completed,
+        )
+        sensor_id = str(record["sensorId"])
+        s = sensors.get(sensor_id, SensorTotals(sensor_id, 0, 0, 0.0, start, start))
+        sensors[sensor_id] = SensorTotals(
+            sensor_id,
+            s.sessions + 1,
+            s.motion_events + motion,
+            s.completed_minutes + minutes,
+            min(s.first_start, start),
+            max(s.last_start, start),
+        )
+    ordered = [buckets[k] for k in sorted(buckets)]
+    by_sensor = sorted(sensors.values(), key=lambda s: (-s.sessions, s.sensor_id))
+    return Aggregates(totals=totals_of(ordered, by_sensor), buckets=ordered, sensors=by_sensor)

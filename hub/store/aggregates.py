@@ -103,10 +103,11 @@ def aggregate_sessions(
         )
     ]
     sensors.sort(key=lambda s: (-s.sessions, s.sensor_id))
-    return Aggregates(totals=_totals(buckets, sensors), buckets=buckets, sensors=sensors)
+    return Aggregates(totals=totals_of(buckets, sensors), buckets=buckets, sensors=sensors)
 
 
-def _totals(buckets: list[Bucket], sensors: list[SensorTotals]) -> Totals:
+def totals_of(buckets: list[Bucket], sensors: list[SensorTotals]) -> Totals:
+    """The totals are the buckets' sums; first and last start come from the sensors."""
     return Totals(
         sessions=sum(b.sessions for b in buckets),
         active=sum(b.active for b in buckets),

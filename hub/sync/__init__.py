@@ -4,7 +4,6 @@ mapping (rows → items, pure) · outbox (what is due, marked after acceptance) 
 (the only boto3 user, imported lazily) · cloud_read (Query on SensorIdIndex).
 """
 
-from hub.sync.cloud_read import analytics as cloud_analytics
 from hub.sync.cloud_read import query_sessions as query_cloud_sessions
 from hub.sync.mapping import UnmappableRowError, decode_item, event_item, session_item
 from hub.sync.outbox import Outbox
@@ -28,7 +27,6 @@ __all__ = [
     "SyncSummary",
     "UnmappableRowError",
     "Uploader",
-    "cloud_analytics",
     "decode_item",
     "event_item",
     "make_client",

@@ -8,9 +8,8 @@ Items come back as plain records (mapping.decode_item: numbers as int/float, nev
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from hub.sync.mapping import decode_item
@@ -79,27 +78,3 @@ def _query_sensor(
             break
         request["ExclusiveStartKey"] = last
     return records[:limit]
-
-
-def analytics(records: Sequence[dict[str, Any]], tz: dt.tzinfo) -> dict[str, Any]:
-    """The seed's analytics fields over cloud records (its "future analytics" stay local)."""
-    completed = [r for r in records if r.get("status") == "completed"]
-    durations = [float(r["durationMinutes"]) for r in completed if "durationMinutes" in r]
-    motion = sum(int(r.get("motionEventsCount", 0)) for r in records)
-    with_playback = sum(1 for r in records if r.get("playbackStarted"))
-    hours = [0] * 24
-    for record in records:
-        hours[dt.datetime.fromtimestamp(int(record["startTime"]), tz).hour] += 1
-    total = len(records)
-    return {
-        "totalSessions": total,
-        "activeSessions": total - len(completed),
-        "completedSessions": len(completed),
-        "totalMotionEvents": motion,
-        "totalDurationMinutes": round(sum(durations), 2),
-        "averageDurationMinutes": (round(sum(durations) / len(completed), 2) if completed else 0.0),
-        "averageMotionEventsPerSession": round(motion / total, 2) if total else 0.0,
-        "peakHour": hours.index(max(hours)) if total else None,  # ties: the earliest hour
-        "sessionsWithPlayback": with_playback,
-        "playbackSuccessRate": round(100 * with_playback / total, 2) if total else 0.0,
-    }

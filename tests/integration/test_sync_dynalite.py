@@ -7,14 +7,12 @@ missing. AWS credentials are fake, from the environment, never real ones.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from hub.sync.cloud_read import query_sessions
 from hub.sync.mapping import decode_item
 from hub.sync.outbox import Outbox
 from hub.sync.uploader import Backoff, Uploader, make_client, sync
+from tests.cli import spottypotty
 from tests.integration.conftest import _accepts, _free_port
 
 if TYPE_CHECKING:
@@ -578,37 +577,7 @@ def test_thirty_days_offline_upload_in_one_run_and_read_back_by_key_condition(
 
 
 def _sync_command(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    from hub.cli.main import build_parser  # noqa: PLC0415
-
-    subcommands = next(
-        action
-        for action in build_parser()._actions
-        if isinstance(action, argparse._SubParsersAction)
-    )
-    wired = "sync" in subcommands.choices
-    if wired:
-        command = [sys.executable, "-m", "hub", "sync", "--config", str(config), *extra]
-    else:  # until hub/cli/main.py registers it: the same parser, on its own
-        shim = (
-            "import argparse, sys\n"
-            "from hub.cli.sync import add_parser\n"
-            "common = argparse.ArgumentParser(add_help=False)\n"
-            "common.add_argument('--config'); common.add_argument('-v', action='store_true')\n"
-            "parser = argparse.ArgumentParser(); sub = parser.add_subparsers()\n"
-            "add_parser(sub, common)\n"
-            "args = parser.parse_args(sys.argv[1:])\n"
-            "sys.exit(args.command(args))\n"
-        )
-        command = [sys.executable, "-c", shim, "sync", "--config", str(config), *extra]
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=REPO,
-        env=os.environ | FAKE_AWS,
-    )
+    return spottypotty("sync", "--config", str(config), *extra, env=os.environ | FAKE_AWS)
 
 
 def _config(
@@ -661,3 +630,34 @@ def test_the_command_exits_non_zero_when_anything_failed(
     assert off.returncode == 1
     assert "cloud sync is off" in off.stderr
     assert Outbox(store).count_due_sessions() == 3
+
+
+def test_cloud_read_back_matches_home(dynalite: Dynalite, store: Database, tmp_path: Path) -> None:
+    sessions = [_completed(n, T0 + n * 3600, sensor=("bath", "hall")[n % 2]) for n in range(30)]
+    _seed(store, sessions)
+    config = _config(tmp_path, dynalite)
+    config.write_text(
+        config.read_text() + '\n[[sensors]]\nid = "bath"\nuser_id = "user-1"\n'
+        '\n[[sensors]]\nid = "hall"\nuser_id = "user-1"\n'
+    )
+    assert _sync_command(config).returncode == 0
+    env = os.environ | FAKE_AWS
+    home = json.loads(spottypotty("analytics", "--json", "--config", str(config), env=env).stdout)
+    cloud = spottypotty("analytics", "--cloud", "--json", "--config", str(config), env=env)
+    assert cloud.returncode == 0, cloud.stderr
+    assert json.loads(cloud.stdout)["analytics"] == home["analytics"]
+    listed = spottypotty(
+        "sessions",
+        "--cloud",
+        "--sensor",
+        "hall",
+        "--limit",
+        "5",
+        "--json",
+        "--config",
+        str(config),
+        env=env,
+    )
+    records = json.loads(listed.stdout)["sessions"]
+    newest_hall = sorted((s for s in sessions if s.sensor_id == "hall"), key=lambda s: -s.start)
+    assert [r["sessionId"] for r in records] == [s.session_id for s in newest_hall[:5]]
