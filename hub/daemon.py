@@ -19,8 +19,8 @@ from collections.abc import Callable
 from hub.config import HubConfig
 from hub.ingest.mqtt import MqttLink
 from hub.model import Session
-from hub.playback.dry_run import DryRunPlayer
 from hub.playback.port import Player
+from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store.writer import StoreWriter
@@ -31,6 +31,8 @@ _LOGGER = logging.getLogger(__name__)
 SESSION_TOPIC = "spottypotty/sessions/{sensor_id}"
 # Counters (messages, parse errors, unknown sensors, …) for people and Home Assistant.
 STATS_TOPIC = "spottypotty/hub/stats"
+# "Spotify ready" / "Spotify login needed" / …, retained, latest wins.
+SPOTIFY_TOPIC = "spottypotty/hub/spotify"
 STATUS_EVERY_SECONDS = 10.0
 # The runner must have decided something (or be idle-waiting) this recently to be healthy.
 STALL_SECONDS = 60.0
@@ -50,7 +52,7 @@ class Daemon:
         self._config = config
         self._status_interval = status_interval
         self._notifier = notifier
-        self._player = player if player is not None else DryRunPlayer()
+        self._player = player if player is not None else make_player(config)
         self._clock = clock
         self._client_id = client_id
         self._stop = asyncio.Event()
@@ -82,6 +84,11 @@ class Daemon:
                 link_task = group.create_task(link.run(), name="mqtt-link")
                 runner_task = group.create_task(runner.run(), name="session-runner")
                 helpers = [group.create_task(self._announce(), name="status")]
+                if isinstance(self._player, SpotifyPlayer):
+                    # Fills the device cache so the first session's play is one call sooner.
+                    helpers.append(
+                        group.create_task(self._player.warm_up(), name="spotify-warm-up")
+                    )
                 interval = watchdog_interval()
                 if interval is not None:
                     helpers.append(
@@ -107,14 +114,17 @@ class Daemon:
         self._notifier.ready(self._status_line())
         self.ready.set()
         _LOGGER.info("ready: %s", self._status_line())
-        published: dict[str, int] = {}
+        published: dict[str, str] = {}
         while True:
             await asyncio.sleep(self._status_interval)
             self._notifier.status(self._status_line())
-            stats = self.stats()
-            if stats != published:
-                self.link.publish(STATS_TOPIC, json.dumps(stats, sort_keys=True))
-                published = stats
+            retained = {STATS_TOPIC: json.dumps(self.stats(), sort_keys=True)}
+            if isinstance(self._player, SpotifyPlayer):
+                retained[SPOTIFY_TOPIC] = self._player.status()
+            for topic, payload in retained.items():
+                if published.get(topic) != payload:  # only changes go on the wire
+                    self.link.publish(topic, payload)
+                    published[topic] = payload
 
     def stats(self) -> dict[str, int]:
         """The runner's and the MQTT link's counters, e.g. `unknown_sensor:garden_shed`."""
@@ -130,6 +140,8 @@ class Daemon:
         active = len(self.runner.engine.active) if self.runner else 0
         broker = "broker connected" if self.link and self.link.connected else "broker unreachable"
         line = f"{sensors} sensor(s), {active} active session(s), {broker}"
+        if isinstance(self._player, SpotifyPlayer):
+            line = f"{line}, {self._player.status()}"
         dropped = sum(
             count
             for key, count in (self.runner.counters.items() if self.runner else [])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import __version__
+from hub.cli import spotify as spotify_command
 from hub.cli import sync as sync_command
 from hub.errors import ConfigError, HubError
 
@@ -55,20 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="PATH",
-        help="config file (default: $SPOTTYPOTTY_CONFIG, else /etc/spottypotty/hub.toml)",
-    )
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-
     parser = argparse.ArgumentParser(
         prog="spottypotty",
         description="SpottyPottySense hub: motion-triggered music, run at home.",
-        parents=[common],
+        parents=[_common_options(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # The subcommands' copies must not overwrite `spottypotty --config X run` with a default.
+    common = _common_options(suppress=True)
     sub = parser.add_subparsers(metavar="COMMAND", required=True)
 
     run = sub.add_parser(
@@ -124,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     motion.set_defaults(command=_simulate_motion)
 
     sync_command.add_parser(sub, common)
+    spotify_command.add_parser(sub, common)
 
     demo = sub.add_parser(
         "demo", parents=[common], help="a simulated sensor driving real sessions, then analytics"
@@ -167,6 +163,25 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
+
+
+def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """`--config` and `-v`, accepted before and after the command name."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS if suppress else None,
+        help="config file (default: $SPOTTYPOTTY_CONFIG, else /etc/spottypotty/hub.toml)",
+    )
+    options.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="debug logging",
+    )
+    return options
 
 
 def _add_range_options(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,782 @@
+"""The Spotify player: spotipy off the event loop, with its own backoff, breaker and cache.
+
+spotipy (and requests) are imported lazily, in a worker thread, on the first call, so
+the daemon starts fast. Every HTTP call runs in `asyncio.to_thread` with a requests
+timeout and a backstop `asyncio.wait_for`; spotipy never retries or sleeps (plain
+`requests.Session`, `retries=0`), so a 429 reaches us with its `Retry-After` and we
+remember "not before T" instead of sleeping. The policy (what to call, what a failure
+means) runs on the event loop; threads only do HTTP.
+
+The daemon never prompts: spotipy's `SpotifyOAuth` is only used to *refresh* tokens. The
+`Spotify` client's auth manager is `TokenAuth`, which reads the cache file and raises
+`AuthError` when there is no usable token, so spotipy's interactive paths are unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub.config import HubConfig, SensorConfig, SpotifySection
+from hub.errors import AuthError
+from hub.model import Session
+from hub.playback.port import PlaybackResult, Player
+
+_LOGGER = logging.getLogger(__name__)
+
+SCOPES = "user-read-playback-state user-modify-playback-state"
+SECRET_NAME = "spotify_client_secret"  # noqa: S105 - a name, not a secret
+SECRET_ENV = "SPOTIFY_CLIENT_SECRET"  # noqa: S105
+LOGIN_HINT = "run `spottypotty spotify login`"
+
+# Notes a start answers with (they end up in the session's playback_note).
+NOTE_STARTED = "started"
+NOTE_ALREADY_PLAYING = "already_playing"
+NOTE_LOGIN_NEEDED = "login_needed"
+NOTE_RATE_LIMITED = "rate_limited"
+NOTE_UNAVAILABLE = "spotify_unavailable"  # the breaker is open
+NOTE_NO_SECRET = "no_client_secret"  # noqa: S105
+NOTE_NO_DEVICE = "no_device"
+NOTE_DEVICE_NOT_FOUND = "device_not_found"
+NOTE_DEVICE_NOT_READY = "device_not_ready"
+
+_DEVICE_ID = re.compile(r"[0-9a-f]{40}")
+_OPEN_LINK = re.compile(
+    r"https://open\.spotify\.com/(?:intl-[a-z-]+/)?"
+    r"(?P<type>playlist|album|artist|show|episode|track)/(?P<id>[A-Za-z0-9]+)"
+)
+_TRACK_TYPES = ("spotify:track:", "spotify:episode:")
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+def to_uri(context: str | None) -> str | None:
+    """A Spotify URI from a config value: a URI as is, an open.spotify.com link converted."""
+    if not context:
+        return None
+    link = _OPEN_LINK.match(context)
+    if link:
+        return f"spotify:{link['type']}:{link['id']}"
+    return context
+
+
+def play_body(uri: str | None) -> dict[str, Any]:
+    """`start_playback` keywords: tracks and episodes go in `uris`, the rest is a context."""
+    if uri is None:
+        return {}
+    if uri.startswith(_TRACK_TYPES):
+        return {"uris": [uri]}
+    return {"context_uri": uri}
+
+
+def looks_like_device_id(value: str) -> bool:
+    return bool(_DEVICE_ID.fullmatch(value))
+
+
+def match_device(devices: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:
+    """The device named `wanted` by id (exactly) or by name (case-insensitively)."""
+    for device in devices:
+        if device.get("id") == wanted:
+            return device
+    folded = wanted.strip().casefold()
+    for device in devices:
+        if str(device.get("name", "")).strip().casefold() == folded:
+            return device
+    return None
+
+
+def plays_on(current: Any, device_id: str) -> bool:
+    """Whether `GET /me/player`'s answer says something plays on `device_id`."""
+    if not isinstance(current, dict) or not current.get("is_playing"):
+        return False
+    device = current.get("device") or {}
+    return bool(device.get("id") == device_id)
+
+
+def plays_ours(current: Any, device_id: str, uri: str | None) -> bool:
+    """Whether the device still plays what the hub started there (`uri`, if known)."""
+    if not plays_on(current, device_id):
+        return False
+    if uri is None:
+        return True
+    context = current.get("context") or {}
+    item = current.get("item") or {}
+    return uri in (context.get("uri"), item.get("uri"))
+
+
+def parse_retry_after(value: str | None, default: float) -> float:
+    """Seconds from a Retry-After header (seconds, or an HTTP date); `default` if unusable."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime  # noqa: PLC0415 - rare path
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+def endpoint(base: str, path: str) -> str:
+    """`base` joined with `path`, `base` treated as a directory whether or not it ends in /."""
+    return urllib.parse.urljoin(base if base.endswith("/") else base + "/", path)
+
+
+class Breaker:
+    """A circuit breaker: after `threshold` consecutive failures, refuse for `cooldown` s.
+
+    After the cool-down one trial is let through (half-open); its failure opens it again.
+    """
+
+    def __init__(self, threshold: int, cooldown: float) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.open_until = 0.0
+
+    def allow(self, now: float) -> bool:
+        return self.failures < self.threshold or now >= self.open_until
+
+    def success(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0
+
+    def failure(self, now: float) -> bool:
+        """Count a failure; True when this one opened (or re-opened) the breaker."""
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.open_until = now + self.cooldown
+            return True
+        return False
+
+    def is_open(self, now: float) -> bool:
+        return not self.allow(now)
+
+
+# --- the token cache file -------------------------------------------------------------------
+
+
+class TokenStore:
+    """spotipy's cache-file format (one JSON token_info), written atomically, mode 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, Any] | None:
+        """The cached token_info, or None when missing or unreadable (logged, never the value)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            _LOGGER.warning("cannot read the Spotify token cache %s: %s", self.path, exc.strerror)
+            return None
+        try:
+            token = json.loads(text)
+        except ValueError:
+            _LOGGER.warning("the Spotify token cache %s is not JSON", self.path)
+            return None
+        return token if isinstance(token, dict) else None
+
+    def usable(self) -> bool:
+        token = self.load()
+        return bool(token and token.get("refresh_token"))
+
+    def save(self, token: dict[str, Any]) -> None:
+        """Replace the file atomically; the new file is 0600 from its first byte."""
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".spotify-token-", dir=directory)  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(token, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)  # noqa: PTH101 - the temporary file is a str path
+            os.replace(tmp, self.path)  # noqa: PTH105
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # noqa: PTH108
+            raise
+
+    def signature(self) -> tuple[int, int, int] | None:
+        """(inode, mtime_ns, size), to notice a new login without reading the file."""
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+class TokenAuth:
+    """spotipy's `auth_manager` for the daemon: cached token, refreshed, never a prompt.
+
+    `get_access_token` is what `Spotify` calls before every request. It refreshes through
+    spotipy's `SpotifyOAuth.refresh_access_token` (with its timeout) and persists the new
+    token itself; with no usable token it raises AuthError instead of falling back to
+    spotipy's interactive login.
+    """
+
+    def __init__(self, oauth: Any, store: TokenStore) -> None:
+        self._oauth = oauth
+        self._store = store
+        self._token: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def get_access_token(self, as_dict: bool = False, check_cache: bool = True) -> str:  # noqa: ARG002 - spotipy's signature
+        with self._lock:
+            token = self._current()
+            if "access_token" not in token or self._oauth.is_token_expired(token):
+                token = self._refresh(token)
+            return str(token["access_token"])
+
+    def force_refresh(self) -> None:
+        """After a 401: the access token was refused before its time; get a new one."""
+        with self._lock:
+            self._refresh(self._current())
+
+    def forget(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def _current(self) -> dict[str, Any]:
+        token = self._token if self._token is not None else self._store.load()
+        if not token or not token.get("refresh_token"):
+            raise AuthError(f"Spotify login needed: no usable token; {LOGIN_HINT}")
+        token.setdefault("expires_at", 0)
+        self._token = token
+        return token
+
+    def _refresh(self, token: dict[str, Any]) -> dict[str, Any]:
+        fresh: dict[str, Any] = self._oauth.refresh_access_token(token["refresh_token"])
+        fresh.setdefault("refresh_token", token["refresh_token"])
+        self._store.save(fresh)
+        self._token = fresh
+        _LOGGER.debug("Spotify access token refreshed")
+        return fresh
+
+
+def _refuse_prompt(*_args: object, **_kwargs: object) -> str:
+    raise AuthError(f"Spotify login needed; the daemon never prompts: {LOGIN_HINT}")
+
+
+def build_oauth(settings: SpotifySection, client_secret: str, *, timeout: float) -> Any:
+    """spotipy's SpotifyOAuth pointed at `accounts_url`, with a timeout and no retries.
+
+    Its cache handler is in memory: the caller persists tokens through `TokenStore`.
+    """
+    import requests  # noqa: PLC0415 - lazy: spotipy and requests cost start-up time
+    from spotipy.cache_handler import MemoryCacheHandler  # noqa: PLC0415
+    from spotipy.oauth2 import SpotifyOAuth  # noqa: PLC0415
+
+    _quiet_spotipy_logging()
+    oauth = SpotifyOAuth(
+        client_id=settings.client_id,
+        client_secret=client_secret,
+        redirect_uri=settings.redirect_uri,
+        scope=SCOPES,
+        requests_session=requests.Session(),  # plain: no urllib3 retries
+        requests_timeout=timeout,
+        open_browser=False,
+        cache_handler=MemoryCacheHandler(),
+    )
+    # Class attributes in spotipy; an instance attribute overrides them for this object.
+    oauth.OAUTH_TOKEN_URL = endpoint(settings.accounts_url, "api/token")
+    oauth.OAUTH_AUTHORIZE_URL = endpoint(settings.accounts_url, "authorize")
+    return oauth
+
+
+def build_client(auth_manager: Any, settings: SpotifySection, *, timeout: float) -> Any:
+    """spotipy's Spotify client on `api_url`: retries=0 and a plain requests.Session, so a
+    429 arrives with its Retry-After instead of being slept on or hidden."""
+    import requests  # noqa: PLC0415
+    from spotipy import Spotify  # noqa: PLC0415
+
+    client = Spotify(
+        auth_manager=auth_manager,
+        requests_session=requests.Session(),
+        retries=0,
+        status_retries=0,
+        requests_timeout=timeout,
+    )
+    client.prefix = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
+    return client
+
+
+class _SpotipyLogFilter(logging.Filter):
+    """spotipy logs request headers (the bearer token) at DEBUG, and every HTTP error at
+    ERROR, expected ones included; we log what matters ourselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        message = str(record.msg)
+        return not message.startswith(("HTTP Error for", "Max Retries"))
+
+
+_LOG_FILTER = _SpotipyLogFilter()
+
+
+def _quiet_spotipy_logging() -> None:
+    for name in ("spotipy.client", "spotipy.oauth2", "spotipy.cache_handler", "spotipy.util"):
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
+
+
+# --- the player -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """What went wrong with one HTTP call, as data the event loop acts on."""
+
+    note: str
+    transient: bool = False  # counts toward the breaker
+    login: bool = False
+    retry_after: float | None = None
+    status: int | None = None
+    reason: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    value: Any = None
+    status: int | None = None  # the HTTP status of the (last) response
+    problem: _Problem | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Owned:
+    """What the hub started for a session: where and what."""
+
+    device_id: str
+    uri: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    device_id: str
+    listed: bool  # on the device list just now; if not, transfer before playing
+
+
+class _Refused(Exception):  # noqa: N818 - private control flow
+    """No music this time: `note` says why (it becomes the result's note)."""
+
+    def __init__(
+        self, note: str, device_id: str | None = None, problem: _Problem | None = None
+    ) -> None:
+        super().__init__(note)
+        self.note = note
+        self.device_id = device_id
+        self.problem = problem
+
+
+class SpotifyPlayer:
+    """The `Player` for Spotify Connect. Never raises for a playback failure."""
+
+    def __init__(
+        self,
+        settings: SpotifySection,
+        *,
+        client_secret: str | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        request_timeout: float = 5.0,
+        device_ttl: float = 300.0,
+        breaker_threshold: int = 3,
+        breaker_cooldown: float = 60.0,
+        play_attempts: int = 3,
+        retry_delay: float = 0.5,
+        default_retry_after: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._secret = client_secret
+        self._clock = clock
+        self._sleep = sleep
+        self._timeout = request_timeout
+        # A call may refresh the token, be refused with 401, refresh and retry: 4 requests.
+        self._backstop = 4 * request_timeout + 1.0
+        self._device_ttl = device_ttl
+        self._breaker = Breaker(breaker_threshold, breaker_cooldown)
+        self._play_attempts = play_attempts
+        self._retry_delay = retry_delay
+        self._default_retry_after = default_retry_after
+        self._store = TokenStore(settings.token_cache)
+        self._not_before = 0.0
+        self._devices: list[dict[str, Any]] = []
+        self._devices_at: float | None = None
+        self._known_ids: dict[str, str] = {}  # casefolded name -> last id seen
+        self._owned: dict[str, _Owned] = {}  # session id -> what we started
+        self._client_lock = threading.Lock()
+        self._client: Any = None
+        self._auth: TokenAuth | None = None
+        self._local = threading.local()
+        self._login_needed = False
+        self._login_signature: tuple[int, int, int] | None = None
+        if client_secret is None:
+            _LOGGER.warning(
+                "Spotify client secret missing (env %s or credential %s): playback disabled",
+                SECRET_ENV,
+                SECRET_NAME,
+            )
+        elif not self._store.usable():
+            self._set_login_needed(f"no token in {settings.token_cache}")
+
+    # --- what the daemon reads ---
+
+    @property
+    def login_needed(self) -> bool:
+        return self._login_needed
+
+    def status(self) -> str:
+        """One short phrase for systemd's STATUS= line and the hub status."""
+        now = self._clock()
+        if self._secret is None:
+            return "Spotify client secret missing"
+        if self._login_needed:
+            return "Spotify login needed"
+        if now < self._not_before:
+            return f"Spotify rate-limited for {_duration(self._not_before - now)}"
+        if self._breaker.is_open(now):
+            return f"Spotify unreachable (retry in {_duration(self._breaker.open_until - now)})"
+        return "Spotify ready"
+
+    # --- the Player port ---
+
+    async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult:
+        try:
+            return await self._start(session, sensor)
+        except _Refused as refused:
+            return PlaybackResult(started=False, device_id=refused.device_id, note=refused.note)
+
+    async def stop(self, session: Session, sensor: SensorConfig | None) -> bool:  # noqa: ARG002 - the port's signature
+        owned = self._owned.pop(session.session_id, None)
+        if owned is None and session.playback_started and session.spotify_device_id:
+            # Started before a restart: the session record says where and what.
+            owned = _Owned(session.spotify_device_id, to_uri(session.spotify_context_uri))
+        if owned is None:
+            return False  # nothing of ours plays (never started, not hijacked, already stopped)
+        try:
+            self._check_usable()
+            current = await self._call(lambda sp: sp.current_playback())
+            if not plays_ours(current.value, owned.device_id, owned.uri):
+                _LOGGER.info(
+                    "session %s: not pausing; the device no longer plays what the hub started "
+                    "(paused, or switched device or music)",
+                    session.session_id,
+                )
+                return False
+            await self._call(lambda sp: sp.pause_playback(device_id=owned.device_id))
+        except _Refused as refused:
+            _LOGGER.warning("session %s: could not pause: %s", session.session_id, refused.note)
+            return False
+        _LOGGER.info("session %s: paused", session.session_id)
+        return True
+
+    async def warm_up(self) -> None:
+        """Optional, at daemon start: build the client and fill the device cache."""
+        with contextlib.suppress(_Refused):
+            self._check_usable()
+            await self._list_devices()
+
+    # --- start, step by step ---
+
+    async def _start(self, session: Session, sensor: SensorConfig) -> PlaybackResult:
+        self._check_usable()
+        if not sensor.spotify_device:
+            raise _Refused(NOTE_NO_DEVICE)
+        target = await self._resolve(sensor.spotify_device)
+        current = await self._call(lambda sp: sp.current_playback())
+        if plays_on(current.value, target.device_id):
+            _LOGGER.info(
+                "session %s: %r is already playing something; not taking it over",
+                session.session_id,
+                sensor.spotify_device,
+            )
+            raise _Refused(NOTE_ALREADY_PLAYING, target.device_id)
+        uri = to_uri(sensor.context_uri)
+        await self._play(target, uri)
+        self._owned[session.session_id] = _Owned(target.device_id, uri)
+        _LOGGER.info(
+            "session %s: playing %s on %r",
+            session.session_id,
+            uri or "(resumed)",
+            sensor.spotify_device,
+        )
+        await self._settle(target.device_id, sensor)
+        return PlaybackResult(started=True, device_id=target.device_id, note=NOTE_STARTED)
+
+    async def _resolve(self, wanted: str) -> _Target:
+        """The device id for a name or id: the cached list if fresh, else one listing."""
+        now = self._clock()
+        if self._devices_at is not None and now - self._devices_at < self._device_ttl:
+            hit = match_device(self._devices, wanted)
+            if hit is not None:
+                return _Target(str(hit["id"]), listed=True)
+        devices = await self._list_devices()
+        hit = match_device(devices, wanted)
+        if hit is not None:
+            return _Target(str(hit["id"]), listed=True)
+        # Asleep (off the list) or renamed: the id we last saw it under, or the id itself.
+        known = self._known_ids.get(wanted.strip().casefold())
+        if known is None and looks_like_device_id(wanted):
+            known = wanted
+        if known is None:
+            _LOGGER.warning("Spotify device %r is not on the device list", wanted)
+            raise _Refused(NOTE_DEVICE_NOT_FOUND)
+        return _Target(known, listed=False)
+
+    async def _list_devices(self) -> list[dict[str, Any]]:
+        reply = await self._call(lambda sp: sp.devices())
+        devices = [d for d in (reply.value or {}).get("devices", []) if d.get("id")]
+        self._devices = devices
+        self._devices_at = self._clock()
+        for device in devices:
+            self._known_ids[str(device.get("name", "")).strip().casefold()] = str(device["id"])
+        return devices
+
+    async def _play(self, target: _Target, uri: str | None) -> None:
+        """PUT play with the device id; transfer first (or on 404), then bounded retries."""
+        device_id = target.device_id
+        body = play_body(uri)
+        transferred = False
+        if not target.listed:
+            await self._transfer(device_id)
+            transferred = True
+        for attempt in range(self._play_attempts):
+            if attempt:
+                await self._sleep(self._retry_delay)
+            try:
+                reply = await self._call(
+                    lambda sp: sp.start_playback(device_id=device_id, **body), device_id
+                )
+            except _Refused as refused:
+                if refused.problem is None or refused.problem.status != 404:  # noqa: PLR2004
+                    raise
+                if transferred:
+                    continue  # the device is waking up: retry shortly
+                self._devices_at = None  # the list was wrong: list again next time
+                await self._transfer(device_id)
+                transferred = True
+                continue
+            if reply.status != 202:  # noqa: PLR2004 - 202: accepted, not done; retry shortly
+                return
+        _LOGGER.warning("Spotify device %s did not start after %d tries", device_id, attempt + 1)
+        raise _Refused(NOTE_DEVICE_NOT_READY, device_id)
+
+    async def _transfer(self, device_id: str) -> None:
+        try:
+            await self._call(
+                lambda sp: sp.transfer_playback(device_id=device_id, force_play=False), device_id
+            )
+        except _Refused as refused:
+            if refused.problem is not None and refused.problem.status == 404:  # noqa: PLR2004
+                self._devices_at = None
+                raise _Refused(NOTE_DEVICE_NOT_FOUND, device_id) from None
+            raise
+
+    async def _settle(self, device_id: str, sensor: SensorConfig) -> None:
+        """Shuffle and volume, after play so they never delay it; failures only logged."""
+        calls: list[Callable[[Any], Any]] = [
+            lambda sp: sp.shuffle(sensor.shuffle, device_id=device_id)
+        ]
+        if sensor.volume is not None:
+            volume = sensor.volume
+            calls.append(lambda sp: sp.volume(volume, device_id=device_id))
+        for call in calls:
+            try:
+                await self._call(call, device_id)
+            except _Refused as refused:
+                _LOGGER.info("Spotify shuffle/volume not set: %s", refused.note)
+                return
+
+    # --- state checks and the one way to make an HTTP call ---
+
+    def _check_usable(self) -> None:
+        if self._secret is None:
+            raise _Refused(NOTE_NO_SECRET)
+        if self._login_needed and not self._login_renewed():
+            raise _Refused(NOTE_LOGIN_NEEDED)
+        now = self._clock()
+        if now < self._not_before:
+            raise _Refused(NOTE_RATE_LIMITED)
+        if not self._breaker.allow(now):
+            raise _Refused(NOTE_UNAVAILABLE)
+
+    def _login_renewed(self) -> bool:
+        """A new token file since login was found needed (`spotify login` ran): use it."""
+        signature = self._store.signature()
+        if signature is None or signature == self._login_signature or not self._store.usable():
+            return False
+        self._login_needed = False
+        if self._auth is not None:
+            self._auth.forget()
+        _LOGGER.warning("Spotify login found in %s; playback enabled again", self._store.path)
+        return True
+
+    def _set_login_needed(self, why: str) -> None:
+        if not self._login_needed:
+            _LOGGER.warning("Spotify login needed (%s): %s", why, LOGIN_HINT)
+        self._login_needed = True
+        self._login_signature = self._store.signature()
+        self._owned.clear()
+
+    async def _call(self, operation: Callable[[Any], Any], device_id: str | None = None) -> _Reply:
+        """Run one spotipy call in a thread; apply what its answer means; raise _Refused
+        with the note for the caller's result when it failed."""
+        try:
+            reply = await asyncio.wait_for(
+                asyncio.to_thread(self._run, operation), timeout=self._backstop
+            )
+        except TimeoutError:
+            reply = _Reply(problem=_Problem("timeout", transient=True, detail="backstop"))
+        problem = reply.problem
+        now = self._clock()
+        if problem is None:
+            self._breaker.success()
+            return reply
+        if problem.login:
+            self._set_login_needed(problem.detail)
+        elif problem.retry_after is not None:
+            self._breaker.success()  # it answered: it is up
+            self._not_before = now + problem.retry_after
+            _LOGGER.warning(
+                "Spotify rate limit: no calls for %s (Retry-After)", _duration(problem.retry_after)
+            )
+        elif problem.transient:
+            if self._breaker.failure(now):
+                _LOGGER.warning(
+                    "Spotify unavailable (%s, %d failures in a row): not trying for %s",
+                    problem.detail or problem.note,
+                    self._breaker.failures,
+                    _duration(self._breaker.cooldown),
+                )
+            else:
+                _LOGGER.info("Spotify call failed: %s", problem.detail or problem.note)
+        else:
+            self._breaker.success()
+            _LOGGER.debug("Spotify refused: %s %s", problem.status, problem.reason)
+        raise _Refused(problem.note, device_id, problem)
+
+    # --- in the worker thread ---
+
+    def _spotify(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                assert self._secret is not None  # noqa: S101 - checked before any call
+                oauth = build_oauth(self._settings, self._secret, timeout=self._timeout)
+                oauth.get_auth_response = _refuse_prompt  # belt and braces: never prompt
+                oauth._get_user_input = _refuse_prompt  # noqa: SLF001
+                self._auth = TokenAuth(oauth, self._store)
+                client = build_client(self._auth, self._settings, timeout=self._timeout)
+                client._session.hooks["response"].append(self._note_status)  # noqa: SLF001
+                self._client = client
+            return self._client
+
+    def _note_status(self, response: Any, *_args: object, **_kwargs: object) -> None:
+        self._local.status = response.status_code
+
+    def _run(self, operation: Callable[[Any], Any]) -> _Reply:
+        import requests  # noqa: PLC0415 - lazy, and already loaded by the first call
+        from spotipy.exceptions import SpotifyException, SpotifyOauthError  # noqa: PLC0415
+
+        try:
+            client = self._spotify()
+            self._local.status = None
+            try:
+                value = operation(client)
+            except SpotifyException as exc:
+                if exc.http_status != 401:  # noqa: PLR2004
+                    raise
+                # Refused before its expiry (revoked, clock skew): refresh once and retry.
+                assert self._auth is not None  # noqa: S101
+                self._auth.force_refresh()
+                value = operation(client)
+            return _Reply(value=value, status=self._local.status)
+        except AuthError as exc:
+            return _Reply(problem=_Problem(NOTE_LOGIN_NEEDED, login=True, detail=str(exc)))
+        except SpotifyOauthError as exc:
+            if exc.error == "invalid_grant":
+                detail = "the refresh token was refused (invalid_grant)"
+                return _Reply(problem=_Problem(NOTE_LOGIN_NEEDED, login=True, detail=detail))
+            detail = f"token refresh failed: {exc.error}"
+            return _Reply(problem=_Problem("auth_failed", transient=True, detail=detail))
+        except SpotifyException as exc:
+            return _Reply(problem=self._http_problem(exc))
+        except requests.Timeout:
+            return _Reply(problem=_Problem("timeout", transient=True, detail="request timed out"))
+        except requests.RequestException as exc:
+            detail = f"unreachable ({type(exc).__name__})"
+            return _Reply(problem=_Problem("unreachable", transient=True, detail=detail))
+        except Exception:
+            _LOGGER.exception("unexpected error from spotipy")
+            return _Reply(problem=_Problem("error", transient=True, detail="unexpected error"))
+
+    def _http_problem(self, exc: Any) -> _Problem:
+        status: int = exc.http_status
+        reason: str | None = exc.reason
+        transient = False
+        retry_after: float | None = None
+        if status == 429:  # noqa: PLR2004
+            note = NOTE_RATE_LIMITED
+            headers = exc.headers or {}
+            retry_after = parse_retry_after(headers.get("Retry-After"), self._default_retry_after)
+        elif status == 401:  # noqa: PLR2004 - still refused after a fresh token
+            note, transient = "auth_failed", True
+        elif status == 403:  # noqa: PLR2004
+            note = "premium_required" if reason == "PREMIUM_REQUIRED" else "forbidden"
+        elif status == 404:  # noqa: PLR2004
+            note = "no_active_device" if reason == "NO_ACTIVE_DEVICE" else NOTE_DEVICE_NOT_FOUND
+        elif status >= 500:  # noqa: PLR2004
+            note, transient = "spotify_error", True
+        else:
+            note = f"http_{status}"
+        return _Problem(
+            note,
+            transient=transient,
+            retry_after=retry_after,
+            status=status,
+            reason=reason,
+            detail=f"HTTP {status} {reason or ''}".strip(),
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:  # noqa: PLR2004
+        return f"{seconds:.0f} s"
+    if seconds < 7200:  # noqa: PLR2004
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def make_player(config: HubConfig) -> Player:
+    """The player the daemon should use: dry run when asked to or with no client id."""
+    settings = config.spotify
+    if settings.dry_run or not settings.client_id:
+        from hub.playback.dry_run import DryRunPlayer  # noqa: PLC0415
+
+        return DryRunPlayer()
+    from hub.secrets import read_secret  # noqa: PLC0415
+
+    secret = read_secret(SECRET_NAME, env=SECRET_ENV)
+    return SpotifyPlayer(settings, client_secret=secret)
