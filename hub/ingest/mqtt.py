@@ -284,6 +284,9 @@ class MqttLink:
             publisher = group.create_task(self._publish_pending(client), name="mqtt-publisher")
             await self._stop.wait()
             reader.cancel()
+            # Python 3.11's wait_for (inside aiomqtt's publish) can swallow a cancel that
+            # lands as the PUBACK arrives (gh-86296): the publisher also checks _stop itself.
+            self._pending_changed.set()
             publisher.cancel()
         # Stopping gracefully: what is pending goes out, then "offline" as the last word.
         await self._send_pending(client)
@@ -292,9 +295,11 @@ class MqttLink:
         _LOGGER.info("disconnecting from MQTT broker %s:%d", mqtt.host, mqtt.port)
 
     async def _publish_pending(self, client: aiomqtt.Client) -> None:
-        while True:
+        while not self._stop.is_set():
             await self._pending_changed.wait()
             self._pending_changed.clear()
+            if self._stop.is_set():
+                return  # the graceful stop sends what is pending itself
             await self._send_pending(client)
 
     async def _send_pending(self, client: aiomqtt.Client) -> None:

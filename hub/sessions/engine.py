@@ -13,7 +13,7 @@ the table is consulted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum, auto
 from types import MappingProxyType
@@ -153,6 +153,10 @@ class SessionEngine:
         new_id: Callable[[str, float], str] = new_session_id,
     ) -> None:
         self._config = config
+        # Looked up for every motion event and deadline: indexes, not scans of the config.
+        self._sensors = {sensor.id: sensor for sensor in config.sensors}
+        self._default_timeout = config.sessions.timeout_minutes * 60
+        self._timeouts = {sensor.id: config.timeout_seconds(sensor.id) for sensor in config.sensors}
         self._new_id = new_id
         self._tz = local_zone(config.hub.timezone)
         # Every session the engine may still act on, by session id: the active ones, the
@@ -172,10 +176,16 @@ class SessionEngine:
         )
 
     def deadline(self, session: Session) -> float:
-        return session.last_motion + self._config.timeout_seconds(session.sensor_id)
+        return session.last_motion + self._timeout(session.sensor_id)
+
+    def _timeout(self, sensor_id: str) -> float:
+        return self._timeouts.get(sensor_id, self._default_timeout)
 
     def next_deadline(self) -> float | None:
-        return min((self.deadline(s) for s in self.active.values()), default=None)
+        return min((self.deadline(s) for s in self._active_sessions()), default=None)
+
+    def _active_sessions(self) -> Iterator[Session]:
+        return (self._tracked[session_id].session for session_id in self._active.values())
 
     # --- inputs ---
 
@@ -200,9 +210,8 @@ class SessionEngine:
     def on_tick(self, now: float) -> list[Command]:
         """End every active session whose deadline <= now (rule 1), earliest first."""
         self._used = True
-        due = sorted(
-            (self.deadline(s), s.sensor_id) for s in self.active.values() if self.deadline(s) <= now
-        )
+        deadlines = ((self.deadline(s), s.sensor_id) for s in self._active_sessions())
+        due = sorted(d for d in deadlines if d[0] <= now)
         commands: list[Command] = []
         for _, sensor_id in due:
             commands.extend(self._end(self._tracked[self._active[sensor_id]], now))
@@ -211,7 +220,7 @@ class SessionEngine:
     def on_motion(self, event: MotionEvent, now: float) -> list[Command]:
         """Rules 2-5, one case per line: drop, extend, amend the last ended, or create."""
         commands = self.on_tick(now)
-        sensor = self._config.sensor(event.sensor_id)
+        sensor = self._sensors.get(event.sensor_id)
         if sensor is None:
             return [*commands, DropEvent(event, "unknown_sensor")]
         if not sensor.enabled:
@@ -258,7 +267,7 @@ class SessionEngine:
         )
         commands: list[Command] = [PersistSession(session, event=None, created=False)]
         if stop:
-            commands.append(StopPlayback(session, self._config.sensor(session.sensor_id)))
+            commands.append(StopPlayback(session, self._sensors.get(session.sensor_id)))
         self._forget_if_settled(session_id)
         return commands
 
@@ -347,7 +356,7 @@ class SessionEngine:
             self._forget_if_settled(previous)
         commands: list[Command] = [PersistSession(session, event=None, created=False)]
         if stop:
-            commands.append(StopPlayback(session, self._config.sensor(session.sensor_id)))
+            commands.append(StopPlayback(session, self._sensors.get(session.sensor_id)))
         return commands
 
     # --- helpers ---
@@ -384,7 +393,7 @@ class SessionEngine:
         return None
 
     def _is_stale(self, event: MotionEvent, now: float) -> bool:
-        return now - event.occurred_at >= self._config.timeout_seconds(event.sensor_id)
+        return now - event.occurred_at >= self._timeout(event.sensor_id)
 
     def _amendable(self, sensor_id: str, event: MotionEvent, now: float) -> _Tracked | None:
         """The sensor's last ended session, if this stale motion falls inside it."""

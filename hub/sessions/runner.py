@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from hub.errors import HubError
 from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
@@ -35,6 +36,7 @@ Inbound = MotionEvent | StatusUpdate | MotionCleared
 # Sessions the engine starts without asking for music, and why, for the log.
 _SILENT_STARTS = {"quiet_hours": "quiet hours", "stale": "the motion is older than the timeout"}
 PlayerCommand = StartPlayback | StopPlayback
+MAX_WRITES_IN_FLIGHT = 1_000
 
 
 class SessionRunner:
@@ -55,7 +57,11 @@ class SessionRunner:
         self._on_session = on_session
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=inbox_size)
         self._waiting: asyncio.Timeout | None = None
-        self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
+        self._player_queue: asyncio.Queue[tuple[PlayerCommand, asyncio.Future[None] | None]] = (
+            asyncio.Queue()
+        )
+        self._last_write: dict[str, asyncio.Future[None]] = {}  # session id -> latest write
+        self._in_flight: deque[asyncio.Future[None]] = deque()
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
 
@@ -122,38 +128,57 @@ class SessionRunner:
             _LOGGER.exception("could not record the status of sensor %s", status.sensor_id)
 
     async def _execute(self, commands: Iterable[Command]) -> None:
+        """Hand writes to the writer without waiting for each commit (so a burst becomes
+        one group commit); playback waits for its session's row, in the player task."""
         for command in commands:
             match command:
                 case PersistSession(session=session, created=created, event=event):
-                    try:
-                        await self._writer.save(session, created=created, event=event)
-                    except HubError:
-                        self.counters["persist_failed"] += 1
-                        _LOGGER.exception("could not save session %s", session.session_id)
-                        continue
-                    if created and session.playback_note in _SILENT_STARTS:
-                        _LOGGER.info(
-                            "session %s for %s: no music (%s)",
-                            session.session_id,
-                            session.sensor_id,
-                            _SILENT_STARTS[session.playback_note],
-                            extra={
-                                "SENSOR_ID": session.sensor_id,
-                                "SESSION_ID": session.session_id,
-                            },
-                        )
-                    if self._on_session is not None:
-                        self._on_session(session)
+                    written = self._writer.save(session, created=created, event=event)
+                    written.add_done_callback(partial(self._persisted, session, created))
+                    self._last_write[session.session_id] = written
+                    self._in_flight.append(written)
+                    await self._bound_in_flight()
                 case StartPlayback() | StopPlayback():
-                    self._player_queue.put_nowait(command)
+                    last_write = self._last_write.get(command.session.session_id)
+                    self._player_queue.put_nowait((command, last_write))
                 case DropEvent(event=event, reason=reason):
                     self.counters[f"{reason}:{event.sensor_id}"] += 1
                     _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
 
+    async def _bound_in_flight(self) -> None:
+        """Back-pressure: a disk slower than the radio must not grow memory without bound."""
+        while self._in_flight and self._in_flight[0].done():
+            self._in_flight.popleft()
+        if len(self._in_flight) > MAX_WRITES_IN_FLIGHT:
+            await asyncio.wait([self._in_flight.popleft()])
+
+    def _persisted(self, session: Session, created: bool, written: asyncio.Future[None]) -> None:
+        if self._last_write.get(session.session_id) is written:
+            del self._last_write[session.session_id]
+        if written.cancelled():
+            return
+        if (error := written.exception()) is not None:
+            self.counters["persist_failed"] += 1
+            _LOGGER.error("could not save session %s: %s", session.session_id, error)
+            return
+        if created and session.playback_note in _SILENT_STARTS:
+            _LOGGER.info(
+                "session %s for %s: no music (%s)",
+                session.session_id,
+                session.sensor_id,
+                _SILENT_STARTS[session.playback_note],
+                extra={"SENSOR_ID": session.sensor_id, "SESSION_ID": session.session_id},
+            )
+        if self._on_session is not None:
+            self._on_session(session)
+
     async def _play(self) -> None:
-        """One playback at a time, in order; answers go back to the engine."""
+        """One playback at a time, in order, each after its session's row is committed;
+        answers go back to the engine."""
         while True:
-            command = await self._player_queue.get()
+            command, written = await self._player_queue.get()
+            if written is not None:
+                await asyncio.wait([written])  # committed (or failed: counted and logged)
             session = command.session
             match command:
                 case StartPlayback(sensor=sensor):

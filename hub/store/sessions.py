@@ -6,6 +6,7 @@ rewrite of unchanged rows); sqlite-utils does the opening and the migrations.
 
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -31,11 +32,17 @@ _INSERT = (
     f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)})"
 )
-_UPDATE = (
-    "UPDATE sessions SET "
-    + ", ".join(f"{c} = :{c}" for c in _SESSION_COLUMNS if c != "sessionId")
-    + ", version = version + 1 WHERE sessionId = :sessionId"
-)
+# Every column but the key; an update sets the ones that changed.
+_UPDATABLE = tuple(column for column in _SESSION_COLUMNS if column != "sessionId")
+_REMEMBERED_ROWS = 4_096
+
+
+@functools.lru_cache(maxsize=256)
+def _update_sql(columns: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{column} = :{column}" for column in columns)
+    return f"UPDATE sessions SET {assignments}, version = version + 1 WHERE sessionId = :sessionId"
+
+
 _EVENT_COLUMNS = (
     "eventId",
     "sensorId",
@@ -101,6 +108,9 @@ class SessionRepository:
     def __init__(self, db: Database, *, ttl_days: float = 30.0) -> None:
         self.db = db
         self._event_ttl_seconds = int(ttl_days * SECONDS_PER_DAY)
+        # The rows this repository last committed, by session id, to update only what
+        # changed. Another writer's change is overwritten only in columns we change too.
+        self._written: dict[str, dict[str, Any]] = {}
 
     # -- writes -------------------------------------------------------------------------
 
@@ -109,18 +119,7 @@ class SessionRepository:
 
         A second active session for a sensor raises ConflictError naming the first.
         """
-        try:
-            with self.db.atomic():
-                if created:
-                    self.db.execute(_INSERT, session_row(session))
-                else:
-                    cursor = self.db.execute(_UPDATE, session_row(session))
-                    if cursor.rowcount != 1:
-                        raise StoreError(f"session {session.session_id} is not in the database")
-                if event is not None:
-                    self.db.execute(_INSERT_EVENT, self._event_row(event, session.session_id))
-        except sqlite3.IntegrityError as exc:
-            raise self._conflict(session, exc) from exc
+        self.save_many([(session, created, event)])
 
     def save_many(self, items: list[tuple[Session, bool, MotionEvent | None]]) -> None:
         """Several saves in one transaction; repeated updates of a session write it once.
@@ -134,18 +133,44 @@ class SessionRepository:
                 session,
                 created or (previous is not None and previous[1]),
             )
+        rows = {session_id: session_row(session) for session_id, (session, _) in latest.items()}
         try:
             with self.db.atomic():
-                for session, created in latest.values():
-                    if created:
-                        self.db.execute(_INSERT, session_row(session))
-                    elif self.db.execute(_UPDATE, session_row(session)).rowcount != 1:
-                        raise StoreError(f"session {session.session_id} is not in the database")
+                for session_id, (_, created) in latest.items():
+                    self._write(rows[session_id], created=created)
                 for session, _, event in items:
                     if event is not None:
                         self.db.execute(_INSERT_EVENT, self._event_row(event, session.session_id))
         except sqlite3.IntegrityError as exc:
-            raise StoreError(f"batch of {len(items)} writes refused: {exc}") from exc
+            for session_id in latest:  # rolled back: what we last wrote is unknown now
+                self._written.pop(session_id, None)
+            raise self._conflict([session for session, _ in latest.values()], exc) from exc
+        except BaseException:
+            for session_id in latest:
+                self._written.pop(session_id, None)
+            raise
+        for session_id, row in rows.items():
+            self._remember(session_id, row)
+
+    def _write(self, row: dict[str, Any], *, created: bool) -> None:
+        """One row; an update sets only the columns that changed since we last wrote it,
+        so an extended session rewrites one table page, not every index (flash wear)."""
+        if created:
+            self.db.execute(_INSERT, row)
+            return
+        before = self._written.get(row["sessionId"])
+        changed = tuple(c for c in _UPDATABLE if before is None or before[c] != row[c])
+        if not changed:
+            return
+        values = {column: row[column] for column in changed} | {"sessionId": row["sessionId"]}
+        if self.db.execute(_update_sql(changed), values).rowcount != 1:
+            raise StoreError(f"session {row['sessionId']} is not in the database")
+
+    def _remember(self, session_id: str, row: dict[str, Any]) -> None:
+        self._written.pop(session_id, None)
+        self._written[session_id] = row
+        if len(self._written) > _REMEMBERED_ROWS:
+            del self._written[next(iter(self._written))]  # the least recently written
 
     def record_event(self, event: MotionEvent, session_id: str | None = None) -> None:
         """Keep a motion event that belongs to no session we track (e.g. out of order)."""
@@ -169,15 +194,18 @@ class SessionRepository:
             "ttl": int(event.occurred_at) + self._event_ttl_seconds,
         }
 
-    def _conflict(self, session: Session, exc: sqlite3.IntegrityError) -> Exception:
-        if session.is_active:
+    def _conflict(self, sessions: list[Session], exc: sqlite3.IntegrityError) -> Exception:
+        for session in sessions:
+            if not session.is_active:
+                continue
             active = self.active_for(session.sensor_id)
             if active is not None and active.session_id != session.session_id:
                 return ConflictError(
                     f"sensor {session.sensor_id} already has an active session {active.session_id}",
                     session_id=active.session_id,
                 )
-        return StoreError(f"cannot save session {session.session_id}: {exc}")
+        ids = ", ".join(session.session_id for session in sessions)
+        return StoreError(f"cannot save session(s) {ids}: {exc}")
 
     # -- reads --------------------------------------------------------------------------
 
