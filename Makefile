@@ -16,12 +16,12 @@ test: lint  ## lint, type-check and run every test
 	$(BIN)/pytest
 
 lint: $(READY)
-	$(BIN)/ruff check hub tests
-	$(BIN)/ruff format --check hub tests
+	$(BIN)/ruff check hub tests firmware
+	$(BIN)/ruff format --check hub tests firmware
 	$(BIN)/mypy
 
 bench: $(READY)  ## benchmarks: figures and ratios against baselines measured in the same run
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-esphome var .pytest_cache .mypy_cache .ruff_cache

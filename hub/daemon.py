@@ -15,6 +15,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hub.config import HubConfig
 from hub.ingest.mqtt import MqttLink
@@ -25,6 +26,9 @@ from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store.writer import StoreWriter
 from hub.systemd import Notifier, watchdog_interval, watchdog_loop
+
+if TYPE_CHECKING:
+    from hub.ingest.ble import BleScanner
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class Daemon:
         self.ready = asyncio.Event()
         self.runner: SessionRunner | None = None
         self.link: MqttLink | None = None
+        self.ble: BleScanner | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,10 +85,16 @@ class Daemon:
             )
             link = MqttLink(config, runner.inbox, client_id=self._client_id, clock=self._clock)
             self.runner, self.link = runner, link
+            if config.ble.enabled:
+                from hub.ingest.ble import BleScanner  # noqa: PLC0415 - bleak only when BLE is on
+
+                self.ble = BleScanner(config, runner.inbox, clock=self._clock)
             async with asyncio.TaskGroup() as group:
                 link_task = group.create_task(link.run(), name="mqtt-link")
                 runner_task = group.create_task(runner.run(), name="session-runner")
                 helpers = [group.create_task(self._announce(), name="status")]
+                if self.ble is not None:  # its failures never reach MQTT ingest
+                    helpers.append(group.create_task(self.ble.run(), name="ble-scanner"))
                 if isinstance(self._player, SpotifyPlayer):
                     # Fills the device cache so the first session's play is one call sooner.
                     helpers.append(
@@ -133,6 +144,8 @@ class Daemon:
             counters.update({f"mqtt.{k}": v for k, v in self.link.counters.items()})
         if self.runner is not None:
             counters.update({f"sessions.{k}": v for k, v in self.runner.counters.items()})
+        if self.ble is not None:
+            counters.update({f"ble.{k}": v for k, v in self.ble.counters.items()})
         return counters
 
     def _status_line(self) -> str:
@@ -140,6 +153,8 @@ class Daemon:
         active = len(self.runner.engine.active) if self.runner else 0
         broker = "broker connected" if self.link and self.link.connected else "broker unreachable"
         line = f"{sensors} sensor(s), {active} active session(s), {broker}"
+        if self.ble is not None:
+            line = f"{line}, BLE {self.ble.status}"
         if isinstance(self._player, SpotifyPlayer):
             line = f"{line}, {self._player.status()}"
         dropped = sum(

@@ -52,6 +52,14 @@ if ! "$VENV/bin/python" -m pip install -q -e '.[dev,systemd]'; then
     echo "warning: systemd-python did not build; continuing without it" >&2
     "$VENV/bin/python" -m pip install -q -e '.[dev]'
 fi
+# ESPHome validates firmware/esphome/motion-sensor.yaml offline (tests/firmware); it pins
+# paho-mqtt 1.x and an older bleak, so it gets a venv of its own.
+if [ ! -x .venv-esphome/bin/esphome ]; then
+    say "installing ESPHome into .venv-esphome (for esphome config in the tests)"
+    "$PYTHON" -m venv .venv-esphome
+    .venv-esphome/bin/python -m pip install -q --upgrade pip
+    .venv-esphome/bin/python -m pip install -q esphome
+fi
 # dynalite (a DynamoDB-compatible server) for the cloud-sync tests and benchmarks.
 bash scripts/install-dynalite.sh
 say "ready: $VENV"

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import __version__
+from hub.cli import backup as backup_command
+from hub.cli import ble as ble_command
+from hub.cli import sensors as sensors_command
 from hub.cli import spotify as spotify_command
 from hub.cli import sync as sync_command
 from hub.errors import ConfigError, HubError
@@ -21,8 +24,7 @@ from hub.errors import ConfigError, HubError
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-    from hub.config import HubConfig, SensorConfig
-    from hub.store.sensors import SensorState
+    from hub.config import HubConfig
 
 EXIT_FAILURE = 1
 _FIRST_ERROR_STATUS = 400
@@ -43,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _print_config_problems(exc)
         return EXIT_CONFIG
+    except ExceptionGroup as group:  # from the daemon's TaskGroup, e.g. an unsafe secret file
+        config_errors, rest = group.split(ConfigError)
+        if config_errors is None or rest is not None:
+            raise
+        _print_config_problems(_first_leaf(config_errors))
+        return EXIT_CONFIG
     except HubError as exc:
         print(f"spottypotty: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -53,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # an unreadable --event file, a full disk, …
         print(f"spottypotty: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _first_leaf(group: BaseExceptionGroup[ConfigError]) -> ConfigError:
+    first = group.exceptions[0]
+    return first if isinstance(first, ConfigError) else _first_leaf(first)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,13 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", parents=[common], help="validate the config file")
     check.set_defaults(command=_check_config)
 
-    sensors = sub.add_parser("sensors", parents=[common], help="the sensors and their state")
-    sensors_sub = sensors.add_subparsers(metavar="WHAT", required=True)
-    sensors_list = sensors_sub.add_parser(
-        "list", parents=[common], help="availability, last motion, battery, signal"
-    )
-    sensors_list.add_argument("--json", action="store_true", help="print JSON")
-    sensors_list.set_defaults(command=_sensors_list)
+    sensors_command.add_parser(sub, common)
 
     simulate = sub.add_parser(
         "simulate", parents=[common], help="publish sensor messages as the firmware does"
@@ -120,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync_command.add_parser(sub, common)
     spotify_command.add_parser(sub, common)
+    ble_command.add_parser(sub, common)
+    backup_command.add_parser(sub, common)
 
     demo = sub.add_parser(
         "demo", parents=[common], help="a simulated sensor driving real sessions, then analytics"
@@ -127,35 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default="var/demo", help="where the demo keeps its files")
     demo.set_defaults(command=_demo)
     return parser
-
-
-def sensor_json(sensor: SensorConfig, state: SensorState) -> dict[str, Any]:
-    """One sensor as `sensors list --json` shows it: its config plus what the hub saw."""
-    from hub.timeutil import iso  # noqa: PLC0415
-
-    def when(stamp: float | None) -> str | None:
-        return iso(stamp) if stamp is not None else None
-
-    if sensor.ble_address:
-        source = f"ble {sensor.ble_address}"
-    elif sensor.mqtt_topic:
-        source = f"mqtt {sensor.mqtt_format} {sensor.mqtt_topic}"
-    else:
-        source = "mqtt"
-    return {
-        "sensorId": sensor.id,
-        "name": sensor.name,
-        "userId": sensor.user_id,
-        "enabled": sensor.enabled,
-        "source": source,
-        "availability": state.availability,
-        "availabilityChangedAt": when(state.availability_changed_at),
-        "lastMotionTime": when(state.last_motion_at),
-        "batteryLevel": state.battery_level,
-        "signalStrength": state.signal_strength,
-        "firmwareVersion": state.firmware_version,
-        "activeSessionId": state.active_session_id,
-    }
 
 
 def _positive_int(text: str) -> int:
@@ -348,28 +328,6 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{config_path(args.config)}: OK — {len(config.sensors)} sensor(s), {enabled} enabled, "
         f"database {config.hub.database}"
     )
-    return 0
-
-
-def _sensors_list(args: argparse.Namespace) -> int:
-    from hub.cli.reports import sensors_report  # noqa: PLC0415
-    from hub.store import close_database, open_database  # noqa: PLC0415
-    from hub.store.sensors import SensorRepository  # noqa: PLC0415
-
-    config = _config(args)
-    db = open_database(config.hub.database)
-    try:
-        repository = SensorRepository(db)
-        states = [repository.state(sensor.id) for sensor in config.sensors]
-    finally:
-        close_database(db)
-    rows = [
-        sensor_json(sensor, state) for sensor, state in zip(config.sensors, states, strict=True)
-    ]
-    if args.json:
-        _print_json(rows)
-    else:
-        print(sensors_report(rows))
     return 0
 
 

@@ -1,0 +1,228 @@
+"""`spottypotty sensors add|remove|list`: register, revoke and show sensors.
+
+`add` prints the firmware's `config.json` on stdout — the only time the sensor's password
+or bindkey is ever shown — and everything else on stderr, so
+`spottypotty sensors add bath … > config.json` captures exactly the snippet.
+The work is done by hub.registry; this module only parses and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.config import HubConfig, SensorConfig
+    from hub.registry import Reloader
+    from hub.store.sensors import SensorState
+
+EXIT_FAILED = 1
+
+
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    sensors = subparsers.add_parser(
+        "sensors", parents=[common], help="register, revoke and list sensors"
+    )
+    which = sensors.add_subparsers(metavar="WHAT", required=True)
+
+    broker = argparse.ArgumentParser(add_help=False)
+    broker.add_argument(
+        "--mosquitto-passwd",
+        metavar="FILE",
+        type=Path,
+        help="mosquitto's password file (default /etc/mosquitto/spottypotty/passwd)",
+    )
+    reload = broker.add_mutually_exclusive_group()
+    reload.add_argument(
+        "--mosquitto-pid",
+        metavar="PID",
+        type=int,
+        help="send SIGHUP to this mosquitto (default: systemctl reload under systemd)",
+    )
+    reload.add_argument(
+        "--no-reload", action="store_true", help="change the files only; reload mosquitto later"
+    )
+
+    add = which.add_parser(
+        "add",
+        parents=[common, broker],
+        help="register a sensor; prints its firmware config.json once",
+        description=(
+            "Add a [[sensors]] table to the config and give the sensor its credentials: an "
+            "MQTT account named after its id with a new random password, or (--ble-address) "
+            "a new BTHome bindkey. The firmware config.json with the secret goes to stdout, "
+            "once: it is stored nowhere else in clear."
+        ),
+    )
+    add.add_argument("id", metavar="ID", help="sensor id: 1-64 of A-Z a-z 0-9 _ -")
+    add.add_argument("--location", required=True, metavar="NAME", help="e.g. 'Main bathroom'")
+    add.add_argument("--user", required=True, metavar="USER", help="whose sessions these are")
+    add.add_argument("--ble-address", metavar="MAC", default="", help="a BLE (BTHome) sensor")
+    add.add_argument("--playlist", metavar="URI", default="", help="spotify:playlist:… to play")
+    add.add_argument("--device", metavar="NAME", default="", help="Spotify Connect device")
+    add.add_argument(
+        "--broker-host",
+        metavar="HOST",
+        default=f"{socket.gethostname()}.local",
+        help="the broker address the firmware uses (default: this host's mDNS name)",
+    )
+    add.add_argument("--broker-port", metavar="PORT", type=int, default=1883, help="(default 1883)")
+    add.set_defaults(command=_add)
+
+    remove = which.add_parser(
+        "remove",
+        parents=[common, broker],
+        help="revoke a sensor: its broker account and its config table",
+    )
+    remove.add_argument("id", metavar="ID")
+    remove.set_defaults(command=_remove)
+
+    listing = which.add_parser(
+        "list", parents=[common], help="availability, last motion, battery, signal"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(command=_list)
+
+
+def sensor_json(sensor: SensorConfig, state: SensorState) -> dict[str, Any]:
+    """One sensor as `sensors list --json` shows it: its config plus what the hub saw."""
+    from hub.timeutil import iso  # noqa: PLC0415
+
+    def when(stamp: float | None) -> str | None:
+        return iso(stamp) if stamp is not None else None
+
+    if sensor.ble_address:
+        source = f"ble {sensor.ble_address}"
+    elif sensor.mqtt_topic:
+        source = f"mqtt {sensor.mqtt_format} {sensor.mqtt_topic}"
+    else:
+        source = "mqtt"
+    return {
+        "sensorId": sensor.id,
+        "name": sensor.name,
+        "userId": sensor.user_id,
+        "enabled": sensor.enabled,
+        "source": source,
+        "availability": state.availability,
+        "availabilityChangedAt": when(state.availability_changed_at),
+        "lastMotionTime": when(state.last_motion_at),
+        "batteryLevel": state.battery_level,
+        "signalStrength": state.signal_strength,
+        "firmwareVersion": state.firmware_version,
+        "activeSessionId": state.active_session_id,
+    }
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _add(args: argparse.Namespace) -> int:
+    from hub.config import config_path  # noqa: PLC0415
+    from hub.registry import NewSensor, add_sensor  # noqa: PLC0415
+
+    registration = add_sensor(
+        config_path(args.config),
+        NewSensor(
+            id=args.id,
+            user_id=args.user,
+            name=args.location,
+            ble_address=args.ble_address,
+            context_uri=args.playlist,
+            spotify_device=args.device,
+        ),
+        password_file=_password_file(args),
+        reload=_reloader(args),
+        broker_host=args.broker_host,
+        broker_port=args.broker_port,
+    )
+    sensor = registration.sensor
+    if registration.kind == "mqtt":
+        _note(f"registered {sensor.id}: broker account {sensor.id!r} in {_password_file(args)}")
+        _note(
+            registration.reload_note
+            if registration.reloaded
+            else f"WARNING: {registration.reload_note}"
+        )
+    else:
+        _note(f"registered {sensor.id}: BLE {sensor.ble_address}, encrypted with a new bindkey")
+    _note("the firmware config.json follows; it is shown only this once:")
+    print(json.dumps(registration.firmware_config, indent=2, ensure_ascii=False), flush=True)
+    _note("restart the hub to start listening to it: sudo systemctl restart spottypotty-hub")
+    return 0 if registration.reloaded or registration.kind == "ble" else EXIT_FAILED
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from hub.config import config_path  # noqa: PLC0415
+    from hub.registry import remove_sensor  # noqa: PLC0415
+
+    removal = remove_sensor(
+        config_path(args.config),
+        args.id,
+        password_file=_password_file(args),
+        reload=_reloader(args),
+    )
+    done = [
+        *(["its config table"] if removal.removed_from_config else []),
+        *([f"its broker account in {_password_file(args)}"] if removal.removed_from_broker else []),
+    ]
+    print(f"removed {args.id}: {' and '.join(done)}")
+    if removal.removed_from_broker:
+        if not removal.reloaded:
+            print(
+                f"WARNING: {removal.reload_note}; until then it can still connect", file=sys.stderr
+            )
+            return EXIT_FAILED
+        print(removal.reload_note)
+    print("restart the hub to stop listening to it: sudo systemctl restart spottypotty-hub")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from hub.cli.reports import sensors_report  # noqa: PLC0415
+    from hub.store import close_database, open_database  # noqa: PLC0415
+    from hub.store.sensors import SensorRepository  # noqa: PLC0415
+
+    config = _config(args)
+    db = open_database(config.hub.database)
+    try:
+        repository = SensorRepository(db)
+        states = [repository.state(sensor.id) for sensor in config.sensors]
+    finally:
+        close_database(db)
+    rows = [
+        sensor_json(sensor, state) for sensor, state in zip(config.sensors, states, strict=True)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(sensors_report(rows))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> HubConfig:
+    from hub.config import config_path, load_config  # noqa: PLC0415
+
+    return load_config(config_path(args.config))
+
+
+def _password_file(args: argparse.Namespace) -> Path:
+    from hub.registry import DEFAULT_PASSWORD_FILE  # noqa: PLC0415
+
+    return Path(args.mosquitto_passwd or DEFAULT_PASSWORD_FILE)
+
+
+def _reloader(args: argparse.Namespace) -> Reloader:
+    from hub.registry import mosquitto_reloader, no_reload  # noqa: PLC0415
+
+    return no_reload if args.no_reload else mosquitto_reloader(args.mosquitto_pid)
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,82 @@
+"""A database made by the oldest schema keeps all its data when today's hub opens it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from hub.model import MotionEvent, SessionStatus, new_session_id, open_session
+from hub.store import SessionRepository, close_database, open_database
+from hub.store.schema import KNOWN_MIGRATIONS, MIGRATIONS
+from hub.store.sensors import SensorRepository
+
+pytestmark = pytest.mark.integration
+
+OLDEST = "0001_initial"
+START = 1_704_412_800.0
+
+
+def _dump(db: Database, table: str) -> list[tuple[object, ...]]:
+    columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()]
+    order = ", ".join(columns)
+    return [tuple(row) for row in db.execute(f"SELECT {order} FROM {table} ORDER BY 1, 2")]
+
+
+def test_migrations_on_upgrade_keep_all_data(tmp_path: Path) -> None:
+    assert KNOWN_MIGRATIONS[0] == OLDEST
+    path = tmp_path / "hub.db"
+    old = Database(path)
+    old.enable_wal()
+    later = KNOWN_MIGRATIONS[1:]
+    if later:
+        MIGRATIONS.apply(old, stop_before=later[0])
+    else:  # pragma: no cover - only until the second migration exists
+        MIGRATIONS.apply(old)
+    assert [m.name for m in MIGRATIONS.applied(old)] == [OLDEST]
+
+    repository = SessionRepository(old)
+    for index in range(20):
+        start = START + index * 3600
+        sensor = f"sensor{index % 3}"
+        session = open_session(
+            session_id=new_session_id(sensor, start),
+            sensor_id=sensor,
+            user_id="u",
+            start=start,
+            now=start,
+            ttl_days=30,
+            spotify_context_uri="spotify:playlist:37i9dQZF1DXcBWIGoYBM5M",
+        )
+        event = MotionEvent(sensor, start, start, seq=index, battery_level=80, signal_strength=-50)
+        if index < 17:  # the last three stay active, as after a crash
+            session = session.with_changes(
+                status=SessionStatus.COMPLETED, end=start + 300, playback_stopped=True
+            )
+        repository.save(session, created=True, event=event)
+    SensorRepository(old).record_availability("sensor0", online=True, at=START)
+    before = {table: _dump(old, table) for table in ("sessions", "motion_events", "sensors")}
+    old.close()
+
+    db = open_database(path, integrity_check=True)
+    try:
+        assert [m.name for m in MIGRATIONS.applied(db)] == KNOWN_MIGRATIONS
+        for table, rows in before.items():
+            assert _dump(db, table) == rows, table
+        upgraded = SessionRepository(db)
+        assert len(upgraded.all_active()) == 3
+        assert upgraded.get(_first_id(db)) is not None
+    finally:
+        close_database(db)
+
+    again = open_database(path)  # a second open migrates nothing more
+    try:
+        assert [m.name for m in MIGRATIONS.applied(again)] == KNOWN_MIGRATIONS
+    finally:
+        close_database(again)
+
+
+def _first_id(db: Database) -> str:
+    row = db.execute("SELECT sessionId FROM sessions ORDER BY startTime LIMIT 1").fetchone()
+    return str(row[0])
