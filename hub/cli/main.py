@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", parents=[common], help="validate the config file")
     check.set_defaults(command=_check_config)
 
+    doctor = sub.add_parser(
+        "doctor", parents=[common], help="check broker, database, Spotify, BLE and cloud"
+    )
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.set_defaults(command=_doctor)
+
     sensors_command.add_parser(sub, common)
 
     simulate = sub.add_parser(
@@ -337,6 +343,20 @@ def _simulate_motion(args: argparse.Namespace) -> int:
     simulate_motion(_config(args), args.sensor, count=args.count, interval=args.interval)
     print(f"published {args.count} motion event(s) for {args.sensor}")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from hub.cli.render import table  # noqa: PLC0415
+    from hub.doctor import run_checks  # noqa: PLC0415
+
+    checks = run_checks(_config(args))
+    if args.json:
+        _print_json([c.as_json() for c in checks])
+    else:
+        marks = {"ok": "✓", "warn": "!", "fail": "✗", "off": "-"}
+        rows = [(f"{marks[c.verdict]} {c.part}", c.detail, c.fix or None) for c in checks]
+        print(table(["part", "state", "what to do"], rows))
+    return EXIT_FAILURE if any(c.verdict == "fail" for c in checks) else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -422,3 +422,33 @@ def _broker_password(config: HubConfig) -> str | None:
     if not config.mqtt.username:
         return None
     return read_secret(CREDENTIAL_NAME, env=CREDENTIAL_ENV, path=config.mqtt.password_file)
+
+
+async def read_retained(
+    config: HubConfig, topics: list[str], *, wait: float = 1.0
+) -> dict[str, bytes]:
+    """The retained payloads of `topics` (what the broker holds now), waiting at most
+    `wait` seconds for them. Raises TransientError naming the broker when unreachable."""
+    found: dict[str, bytes] = {}
+    password = await asyncio.to_thread(_broker_password, config)
+    try:
+        async with aiomqtt.Client(
+            config.mqtt.host,
+            config.mqtt.port,
+            username=config.mqtt.username or None,
+            password=password,
+            timeout=5,
+        ) as client:
+            for topic in topics:
+                await client.subscribe(topic, qos=QOS)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    async for message in client.messages:
+                        if message.retain:
+                            found[str(message.topic)] = _as_bytes(message.payload)
+                        if len(found) == len(topics):
+                            break
+    except aiomqtt.MqttError as exc:
+        where = f"{config.mqtt.host}:{config.mqtt.port}"
+        raise TransientError(f"cannot reach the broker at {where}: {exc}") from exc
+    return found
