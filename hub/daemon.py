@@ -64,6 +64,7 @@ class Daemon:
         self.runner: SessionRunner | None = None
         self.link: MqttLink | None = None
         self.ble: BleScanner | None = None
+        self._shown: dict[str, tuple[object, ...]] = {}  # session id -> what MQTT last showed
 
     def stop(self) -> None:
         self._stop.set()
@@ -93,6 +94,13 @@ class Daemon:
                 link_task = group.create_task(link.run(), name="mqtt-link")
                 runner_task = group.create_task(runner.run(), name="session-runner")
                 helpers = [group.create_task(self._announce(), name="status")]
+                from hub.http.wiring import home_assistant, serve  # noqa: PLC0415 - aiohttp only if asked
+
+                helpers.append(
+                    group.create_task(home_assistant(config, self), name="home-assistant")
+                )
+                if config.http.enabled:
+                    helpers.append(group.create_task(serve(config, self), name="http"))
                 if self.ble is not None:  # its failures never reach MQTT ingest
                     helpers.append(group.create_task(self.ble.run(), name="ble-scanner"))
                 if isinstance(self._player, SpotifyPlayer):
@@ -172,9 +180,26 @@ class Daemon:
         return idle or self._clock() - runner.last_decision < STALL_SECONDS
 
     def _publish_session(self, session: Session) -> None:
-        if self.link is not None:
-            topic = SESSION_TOPIC.format(sensor_id=session.sensor_id)
-            self.link.publish(topic, json.dumps(session.to_record(), separators=(",", ":")))
+        """The sensor's session, retained — on changes people see (start, counted motion,
+        music, end), not on every coalesced extension: a flood must not become one
+        QoS-1 round trip per message."""
+        if self.link is None:
+            return
+        shown = (
+            session.status,
+            session.motion_events_count,
+            session.playback_started,
+            session.playback_stopped,
+            session.spotify_device_id,
+        )
+        if self._shown.get(session.session_id) == shown:
+            return
+        if session.is_active:
+            self._shown[session.session_id] = shown
+        else:
+            self._shown.pop(session.session_id, None)
+        topic = SESSION_TOPIC.format(sensor_id=session.sensor_id)
+        self.link.publish(topic, json.dumps(session.to_record(), separators=(",", ":")))
 
 
 def serve(config: HubConfig) -> int:

@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 # python3-venv/-dev, gcc, pkg-config and libsystemd-dev build systemd-python;
-# mosquitto is the real broker the integration tests start on a free port.
-APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev mosquitto)
+# mosquitto is the real broker the integration tests start on a free port;
+# chromium and its driver render the dashboard in the browser tests.
+APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev mosquitto
+    chromium chromium-driver)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -48,6 +49,10 @@ _LOGGER = logging.getLogger(__name__)
 Inbound = MotionEvent | StatusUpdate | MotionCleared
 
 HUB_STATUS_TOPIC: Final = "spottypotty/hub/status"
+# paho leaves Nagle on: a small PUBLISH right after our PUBACK then waits for the broker's
+# delayed ACK (~40 ms on Linux). Session state should reach Home Assistant at once.
+HA_STATUS_TOPIC: Final = "homeassistant/status"  # Home Assistant's birth and last will
+NO_DELAY: Final = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 QOS: Final = 1
@@ -131,6 +136,7 @@ class MqttLink:
         self._session_started = False  # the current attempt got a CONNACK
         self._parse_logged_at: dict[str, float] = {}
         self.connected_event = asyncio.Event()
+        self.ha_online = asyncio.Event()  # set when Home Assistant says "online": re-announce
 
     # --- state ---------------------------------------------------------------------------
 
@@ -247,6 +253,7 @@ class MqttLink:
             timeout=CALL_TIMEOUT,
             will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
             logger=logging.getLogger(f"{__name__}.aiomqtt"),
+            socket_options=NO_DELAY,
         )
         async with client:
             self._session_started = True
@@ -266,7 +273,7 @@ class MqttLink:
 
     async def _established(self, client: aiomqtt.Client) -> None:
         mqtt = self._config.mqtt
-        filters = self._router.subscriptions()
+        filters = [*self._router.subscriptions(), HA_STATUS_TOPIC]
         granted = await client.subscribe([(topic, QOS) for topic in filters])
         for topic, code in zip(filters, granted, strict=False):
             value = getattr(code, "value", code)  # an int (MQTT 3.1.1) or a ReasonCode
@@ -318,6 +325,10 @@ class MqttLink:
             self._counters["messages"] += 1
             topic = message.topic.value
             payload = _as_bytes(message.payload)
+            if topic == HA_STATUS_TOPIC:
+                if payload.strip() == ONLINE:
+                    self.ha_online.set()
+                continue
             try:
                 value = self._router.decode(
                     topic, payload, self._clock(), retained=bool(message.retain)
@@ -390,6 +401,7 @@ async def publish_messages(
             username=config.mqtt.username or None,
             password=password,
             timeout=10,
+            socket_options=NO_DELAY,
         ) as client:
             for index, (topic, payload, retain) in enumerate(messages):
                 if index and interval > 0:
@@ -411,6 +423,7 @@ async def watch(
         username=config.mqtt.username or None,
         password=password,
         timeout=10,
+        socket_options=NO_DELAY,
     ) as client:
         await client.subscribe(topic_filter, qos=QOS)
         async for message in client.messages:
@@ -438,6 +451,7 @@ async def read_retained(
             username=config.mqtt.username or None,
             password=password,
             timeout=5,
+            socket_options=NO_DELAY,
         ) as client:
             for topic in topics:
                 await client.subscribe(topic, qos=QOS)

@@ -13,7 +13,8 @@ the table is consulted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import heapq
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum, auto
 from types import MappingProxyType
@@ -164,6 +165,7 @@ class SessionEngine:
         self._tracked: dict[str, _Tracked] = {}
         self._active: dict[str, str] = {}  # sensor_id -> session_id
         self._last_ended: dict[str, str] = {}  # sensor_id -> session_id
+        self._deadlines: list[tuple[float, str]] = []  # heap of (deadline, session_id)
         self._used = False  # restore() must come first
 
     # --- queries ---
@@ -182,10 +184,22 @@ class SessionEngine:
         return self._timeouts.get(sensor_id, self._default_timeout)
 
     def next_deadline(self) -> float | None:
-        return min((self.deadline(s) for s in self._active_sessions()), default=None)
+        earliest = self._earliest()
+        return earliest[0] if earliest is not None else None
 
-    def _active_sessions(self) -> Iterator[Session]:
-        return (self._tracked[session_id].session for session_id in self._active.values())
+    def _earliest(self) -> tuple[float, str] | None:
+        """The earliest current deadline, dropping entries that sessions moved past."""
+        while self._deadlines:
+            deadline, session_id = self._deadlines[0]
+            tracked = self._tracked.get(session_id)
+            if (
+                tracked is not None
+                and tracked.session.is_active
+                and self.deadline(tracked.session) == deadline
+            ):
+                return deadline, session_id
+            heapq.heappop(self._deadlines)
+        return None
 
     # --- inputs ---
 
@@ -210,11 +224,10 @@ class SessionEngine:
     def on_tick(self, now: float) -> list[Command]:
         """End every active session whose deadline <= now (rule 1), earliest first."""
         self._used = True
-        deadlines = ((self.deadline(s), s.sensor_id) for s in self._active_sessions())
-        due = sorted(d for d in deadlines if d[0] <= now)
         commands: list[Command] = []
-        for _, sensor_id in due:
-            commands.extend(self._end(self._tracked[self._active[sensor_id]], now))
+        while (due := self._earliest()) is not None and due[0] <= now:
+            heapq.heappop(self._deadlines)
+            commands.extend(self._end(self._tracked[due[1]], now))
         return commands
 
     def on_motion(self, event: MotionEvent, now: float) -> list[Command]:
@@ -416,6 +429,9 @@ class SessionEngine:
         if not session.is_active and session.end != self.deadline(session):
             raise EngineError(f"{session.session_id}: ended off its deadline")
         self._tracked[session.session_id] = tracked
+        if session.is_active:
+            # Lazily invalidated: an entry counts only while it is its session's deadline.
+            heapq.heappush(self._deadlines, (self.deadline(session), session.session_id))
 
     def _forget_if_settled(self, session_id: str) -> None:
         """Bound memory: drop an ended session once nothing can act on it any more."""

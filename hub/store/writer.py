@@ -13,6 +13,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 MAX_BATCH = 1_000
+BUSY_WITHIN = 0.005  # a commit this recent means writes are streaming in …
+LINGER = 0.001  # … so wait this long for more before the next transaction
 
 
 @dataclass(slots=True)
@@ -107,11 +110,14 @@ class StoreWriter:
             return
         loop.call_soon_threadsafe(_settle, opened, None, None)
         repository = SessionRepository(db, ttl_days=self._ttl_days)
+        last_commit = 0.0
         try:
             while True:
                 item = self._queue.get()
+                if time.monotonic() - last_commit < BUSY_WITHIN:
+                    # Under load, a moment's wait turns many small commits into one.
+                    time.sleep(LINGER)
                 batch: list[_Save] = []
-                stop = False
                 while item is not None:
                     if isinstance(item, _Call):
                         self._flush(repository, batch)
@@ -122,9 +128,9 @@ class StoreWriter:
                     if len(batch) >= MAX_BATCH or self._queue.empty():
                         break
                     item = self._queue.get()
-                stop = item is None
                 self._flush(repository, batch)
-                if stop:
+                last_commit = time.monotonic()
+                if item is None:
                     return
         finally:
             close_database(db)
@@ -144,24 +150,34 @@ class StoreWriter:
         try:
             repository.save_many([(s.session, s.created, s.event) for s in batch])
         except Exception:  # noqa: BLE001 - one bad item must not fail its neighbours
-            self._flush_one_by_one(repository, batch)
-            return
-        self.stats.transactions += 1
-        self.stats.rows += len(batch)
-        for item in batch:
-            item.loop.call_soon_threadsafe(_settle, item.done, None, None)
+            outcomes = self._save_one_by_one(repository, batch)
+        else:
+            self.stats.transactions += 1
+            self.stats.rows += len(batch)
+            outcomes = [(item.done, None) for item in batch]
+        # One wake-up of the event loop per batch, not one per row.
+        batch[0].loop.call_soon_threadsafe(_settle_all, outcomes)
 
-    def _flush_one_by_one(self, repository: SessionRepository, batch: list[_Save]) -> None:
+    def _save_one_by_one(
+        self, repository: SessionRepository, batch: list[_Save]
+    ) -> list[tuple[asyncio.Future[None], BaseException | None]]:
+        outcomes: list[tuple[asyncio.Future[None], BaseException | None]] = []
         for item in batch:
             try:
                 repository.save(item.session, created=item.created, event=item.event)
             except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
                 self.stats.failures += 1
-                item.loop.call_soon_threadsafe(_settle, item.done, None, exc)
+                outcomes.append((item.done, exc))
             else:
                 self.stats.transactions += 1
                 self.stats.rows += 1
-                item.loop.call_soon_threadsafe(_settle, item.done, None, None)
+                outcomes.append((item.done, None))
+        return outcomes
+
+
+def _settle_all(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, error in outcomes:
+        _settle(future, None, error)
 
 
 def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:

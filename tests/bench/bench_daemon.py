@@ -70,6 +70,7 @@ PUBLISH_WORKERS = 64  # concurrent QoS-1 publishes per publisher
 STALL_SECONDS = 10.0  # no progress this long: give up and report what was counted
 
 SENSORS = 100
+SENTINELS = ("end-new", "end-repeat", "end-counted")
 RSS_TARGET_MB = 60.0
 READY_TARGET_MS = 1_500.0
 READY_WARMUP, READY_RUNS = 1, 5
@@ -479,7 +480,9 @@ def _write_config(tmp: Path, port: int, prefix: str) -> Path:
         "[spotify]",
         "dry_run = true",
     ]
-    for n, sensor in enumerate(_sensor_ids("s", SENSORS)):
+    # Plus one fresh sensor per phase: its new session's published state ends the phase
+    # (coalesced repeats change nothing the hub publishes).
+    for n, sensor in enumerate(_sensor_ids("s", SENSORS) + list(SENTINELS)):
         lines += [
             "[[sensors]]",
             f'id = "{sensor}"',
@@ -652,13 +655,14 @@ class ProcessDriver:
         self.seqs[sensor] += 1
         return f"{self.prefix}/{sensor}/motion", encode_seed_motion(sensor, seq=self.seqs[sensor])
 
-    async def phase(self, label: str, short: str, sensors: Sequence[str]) -> Phase:
-        """Publish one motion per entry of `sensors`; the last goes alone, after the rest
-        are acknowledged, and its session's new state says the daemon has done them all."""
+    async def phase(self, label: str, short: str, sensors: Sequence[str], sentinel: str) -> Phase:
+        """Publish one motion per entry of `sensors`, then one for `sentinel` (a sensor with
+        no session yet) alone, after the rest are acknowledged: its new session's state says
+        the daemon has done them all."""
         pid = self.daemon.pid
         before = _proc_io(pid)
         started = time.perf_counter()
-        *rest, last = sensors
+        rest, last = sensors, sentinel
         await _publish_all(self.client, [self._motion(sensor) for sensor in rest])
         sent = time.time()
         await self.client.publish(*self._motion(last), qos=1)
@@ -673,7 +677,7 @@ class ProcessDriver:
         return Phase(
             label,
             short,
-            len(sensors),
+            len(sensors) + 1,
             after["write_bytes"] - before["write_bytes"],
             after["wchar"] - before["wchar"],
             self.wal.stat().st_size if self.wal.exists() else 0,
@@ -802,12 +806,15 @@ async def _drive(
             # New sessions: one motion for each sensor (the last sensor is the sentinel).
             first = time.monotonic()
             created = await driver.phase(
-                "new session (row + event + player answer)", "new session", sensors
+                "new session (row + event + player answer)", "new session", sensors, SENTINELS[0]
             )
             # Repeats inside the debounce window: coalesced, the session row rewritten.
             repeats = [sensors[k % SENSORS] for k in range(1, flood + 1)]
             coalesced = await driver.phase(
-                "repeat within debounce (row rewritten)", "repeat within debounce", repeats
+                "repeat within debounce (row rewritten)",
+                "repeat within debounce",
+                repeats,
+                SENTINELS[1],
             )
             rss = _proc_kb(daemon.pid, "VmRSS") / 1024
             # Counted repeats once the debounce window has passed: the row and an event row.
@@ -816,7 +823,7 @@ async def _drive(
                 print(f"  (waiting {wait:.1f} s for the {DEBOUNCE_SECONDS:.0f} s debounce window)")
                 await asyncio.sleep(wait)
             counted = await driver.phase(
-                "repeat after debounce (row + event row)", "counted repeat", sensors
+                "repeat after debounce (row + event row)", "counted repeat", sensors, SENTINELS[2]
             )
             hwm = _proc_kb(daemon.pid, "VmHWM") / 1024
         finally:
