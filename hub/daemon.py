@@ -38,6 +38,9 @@ STATS_TOPIC = "spottypotty/hub/stats"
 # "Spotify ready" / "Spotify login needed" / …, retained, latest wins.
 SPOTIFY_TOPIC = "spottypotty/hub/spotify"
 STATUS_EVERY_SECONDS = 10.0
+# SIGTERM must end the hub within 5 s (systemd's stop timeout is 10 s): pausing music
+# gets at most this much of it.
+PAUSE_LIMIT_SECONDS = 2.0
 # The runner must have decided something (or be idle-waiting) this recently to be healthy.
 STALL_SECONDS = 60.0
 
@@ -119,7 +122,14 @@ class Daemon:
                 self._notifier.stopping("stopping: no new events")
                 await link.publish_offline()
                 link_task.cancel()
-                await runner.pause_all()
+                try:
+                    async with asyncio.timeout(PAUSE_LIMIT_SECONDS):
+                        await runner.pause_all()
+                except TimeoutError:
+                    _LOGGER.warning(
+                        "the player did not pause within %.0f s; stopping anyway",
+                        PAUSE_LIMIT_SECONDS,
+                    )
                 runner_task.cancel()
                 for task in helpers:
                     task.cancel()

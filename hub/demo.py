@@ -89,7 +89,7 @@ class ThrowawayBroker:
         self.port = _free_port()
         config = folder / "mosquitto.conf"
         config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
             f"log_dest file {folder / 'mosquitto.log'}\n",
             encoding="utf-8",
         )

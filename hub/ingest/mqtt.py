@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from types import MappingProxyType
 from typing import Final
 
 import aiomqtt
+import aiomqtt.exceptions
 
 from hub.config import HubConfig
 from hub.errors import ParseError, TransientError
@@ -49,16 +49,16 @@ _LOGGER = logging.getLogger(__name__)
 Inbound = MotionEvent | StatusUpdate | MotionCleared
 
 HUB_STATUS_TOPIC: Final = "spottypotty/hub/status"
-# paho leaves Nagle on: a small PUBLISH right after our PUBACK then waits for the broker's
-# delayed ACK (~40 ms on Linux). Session state should reach Home Assistant at once.
 HA_STATUS_TOPIC: Final = "homeassistant/status"  # Home Assistant's birth and last will
-NO_DELAY: Final = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 QOS: Final = 1
 KEEPALIVE: Final = 15  # seconds; the broker declares us gone (last will) after 1.5x this
 CALL_TIMEOUT: Final = 10.0  # seconds for CONNACK / SUBACK / PUBACK
 SHUTDOWN_TIMEOUT: Final = 5.0  # publish_offline: PUBACK + disconnect
+# A LAN broker that comes back is found within the (jittered, 1.5 s) cap: reconnecting is
+# cheap. Refused credentials wait longer: only a person can fix them.
+AUTH_REFUSED_BACKOFF: Final = 60.0
 # Where the broker password may also come from (hub.secrets): env var, systemd credential.
 CREDENTIAL_ENV: Final = "SPOTTYPOTTY_MQTT_PASSWORD"
 CREDENTIAL_NAME: Final = "mqtt_password"
@@ -83,7 +83,9 @@ def _as_bytes(payload: object) -> bytes:
 
 
 def _auth_refused(error: aiomqtt.MqttError) -> bool:
-    if not isinstance(error, aiomqtt.MqttCodeError):
+    # Only a CONNACK refuses credentials: a publish failing because the connection just
+    # dropped carries paho's MQTT_ERR_NO_CONN (4), the same number as "bad credentials".
+    if not isinstance(error, aiomqtt.exceptions.MqttConnectError):
         return False
     rc = error.rc
     value = rc if isinstance(rc, int) else getattr(rc, "value", None)
@@ -112,7 +114,7 @@ class MqttLink:
         client_id: str = "spottypotty-hub",
         clock: Callable[[], float] = time.time,
         backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        backoff_cap: float = 1.5,
         rng: random.Random | None = None,
     ) -> None:
         if backoff_base <= 0 or backoff_cap <= 0:
@@ -129,6 +131,7 @@ class MqttLink:
         self._known_sensors = frozenset(sensor.id for sensor in config.sensors)
         self._counters: Counter[str] = Counter()
         self._pending: dict[str, tuple[bytes, bool]] = {}
+        self._retained: dict[str, bytes] = {}  # the latest retained payload per topic
         self._pending_changed = asyncio.Event()
         self._stop = asyncio.Event()
         self._finished = asyncio.Event()  # set while run() is not running
@@ -154,9 +157,15 @@ class MqttLink:
     # --- outbound ------------------------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = True) -> None:
-        """Queue `payload` for `topic` (QoS 1); a newer payload replaces an unsent one."""
+        """Queue `payload` for `topic` (QoS 1); a newer payload replaces an unsent one.
+
+        Retained payloads are also kept and sent again on every (re)connect: a broker that
+        crashed without persistence has lost them, and the LAN must still see the state.
+        """
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
         self._pending[topic] = (data, retain)
+        if retain:
+            self._retained[topic] = data
         self._pending_changed.set()
 
     async def publish_offline(self) -> None:
@@ -233,9 +242,10 @@ class MqttLink:
                 pass
 
     def _backoff(self, attempt: int, *, auth_refused: bool) -> float:
-        """Full jitter, capped; refused credentials go straight to the cap."""
+        """Full jitter, capped; refused credentials back off hard (they will not fix
+        themselves, and a broker should not see a login storm)."""
         if auth_refused:
-            return self._backoff_cap
+            return max(self._backoff_cap, AUTH_REFUSED_BACKOFF)
         ceiling = min(self._backoff_cap, self._backoff_base * 2 ** min(attempt, _MAX_EXPONENT))
         return self._rng.uniform(0, ceiling)
 
@@ -253,7 +263,6 @@ class MqttLink:
             timeout=CALL_TIMEOUT,
             will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
             logger=logging.getLogger(f"{__name__}.aiomqtt"),
-            socket_options=NO_DELAY,
         )
         async with client:
             self._session_started = True
@@ -285,6 +294,8 @@ class MqttLink:
             self._counters["reconnects"] += 1
         _LOGGER.info("connected to MQTT broker %s:%d", mqtt.host, mqtt.port)
         self.connected_event.set()
+        for topic, data in self._retained.items():
+            self._pending.setdefault(topic, (data, True))
         self._pending_changed.set()
         async with asyncio.TaskGroup() as group:
             reader = group.create_task(self._read(client), name="mqtt-reader")
@@ -401,7 +412,6 @@ async def publish_messages(
             username=config.mqtt.username or None,
             password=password,
             timeout=10,
-            socket_options=NO_DELAY,
         ) as client:
             for index, (topic, payload, retain) in enumerate(messages):
                 if index and interval > 0:
@@ -423,7 +433,6 @@ async def watch(
         username=config.mqtt.username or None,
         password=password,
         timeout=10,
-        socket_options=NO_DELAY,
     ) as client:
         await client.subscribe(topic_filter, qos=QOS)
         async for message in client.messages:
@@ -451,7 +460,6 @@ async def read_retained(
             username=config.mqtt.username or None,
             password=password,
             timeout=5,
-            socket_options=NO_DELAY,
         ) as client:
             for topic in topics:
                 await client.subscribe(topic, qos=QOS)

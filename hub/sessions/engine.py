@@ -141,6 +141,11 @@ class _Tracked:
         return not self.session.is_active and not self.awaiting_start and not self.awaiting_stops
 
 
+def _on_grid(instant: float) -> float:
+    """An instant on the microsecond grid of ISO-8601 records."""
+    return round(instant, 6)
+
+
 # --- the engine ------------------------------------------------------------------------
 
 
@@ -178,7 +183,9 @@ class SessionEngine:
         )
 
     def deadline(self, session: Session) -> float:
-        return session.last_motion + self._timeout(session.sensor_id)
+        # On the microsecond grid the records are written on, so endTime - lastMotionTime
+        # is exactly the timeout (a bare float sum is sometimes 1 µs off).
+        return round(session.last_motion + self._timeout(session.sensor_id), 6)
 
     def _timeout(self, sensor_id: str) -> float:
         return self._timeouts.get(sensor_id, self._default_timeout)
@@ -317,7 +324,7 @@ class SessionEngine:
             session_id=self._new_id(sensor.id, event.occurred_at),
             sensor_id=sensor.id,
             user_id=sensor.user_id,
-            start=event.occurred_at,
+            start=_on_grid(event.occurred_at),
             now=now,
             ttl_days=self._config.sessions.ttl_days,
             spotify_context_uri=sensor.context_uri or None,
@@ -385,7 +392,7 @@ class SessionEngine:
         """
         session = tracked.session
         counted = event.occurred_at - tracked.burst_start >= self._config.sessions.debounce_seconds
-        last_motion = max(session.last_motion, event.occurred_at)  # never backwards
+        last_motion = max(session.last_motion, _on_grid(event.occurred_at))  # never backwards
         if not counted and last_motion == session.last_motion:
             return tracked, None
         changed = session.with_changes(

@@ -66,6 +66,7 @@ class Broker:
         self.config_file.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
+            "set_tcp_nodelay true\n"  # as deploy/mosquitto/spottypotty.conf ships it
             "persistence true\n"
             f"persistence_location {data}/\n"
             "max_queued_messages 0\n"

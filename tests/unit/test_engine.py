@@ -570,3 +570,22 @@ def test_ended_sessions_are_forgotten_once_settled() -> None:
         start += 1000
     # Only the last ended session stays, for replayed motion to amend.
     assert len(engine._tracked) == 1
+
+
+def test_times_land_on_the_microsecond_grid_so_the_record_is_exact() -> None:
+    # A raw receive time and a fractional timeout: the float sum alone would sometimes put
+    # endTime one microsecond past lastMotionTime + timeout in the ISO record.
+    config = HubConfig(
+        sessions=SessionsSection(timeout_minutes=0.02, debounce_seconds=10),
+        sensors=(SensorConfig(id="bath", user_id="u"),),
+    )
+    engine = SessionEngine(config, new_id=lambda sensor, _start: f"s-{sensor}")
+    occurred = 1_711_835_398.2578125  # not on the microsecond grid
+    engine.on_motion(MotionEvent("bath", occurred, occurred), occurred)
+    (persist, *_) = engine.on_tick(occurred + 60)
+    assert isinstance(persist, PersistSession)
+    record = persist.session.to_record()
+    assert persist.session.start == round(occurred, 6)
+    end = dt.datetime.fromisoformat(record["endTime"])
+    last = dt.datetime.fromisoformat(record["lastMotionTime"])
+    assert end - last == dt.timedelta(seconds=1.2)

@@ -150,7 +150,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     def send_motion(self, sensor_id: str, advance: float, offset: float) -> None:
         self.now += advance
-        occurred_at = self.now - offset
+        occurred_at = round(self.now - offset, 6)  # the engine keeps times on the µs grid
         event = MotionEvent(sensor_id=sensor_id, occurred_at=occurred_at, received_at=self.now)
         commands = self.engine.on_motion(event, self.now)
         self.apply(commands)
@@ -175,7 +175,7 @@ class EngineMachine(RuleBasedStateMachine):
         ended = self.store[self.last_ended[sensor_id]]
         assert ended.end is not None
         self.now += advance
-        occurred_at = ended.start + where * (ended.end - ended.start)
+        occurred_at = round(ended.start + where * (ended.end - ended.start), 6)
         event = MotionEvent(sensor_id=sensor_id, occurred_at=occurred_at, received_at=self.now)
         # Decide before the call which session it may amend: the call first ends an
         # expired active session, which then is the sensor's most recently ended one.
