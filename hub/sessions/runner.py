@@ -82,16 +82,7 @@ class SessionRunner:
 
     async def _decide(self) -> None:
         while True:
-            deadline = self.engine.next_deadline()
-            wait = None if deadline is None else max(0.0, deadline - self._clock())
-            item: Inbound | None = None
-            try:
-                async with asyncio.timeout(wait) as self._waiting:
-                    item = await self._inbox.get()
-            except TimeoutError:
-                pass
-            finally:
-                self._waiting = None
+            item = await self._next_item()
             now = self._clock()
             self.last_decision = now
             match item:
@@ -108,6 +99,20 @@ class SessionRunner:
                 case None:  # a deadline came, or a poke
                     commands = self.engine.on_tick(now)
             await self._execute(commands)
+
+    async def _next_item(self) -> Inbound | None:
+        """The next decoded message, or None when a deadline (or a poke) comes first."""
+        deadline = self.engine.next_deadline()
+        wait = None if deadline is None else max(0.0, deadline - self._clock())
+        if wait != 0.0 and not self._inbox.empty():  # under load: no timer per message
+            return self._inbox.get_nowait()
+        try:
+            async with asyncio.timeout(wait) as self._waiting:
+                return await self._inbox.get()
+        except TimeoutError:
+            return None
+        finally:
+            self._waiting = None
 
     async def _record_availability(self, status: StatusUpdate) -> None:
         def record(repository: SessionRepository) -> bool:
