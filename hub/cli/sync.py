@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from hub.cli.render import table
+from hub.timeutil import iso
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
@@ -81,7 +82,9 @@ def _upload(outbox: Outbox, config: HubConfig) -> int:
     bar = ProgressBar(sys.stderr)
     summary = sync(outbox, Uploader(config.cloud), progress=bar.update)
     bar.finish()
-    print(summary_report(summary, config))
+    report = summary_report(summary, config)
+    print(report)
+    outbox.record_run(at=iso(time.time()), result=report.splitlines()[0])
     return 0 if summary.ok else EXIT_FAILED
 
 

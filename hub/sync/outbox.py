@@ -23,6 +23,8 @@ from hub.sync.mapping import EVENT_FIELDS, SESSION_FIELDS
 
 DEFAULT_CHUNK = 500
 HUB_ID_KEY = "hubId"
+LAST_SYNC_AT_KEY = "lastSyncAt"
+LAST_SYNC_RESULT_KEY = "lastSyncResult"
 
 _SESSION_COLUMNS = ", ".join(name for name, _, _ in SESSION_FIELDS)
 _EVENT_COLUMNS = ", ".join(name for name, _, _ in EVENT_FIELDS)
@@ -79,6 +81,17 @@ class Outbox:
         if made is None:  # pragma: no cover - the insert above guarantees a row
             raise RuntimeError("hub_meta lost the hub id it was just given")
         return made
+
+    def record_run(self, *, at: str, result: str) -> None:
+        """Remember the last sync's time and one-line result (the dashboard and /health
+        show them)."""
+        with self.db.atomic():
+            for key, value in ((LAST_SYNC_AT_KEY, at), (LAST_SYNC_RESULT_KEY, result)):
+                self.db.execute(
+                    "INSERT INTO hub_meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [key, value],
+                )
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM hub_meta WHERE key = ?", [key]).fetchone()

@@ -7,6 +7,7 @@ missing. AWS credentials are fake, from the environment, never real ones.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -609,6 +610,11 @@ def test_the_command_prints_progress_and_a_summary(
     assert "sessions [" in done.stderr  # plain lines: stderr is no TTY
     assert "60/60 rows" in done.stderr
     assert Outbox(store).count_due_sessions() == 0
+
+    facts = dict(store.execute("SELECT key, value FROM hub_meta").fetchall())
+    assert facts["lastSyncResult"] == done.stdout.splitlines()[0]
+    synced_at = dt.datetime.fromisoformat(facts["lastSyncAt"])
+    assert abs((dt.datetime.now(dt.UTC) - synced_at).total_seconds()) < 120
 
     nothing = _sync_command(config)
     assert nothing.returncode == 0
