@@ -49,9 +49,9 @@ from hub.model import Session
 from hub.playback.port import PlaybackResult
 from hub.systemd import Notifier
 from hub.timeutil import parse_iso
-from tests.bench._broker import Broker
 from tests.bench._dataset import CACHE_DIR, REPO, Dataset
 from tests.bench._report import Figure, Samples, noise_note, show_ms
+from tests.broker import Broker
 
 ORDER = 3
 TITLE = "daemon: motion via real mosquitto → session → player; ingest, RSS, READY=1, writes"
@@ -100,7 +100,7 @@ def run(dataset: Dataset) -> list[Figure]:
     count = _ingest_count()
     with (
         tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="daemon-") as tmp,
-        Broker(Path(tmp) / "mosquitto") as broker,
+        Broker(Path(tmp) / "mosquitto", "max_queued_messages 0\n", logging=False) as broker,
     ):
         print(f"  mosquitto on {HOST}:{broker.port} (pid {broker.pid})")
         figures = asyncio.run(_latency(broker, Path(tmp)))

@@ -15,16 +15,16 @@ import time
 from pathlib import Path
 
 import aiomqtt
-import requests
 
 from hub.config import HubConfig, HubSection, MqttSection, SensorConfig
 from hub.daemon import Daemon
 from hub.ingest.mqtt_decode import encode_seed_motion
 from hub.playback.spotify import SpotifyPlayer
 from hub.systemd import Notifier
-from tests.bench._broker import Broker
 from tests.bench._dataset import Dataset
 from tests.bench._report import Figure, Samples
+from tests.bench.bench_spotify import bare_put
+from tests.broker import Broker
 from tests.fake_spotify import FakeSpotify
 
 ORDER = 5
@@ -43,7 +43,7 @@ def run(dataset: Dataset) -> list[Figure]:
     del dataset
     with (
         tempfile.TemporaryDirectory(prefix="bench-play-") as tmp,
-        Broker(Path(tmp) / "mosquitto") as broker,
+        Broker(Path(tmp) / "mosquitto", "max_queued_messages 0\n", logging=False) as broker,
         FakeSpotify() as fake,
     ):
         fake.add_device(DEVICE)
@@ -61,7 +61,7 @@ def run(dataset: Dataset) -> list[Figure]:
         )
         player = SpotifyPlayer(settings, client_secret=fake.client_secret)
         hub_ms, mqtt_ms = asyncio.run(_measure(config, player, fake, broker, sensors))
-        http_ms = _bare_put(fake, str(token["access_token"]))
+        http_ms = bare_put(fake, str(token["access_token"]))
     hub = Samples("motion published → PUT play received by the fake", tuple(hub_ms))
     mqtt = Samples("  baseline: published → a bare aiomqtt subscriber", tuple(mqtt_ms))
     http = Samples("  baseline: a bare requests PUT → received", tuple(http_ms))
@@ -125,18 +125,3 @@ async def _play_received(fake: FakeSpotify) -> float:
         while not (plays := fake.calls("PUT", "/v1/me/player/play")):  # noqa: ASYNC110 - the fake's log
             await asyncio.sleep(0.0002)
     return plays[0].at
-
-
-def _bare_put(fake: FakeSpotify, token: str) -> list[float]:
-    device = next(iter(fake.devices))
-    url = f"{fake.api_url}me/player/play?device_id={device}"
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    samples: list[float] = []
-    with requests.Session() as session:
-        for index in range(WARMUP + RUNS):
-            fake.reset_log()
-            began = time.perf_counter()
-            session.put(url, data=b'{"context_uri": "%s"}' % CONTEXT.encode(), headers=headers)
-            if index >= WARMUP:
-                samples.append((fake.calls("PUT", "/v1/me/player/play")[0].at - began) * 1000)
-    return samples

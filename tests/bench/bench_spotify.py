@@ -54,7 +54,8 @@ async def _measure(fake: FakeSpotify, player: SpotifyPlayer, sensor: SensorConfi
     return samples
 
 
-def _floor(fake: FakeSpotify, token: str) -> list[float]:
+def bare_put(fake: FakeSpotify, token: str) -> list[float]:
+    """The floor: a bare `requests` PUT play → received by the fake, in ms."""
     device = next(iter(fake.devices))
     url = f"{fake.api_url}me/player/play?device_id={device}"
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -84,7 +85,7 @@ def run(dataset: Dataset) -> list[Figure]:
         )
         floor = Samples(
             "bare requests PUT → received (baseline)",
-            tuple(_floor(fake, str(token["access_token"]))),
+            tuple(bare_put(fake, str(token["access_token"]))),
         )
     print(start.line())
     print(floor.line())

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hub.config import load_config
 from hub.daemon import Daemon
 from hub.systemd import Notifier
-from tests.integration.conftest import Broker
+from tests.broker import Broker
 
 config = importlib.import_module("config")
 mqtt_mode = importlib.import_module("mqtt_mode")

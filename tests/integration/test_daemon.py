@@ -22,7 +22,7 @@ from hub.store import SessionRepository, close_database, open_database
 from tests.cli import spottypotty
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Broker
+    from tests.broker import Broker
 
 pytestmark = pytest.mark.integration
 

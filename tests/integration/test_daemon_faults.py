@@ -45,7 +45,8 @@ from hub.playback.port import PlaybackResult
 from hub.systemd import Notifier
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Broker, BrokerFactory
+    from tests.broker import Broker
+    from tests.integration.conftest import BrokerFactory
 
 pytestmark = pytest.mark.integration
 

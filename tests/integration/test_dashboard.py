@@ -36,7 +36,7 @@ from hub.store import SessionRepository, close_database, open_database
 from hub.systemd import Notifier
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Broker
+    from tests.broker import Broker
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from hub.config import load_config
 from hub.daemon import Daemon
 from hub.registry import HUB_USERNAME, password_users, set_password
 from hub.systemd import Notifier
-from tests.integration.conftest import Broker
+from tests.broker import Broker
 
 pytestmark = pytest.mark.integration
 

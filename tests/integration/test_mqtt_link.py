@@ -24,7 +24,8 @@ from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
 from hub.model import MotionEvent
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Broker, BrokerFactory
+    from tests.broker import Broker
+    from tests.integration.conftest import BrokerFactory
 
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ from hub.daemon import Daemon
 from hub.demo import run_demo
 from hub.registry import set_password
 from hub.systemd import Notifier
+from tests.broker import Broker
 from tests.cli import spottypotty
-from tests.integration.conftest import Broker
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from hub.systemd import Notifier
 from tests.cli import spottypotty
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Broker
+    from tests.broker import Broker
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from hub.model import MotionEvent
 from tests.cli import spottypotty
 
 if TYPE_CHECKING:
-    from tests.integration.conftest import Broker
+    from tests.broker import Broker
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,8 @@ from hub.sync.cloud_read import query_sessions
 from hub.sync.mapping import decode_item
 from hub.sync.outbox import Outbox
 from hub.sync.uploader import Backoff, Uploader, make_client, sync
+from tests.broker import accepts, free_port
 from tests.cli import spottypotty
-from tests.integration.conftest import _accepts, _free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -115,7 +115,7 @@ class Dynalite:
 
     def __init__(self, path: Path | None = None) -> None:
         ensure_dynalite()
-        self.port = _free_port()
+        self.port = free_port()
         self.path = path
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -132,7 +132,7 @@ class Dynalite:
             start_new_session=True,
         )
         deadline = time.monotonic() + STARTUP_LIMIT
-        while not _accepts(self.port):
+        while not accepts(self.port):
             if self._process.poll() is not None:
                 _, stderr = self._process.communicate()
                 self._process = None
