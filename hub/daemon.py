@@ -24,6 +24,7 @@ from hub.playback.port import Player
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
+from hub.store.meta import load_ble_counters, save_ble_counters
 from hub.store.writer import StoreWriter
 from hub.systemd import Notifier, watchdog_interval, watchdog_loop
 
@@ -67,7 +68,9 @@ class Daemon:
         self.runner: SessionRunner | None = None
         self.link: MqttLink | None = None
         self.ble: BleScanner | None = None
-        self._shown: dict[str, tuple[object, ...]] = {}  # session id -> what MQTT last showed
+        self._shown: dict[str, tuple[object, ...]] = {}
+        self._saved_ble_counters: dict[str, tuple[int | None, int | None]] = {}
+        self._writer: StoreWriter | None = None  # session id -> what MQTT last showed
 
     def stop(self) -> None:
         self._stop.set()
@@ -79,6 +82,7 @@ class Daemon:
                 loop.add_signal_handler(signum, self.stop)
         config = self._config
         async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
+            self._writer = writer
             engine = SessionEngine(config)
             recovered = await writer.call(lambda repository: repository.all_active())
             engine.restore(recovered)
@@ -92,7 +96,8 @@ class Daemon:
             if config.ble.enabled:
                 from hub.ingest.ble import BleScanner  # noqa: PLC0415 - bleak only when BLE is on
 
-                self.ble = BleScanner(config, runner.inbox, clock=self._clock)
+                saved = await writer.call(lambda repository: load_ble_counters(repository.db))
+                self.ble = BleScanner(config, runner.inbox, clock=self._clock, counters=saved)
             async with asyncio.TaskGroup() as group:
                 link_task = group.create_task(link.run(), name="mqtt-link")
                 runner_task = group.create_task(runner.run(), name="session-runner")
@@ -133,6 +138,7 @@ class Daemon:
                 runner_task.cancel()
                 for task in helpers:
                     task.cancel()
+                await self._keep_ble_counters()
         _LOGGER.info("stopped cleanly")
         return 0
 
@@ -147,6 +153,7 @@ class Daemon:
         while True:
             await asyncio.sleep(self._status_interval)
             self._notifier.status(self._status_line())
+            await self._keep_ble_counters()
             retained = {STATS_TOPIC: json.dumps(self.stats(), sort_keys=True)}
             if isinstance(self._player, SpotifyPlayer):
                 retained[SPOTIFY_TOPIC] = self._player.status()
@@ -154,6 +161,16 @@ class Daemon:
                 if published.get(topic) != payload:  # only changes go on the wire
                     self.link.publish(topic, payload)
                     published[topic] = payload
+
+    async def _keep_ble_counters(self) -> None:
+        """Encrypted BLE sensors' counters, saved when they moved: after a restart the hub
+        still refuses an old advert replayed at it (one write per interval at most)."""
+        if self.ble is None or self._writer is None:
+            return
+        counters = self.ble.encryption_counters()
+        if counters != self._saved_ble_counters:
+            await self._writer.call(lambda repository: save_ble_counters(repository.db, counters))
+            self._saved_ble_counters = counters
 
     def stats(self) -> dict[str, int]:
         """The runner's and the MQTT link's counters, e.g. `unknown_sensor:garden_shed`."""

@@ -153,6 +153,7 @@ class BleScanner:
         backoff_cap: float = 60.0,
         rng: random.Random | None = None,
         passive: bool = True,
+        counters: Mapping[str, tuple[int | None, int | None]] | None = None,
     ) -> None:
         if silence_seconds <= 0 or check_interval <= 0:
             raise ValueError("silence_seconds and check_interval must be positive")
@@ -174,6 +175,8 @@ class BleScanner:
         self._backoff_cap = backoff_cap
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter
         self._guard = BleGuard.from_config(config)
+        if counters:
+            self._guard.restore(counters)
         self._mode: ScanMode = "passive" if passive else "active"
         self._status = BleStatus.STOPPED
         self._problem = ""
@@ -208,6 +211,10 @@ class BleScanner:
     @property
     def guard(self) -> BleGuard:
         return self._guard
+
+    def encryption_counters(self) -> dict[str, tuple[int | None, int | None]]:
+        """What to keep across a hub restart (see BleGuard.counters)."""
+        return self._guard.counters()
 
     def key_statuses(self) -> dict[str, str]:
         """Sensor id → `verified` / `wrong_key` / `unverified`, for keyed sensors."""

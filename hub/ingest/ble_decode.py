@@ -536,6 +536,22 @@ class BleGuard:
             return None
         return self._states[address].key_status
 
+    def counters(self) -> dict[str, tuple[int | None, int | None]]:
+        """Per address (counter, highest counter before the last restart): what the hub
+        keeps across its own restarts, so an old advert is not believed after one."""
+        return {
+            address: (state.counter, state.retired)
+            for address, state in self._states.items()
+            if state.counter is not None
+        }
+
+    def restore(self, saved: Mapping[str, tuple[int | None, int | None]]) -> None:
+        """Take back what `counters()` gave before a restart (unknown addresses ignored)."""
+        for address, (counter, retired) in saved.items():
+            state = self._states.get(address.upper())
+            if state is not None:
+                state.counter, state.retired = counter, retired
+
     def last_counter(self, address: str) -> int | None:
         state = self._states.get(address.upper())
         return state.counter if state is not None else None

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from hub.store.meta import get_meta, set_meta
 from hub.sync.mapping import EVENT_FIELDS, SESSION_FIELDS
 
 DEFAULT_CHUNK = 500
@@ -85,17 +86,10 @@ class Outbox:
     def record_run(self, *, at: str, result: str) -> None:
         """Remember the last sync's time and one-line result (the dashboard and /health
         show them)."""
-        with self.db.atomic():
-            for key, value in ((LAST_SYNC_AT_KEY, at), (LAST_SYNC_RESULT_KEY, result)):
-                self.db.execute(
-                    "INSERT INTO hub_meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    [key, value],
-                )
+        set_meta(self.db, {LAST_SYNC_AT_KEY: at, LAST_SYNC_RESULT_KEY: result})
 
     def _meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM hub_meta WHERE key = ?", [key]).fetchone()
-        return None if row is None else str(row[0])
+        return get_meta(self.db, key)
 
     # -- what is due ------------------------------------------------------------------
 

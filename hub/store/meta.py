@@ -1,0 +1,42 @@
+"""Small facts the hub keeps about itself in `hub_meta` (key → text)."""
+
+from __future__ import annotations
+
+import json
+
+from sqlite_utils import Database
+
+BLE_COUNTERS_KEY = "bleCounters"
+
+
+def get_meta(db: Database, key: str) -> str | None:
+    row = db.execute("SELECT value FROM hub_meta WHERE key = ?", [key]).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(db: Database, values: dict[str, str]) -> None:
+    """Write `values` in one transaction; unchanged values are not rewritten."""
+    with db.atomic():
+        for key, value in values.items():
+            db.execute(
+                "INSERT INTO hub_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+                "WHERE hub_meta.value IS NOT excluded.value",
+                [key, value],
+            )
+
+
+def load_ble_counters(db: Database) -> dict[str, tuple[int | None, int | None]]:
+    """Encrypted BLE sensors' (counter, counter before the last restart), by address."""
+    text = get_meta(db, BLE_COUNTERS_KEY)
+    if not text:
+        return {}
+    try:
+        saved = json.loads(text)
+        return {str(address): (pair[0], pair[1]) for address, pair in saved.items()}
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+        return {}  # unreadable: start from nothing, as a new hub would
+
+
+def save_ble_counters(db: Database, counters: dict[str, tuple[int | None, int | None]]) -> None:
+    set_meta(db, {BLE_COUNTERS_KEY: json.dumps({a: list(c) for a, c in sorted(counters.items())})})
