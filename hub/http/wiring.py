@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -173,7 +174,7 @@ async def home_assistant(config: HubConfig, daemon: Daemon, *, tick: float = TIC
             snapshot = await asyncio.to_thread(
                 _read, config, announce=announce, today=today, only=only
             )
-        except (HubError, OSError, ValueError) as exc:
+        except (HubError, OSError, ValueError, sqlite3.Error) as exc:
             _LOGGER.warning("Home Assistant: cannot read the database: %s", exc)
             was_connected = was_connected and not announce  # announce again next time
             continue

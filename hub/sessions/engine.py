@@ -220,40 +220,79 @@ class SessionEngine:
         if self._used:
             raise EngineError("restore() after the engine has started deciding")
         for session in active:
-            if not session.is_active:
-                raise EngineError(f"restore() given a {session.status} session")
             if session.sensor_id in self._active:
                 raise EngineError(f"two active sessions for sensor {session.sensor_id!r}")
-            phase = _Phase.PLAYING if session.playback_started else _Phase.IDLE
-            self._put(_Tracked(session, phase, burst_start=session.last_motion))
-            self._active[session.sensor_id] = session.session_id
+            self.adopt(session)
+
+    def adopt(self, session: Session) -> None:
+        """The store holds `session` as the sensor's active one, not ours (another writer,
+        e.g. `spottypotty invoke create_session`, got there first): ours never existed
+        in the store, so forget it and carry on with the stored one."""
+        if not session.is_active:
+            raise EngineError(f"adopt() given a {session.status} session")
+        ours = self._active.pop(session.sensor_id, None)
+        if ours is not None and ours != session.session_id:
+            self._tracked.pop(ours, None)
+        phase = _Phase.PLAYING if session.playback_started else _Phase.IDLE
+        self._put(_Tracked(session, phase, burst_start=session.last_motion))
+        self._active[session.sensor_id] = session.session_id
 
     def on_tick(self, now: float) -> list[Command]:
         """End every active session whose deadline <= now (rule 1), earliest first."""
+        return self._end_due(now)
+
+    def _end_due(self, now: float, *, keep: str | None = None) -> list[Command]:
         self._used = True
         commands: list[Command] = []
+        skipped: list[tuple[float, str]] = []
         while (due := self._earliest()) is not None and due[0] <= now:
             heapq.heappop(self._deadlines)
+            if due[1] == keep:
+                skipped.append(due)
+                continue
             commands.extend(self._end(self._tracked[due[1]], now))
+        for entry in skipped:
+            heapq.heappush(self._deadlines, entry)
         return commands
 
     def on_motion(self, event: MotionEvent, now: float) -> list[Command]:
-        """Rules 2-5, one case per line: drop, extend, amend the last ended, or create."""
-        commands = self.on_tick(now)
+        """Rules 2-5, one case per line: drop, extend, amend the last ended, or create.
+
+        Expired sessions end first — except the sensor's own session when this motion
+        happened before its deadline: seen late (a backlog), it still extends it.
+        """
+        kept = self._extended_by(event)
+        commands = self._end_due(now, keep=kept)
+        commands += self._decide(event, now)
+        if kept is not None:
+            commands += self._end_due(now)  # extended by stale motion: over at once
+        return commands
+
+    def _extended_by(self, event: MotionEvent) -> str | None:
+        """The active session `event` happened inside of (a session id), if any."""
+        sensor = self._sensors.get(event.sensor_id)
+        active = self._tracked_active(event.sensor_id)
+        if sensor is None or not sensor.enabled or active is None:
+            return None
+        session = active.session
+        inside = session.start <= event.occurred_at < self.deadline(session)
+        return session.session_id if inside else None
+
+    def _decide(self, event: MotionEvent, now: float) -> list[Command]:
         sensor = self._sensors.get(event.sensor_id)
         if sensor is None:
-            return [*commands, DropEvent(event, "unknown_sensor")]
+            return [DropEvent(event, "unknown_sensor")]
         if not sensor.enabled:
-            return [*commands, DropEvent(event, "disabled_sensor")]
+            return [DropEvent(event, "disabled_sensor")]
         active = self._tracked_active(sensor.id)
         if active is not None and event.occurred_at < active.session.start:
-            return [*commands, DropEvent(event, "out_of_order")]
+            return [DropEvent(event, "out_of_order")]
         if active is not None:
-            return [*commands, *self._extend(active, event, now)]
+            return self._extend(active, event, now)
         ended = self._amendable(sensor.id, event, now)
         if ended is not None:
-            return [*commands, *self._amend(ended, event, now)]
-        return [*commands, *self._create(sensor, event, now)]
+            return self._amend(ended, event, now)
+        return self._create(sensor, event, now)
 
     def on_playback_started(
         self,
@@ -298,6 +337,9 @@ class SessionEngine:
         if tracked is None or not tracked.awaiting_stops:
             return []  # not an answer to a StopPlayback of ours
         phase, _ = self._step(tracked.phase, _Input.STOP_RESULT)
+        # A second stop (after a late start) finds nothing playing: the first one's "paused"
+        # must not be overwritten by it.
+        stopped = stopped or bool(tracked.session.playback_stopped)
         session = tracked.session.with_changes(playback_stopped=stopped, updated_at=now)
         self._put(
             replace(

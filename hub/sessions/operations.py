@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ def handle(event: object, ctx: OperationContext) -> dict[str, Any]:
         response = _error(409, shown_action, "ConflictError", str(exc))
         if exc.session_id is not None:
             response["activeSessionId"] = exc.session_id
-    except HubError as exc:
+    except (HubError, sqlite3.Error) as exc:  # a locked or failing database: still JSON
         _LOGGER.exception("operation %s failed", shown_action)
         response = _error(500, shown_action, "InternalError", str(exc))
     response["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)

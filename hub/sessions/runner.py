@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from functools import partial
 
-from hub.errors import HubError
+from hub.errors import ConflictError, HubError
 from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
 from hub.model import MotionEvent, Session
 from hub.playback.port import Player
@@ -62,6 +62,7 @@ class SessionRunner:
         )
         self._last_write: dict[str, asyncio.Future[None]] = {}  # session id -> latest write
         self._in_flight: deque[asyncio.Future[None]] = deque()
+        self._conflicts: list[str] = []  # sensors whose active session another writer made
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
 
@@ -83,6 +84,7 @@ class SessionRunner:
     async def _decide(self) -> None:
         while True:
             item = await self._next_item()
+            await self._adopt_conflicts()
             now = self._clock()
             self.last_decision = now
             match item:
@@ -99,6 +101,20 @@ class SessionRunner:
                 case None:  # a deadline came, or a poke
                     commands = self.engine.on_tick(now)
             await self._execute(commands)
+
+    async def _adopt_conflicts(self) -> None:
+        while self._conflicts:
+            sensor_id = self._conflicts.pop()
+            stored = await self._writer.call(
+                partial(SessionRepository.active_for, sensor_id=sensor_id)
+            )
+            if stored is not None:
+                self.engine.adopt(stored)
+                _LOGGER.warning(
+                    "sensor %s: adopted session %s, made outside the hub's own motion handling",
+                    sensor_id,
+                    stored.session_id,
+                )
 
     async def _next_item(self) -> Inbound | None:
         """The next decoded message, or None when a deadline (or a poke) comes first."""
@@ -149,6 +165,10 @@ class SessionRunner:
                 case DropEvent(event=event, reason=reason):
                     self.counters[f"{reason}:{event.sensor_id}"] += 1
                     _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
+                    if reason == "out_of_order":  # real motion of a known sensor: keep it
+                        await self._writer.call(
+                            partial(SessionRepository.record_event, event=event)
+                        )
 
     async def _bound_in_flight(self) -> None:
         """Back-pressure: a disk slower than the radio must not grow memory without bound."""
@@ -165,6 +185,11 @@ class SessionRunner:
         if (error := written.exception()) is not None:
             self.counters["persist_failed"] += 1
             _LOGGER.error("could not save session %s: %s", session.session_id, error)
+            if created and isinstance(error, ConflictError):
+                # Another writer (invoke, the API) made the sensor's active session first:
+                # the decision loop adopts it, so motion extends the session that exists.
+                self._conflicts.append(session.sensor_id)
+                self.poke()
             return
         if created and session.playback_note in _SILENT_STARTS:
             _LOGGER.info(
@@ -184,6 +209,8 @@ class SessionRunner:
             command, written = await self._player_queue.get()
             if written is not None:
                 await asyncio.wait([written])  # committed (or failed: counted and logged)
+                if isinstance(command, StartPlayback) and written.exception() is not None:
+                    continue  # no row, no music: the session does not exist
             session = command.session
             match command:
                 case StartPlayback(sensor=sensor):

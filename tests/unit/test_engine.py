@@ -341,11 +341,12 @@ def test_a_replayed_burst_becomes_one_session() -> None:
     created = opened(BATHROOM, T, now=now, note="stale")
     assert engine.on_motion(first, now=now) == [PersistSession(created, first, created=True)]
 
-    closed = ended(created, now)
-    amended = closed.with_changes(last_motion=T + 5, end=T + 5 + TIMEOUT)
+    # It happened inside the session: coalesced into it, which then ends at once (stale).
+    extended = created.with_changes(last_motion=T + 5)
+    amended = ended(extended, now)
     assert engine.on_motion(second, now=now) == [
-        PersistSession(closed, event=None, created=False),  # expired: ended first
-        PersistSession(amended, event=None, created=False),  # coalesced into it
+        PersistSession(extended, event=None, created=False),
+        PersistSession(amended, event=None, created=False),
     ]
 
     counted = amended.with_changes(last_motion=T + 100, end=T + 400, motion_events_count=2)
@@ -589,3 +590,36 @@ def test_times_land_on_the_microsecond_grid_so_the_record_is_exact() -> None:
     end = dt.datetime.fromisoformat(record["endTime"])
     last = dt.datetime.fromisoformat(record["lastMotionTime"])
     assert end - last == dt.timedelta(seconds=1.2)
+
+
+def test_a_second_stop_finding_nothing_does_not_unrecord_the_pause() -> None:
+    # The session ends while its start is in flight (stop #1), the start then succeeds
+    # (stop #2 is asked): #1 paused the music, #2 finds nothing to pause.
+    engine = make_engine()
+    [persist, _] = engine.on_motion(motion("bathroom", T), now=T)
+    assert isinstance(persist, PersistSession)
+    sid = persist.session.session_id
+    engine.on_tick(T + TIMEOUT)
+    engine.on_playback_started(sid, started=True, device_id="dev-1", note=None, now=T + 301)
+    [first] = engine.on_playback_stopped(sid, stopped=True, now=T + 302)
+    [second] = engine.on_playback_stopped(sid, stopped=False, now=T + 303)
+    assert isinstance(first, PersistSession)
+    assert isinstance(second, PersistSession)
+    assert first.session.playback_stopped is True
+    assert second.session.playback_stopped is True
+
+
+def test_motion_seen_late_but_before_the_deadline_extends_the_session() -> None:
+    # A backlog (slow disk, busy hub): motion at T+299 is handled at T+301, after the
+    # deadline T+300. It happened in time, so the person was still there: one session.
+    engine = make_engine()
+    [created, _] = engine.on_motion(motion("bathroom", T), now=T)
+    assert isinstance(created, PersistSession)
+    late = motion("bathroom", T + 299)
+    commands = engine.on_motion(late, now=T + 301)
+    assert [type(c) for c in commands] == [PersistSession]
+    assert isinstance(commands[0], PersistSession)
+    extended = commands[0].session
+    assert extended.session_id == created.session.session_id
+    assert extended.is_active
+    assert engine.deadline(extended) == T + 299 + TIMEOUT

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -256,3 +258,22 @@ def test_analytics_over_a_small_history(ctx: OperationContext, clock: FakeClock)
         ctx, action="get_session_analytics", startDate="2026-02-09", endDate="2026-02-09"
     )["analytics"]
     assert (bounded["totalSessions"], bounded["peakHour"]) == (1, 0)
+
+
+def test_a_locked_database_is_a_500_not_a_traceback(tmp_path: Path) -> None:
+    from hub.store import close_database, open_database  # noqa: PLC0415
+
+    path = tmp_path / "hub.db"
+    db = open_database(path)
+    db.execute("PRAGMA busy_timeout = 10")  # fail fast, instead of the 5 s a CLI waits
+    other = sqlite3.connect(path)
+    other.execute("BEGIN EXCLUSIVE")  # someone else holds the write lock
+    try:
+        ctx = OperationContext(config=CONFIG, db=db, clock=FakeClock())
+        response = handle({"action": "create_session", "sensorId": "bathroom_main"}, ctx)
+    finally:
+        other.rollback()
+        other.close()
+        close_database(db)
+    assert (response["statusCode"], response["error"]) == (500, "InternalError")
+    assert "locked" in response["message"]

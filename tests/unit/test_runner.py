@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
-from hub.model import MotionEvent, Session
+from hub.model import MotionEvent, Session, open_session
 from hub.playback.port import PlaybackResult
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
@@ -187,3 +188,65 @@ async def test_sessions_left_active_by_a_crash_end_at_their_old_deadline(tmp_pat
             await task
     assert not ended.is_active
     assert ended.end == T0 + 300
+
+
+async def test_every_message_of_a_burst_is_decided(hub: Hub) -> None:
+    # Three sensors, 1,200 motions queued at once, each 11 s apart per sensor (outside the
+    # 10 s debounce; the clock stays at T0, so none is stale): every one must be decided
+    # and counted, none lost however the runner batches them.
+    for step in range(400):
+        for sensor in ("bath", "hall"):
+            hub.runner.inbox.put_nowait(
+                MotionEvent(sensor, occurred_at=T0 + step * 11, received_at=T0 + step * 11)
+            )
+        hub.runner.inbox.put_nowait(MotionEvent("garden", T0 + step, T0 + step))
+    while hub.runner.counters["motion"] < 1200:  # noqa: ASYNC110 - the runner's own count
+        await asyncio.sleep(0)
+    await hub.runner._writer.call(lambda _repository: None)  # everything committed
+    counts = {s.sensor_id: s.motion_events_count for s in hub.rows()}
+    assert counts == {"bath": 400, "hall": 400}
+    assert hub.runner.counters["unknown_sensor:garden"] == 400
+
+
+def adopted(hub: Hub) -> bool:
+    return "session-bath-invoked" in {s.session_id for s in hub.runner.engine.active.values()}
+
+
+async def test_a_session_made_by_another_writer_is_adopted_not_duplicated(hub: Hub) -> None:
+    hub.player.gate.set()
+    # `spottypotty invoke create_session` beside the running daemon: the engine never saw it.
+    outsider = open_session(
+        session_id="session-bath-invoked",
+        sensor_id="bath",
+        user_id="u",
+        start=T0,
+        now=T0,
+        ttl_days=30,
+    )
+    await hub.runner._writer.call(partial(SessionRepository.save, session=outsider, created=True))
+    await hub.motion("bath")  # the engine makes its own session: the database refuses it
+    while not adopted(hub):  # noqa: ASYNC110 - until the runner adopts it
+        await asyncio.sleep(0)
+    hub.clock.now = T0 + 30
+    await hub.motion("bath")
+    extended = await hub.next_saved()
+    assert extended.session_id == "session-bath-invoked"
+    assert extended.motion_events_count == 2
+    assert [s.session_id for s in hub.rows()] == ["session-bath-invoked"]
+    assert hub.player.started == []  # no music for a session that never existed
+
+
+async def test_out_of_order_motion_is_kept_as_an_event(hub: Hub) -> None:
+    hub.player.gate.set()
+    await hub.motion("bath")
+    await hub.next_saved()
+    await hub.motion("bath", at=T0 - 120)  # buffered motion from before the session
+    while hub.runner.counters["out_of_order:bath"] < 1:  # noqa: ASYNC110 - runner's count
+        await asyncio.sleep(0)
+    await hub.runner._writer.call(lambda _repository: None)
+    db = open_database(hub.path)
+    try:
+        rows = db.execute("SELECT timestamp, sessionId FROM motion_events ORDER BY timestamp")
+        assert [tuple(r) for r in rows] == [(T0 - 120, None), (T0, hub.rows()[0].session_id)]
+    finally:
+        close_database(db)
