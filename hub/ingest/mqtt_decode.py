@@ -116,6 +116,11 @@ def _reject_constant(name: str) -> NoReturn:
     raise ParseError(f"payload is not valid JSON: {name} is not a number")
 
 
+# One decoder for every message: json.loads(..., parse_constant=...) would build a new
+# JSONDecoder per call, a cost paid on every motion message.
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _text(payload: bytes) -> str:
     try:
         return payload.decode("utf-8")
@@ -126,7 +131,7 @@ def _text(payload: bytes) -> str:
 def _json_object(payload: bytes) -> dict[str, Any]:
     text = _text(payload)
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _JSON.decode(text)
     except ValueError as exc:  # JSONDecodeError, or int()'s digit limit
         raise ParseError(f"payload is not valid JSON ({exc}): {_preview(text)}") from None
     except RecursionError:

@@ -243,6 +243,8 @@ class SessionEngine:
 
     def _end_due(self, now: float, *, keep: str | None = None) -> list[Command]:
         self._used = True
+        if not self._deadlines or self._deadlines[0][0] > now:
+            return []  # the heap's top is never later than the earliest real deadline
         commands: list[Command] = []
         skipped: list[tuple[float, str]] = []
         while (due := self._earliest()) is not None and due[0] <= now:

@@ -94,10 +94,10 @@ class SessionRunner:
                 case StatusUpdate():
                     self.counters["status"] += 1
                     await self._record_availability(item)
-                    continue
+                    commands = self.engine.on_tick(now)  # a busy inbox must not hold deadlines
                 case MotionCleared():
                     self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
-                    continue
+                    commands = self.engine.on_tick(now)
                 case None:  # a deadline came, or a poke
                     commands = self.engine.on_tick(now)
             await self._execute(commands)
@@ -117,11 +117,14 @@ class SessionRunner:
                 )
 
     async def _next_item(self) -> Inbound | None:
-        """The next decoded message, or None when a deadline (or a poke) comes first."""
+        """The next decoded message, or None when a deadline (or a poke) comes first.
+
+        Under load no timer is armed per message: deciding any message ends what is due.
+        """
+        if not self._inbox.empty():
+            return self._inbox.get_nowait()
         deadline = self.engine.next_deadline()
         wait = None if deadline is None else max(0.0, deadline - self._clock())
-        if wait != 0.0 and not self._inbox.empty():  # under load: no timer per message
-            return self._inbox.get_nowait()
         try:
             async with asyncio.timeout(wait) as self._waiting:
                 return await self._inbox.get()
