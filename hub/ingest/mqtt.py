@@ -31,7 +31,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
 from typing import Final
 
@@ -392,17 +392,12 @@ class MqttLink:
 # --- one-shot clients for the CLI and the demo ----------------------------------------------
 
 
-async def publish_messages(
-    config: HubConfig,
-    messages: list[tuple[str, bytes, bool]],
-    *,
-    client_id: str | None = None,
-    interval: float = 0.0,
-) -> None:
-    """Connect, publish each (topic, payload, retain) at QoS 1 `interval` s apart, disconnect.
-
-    Raises TransientError naming the broker when it cannot be reached.
-    """
+@contextlib.asynccontextmanager
+async def _one_shot(
+    config: HubConfig, client_id: str | None = None
+) -> AsyncIterator[aiomqtt.Client]:
+    """A short-lived client with the hub's broker credentials; an unreachable broker is a
+    TransientError naming it."""
     password = await asyncio.to_thread(_broker_password, config)
     try:
         async with aiomqtt.Client(
@@ -413,30 +408,54 @@ async def publish_messages(
             password=password,
             timeout=10,
         ) as client:
-            for index, (topic, payload, retain) in enumerate(messages):
-                if index and interval > 0:
-                    await asyncio.sleep(interval)
-                await client.publish(topic, payload, qos=QOS, retain=retain)
+            yield client
     except aiomqtt.MqttError as exc:
         where = f"{config.mqtt.host}:{config.mqtt.port}"
-        raise TransientError(f"cannot publish to the broker at {where}: {exc}") from exc
+        raise TransientError(f"cannot reach the broker at {where}: {exc}") from exc
+
+
+async def publish_messages(
+    config: HubConfig,
+    messages: list[tuple[str, bytes, bool]],
+    *,
+    client_id: str | None = None,
+    interval: float = 0.0,
+) -> None:
+    """Connect, publish each (topic, payload, retain) at QoS 1 `interval` s apart, disconnect."""
+    async with _one_shot(config, client_id) as client:
+        for index, (topic, payload, retain) in enumerate(messages):
+            if index and interval > 0:
+                await asyncio.sleep(interval)
+            await client.publish(topic, payload, qos=QOS, retain=retain)
 
 
 async def watch(
     config: HubConfig, topic_filter: str, deliver: Callable[[str, bytes], None]
 ) -> None:
     """Subscribe to `topic_filter` and hand every message to `deliver` until cancelled."""
-    password = await asyncio.to_thread(_broker_password, config)
-    async with aiomqtt.Client(
-        config.mqtt.host,
-        config.mqtt.port,
-        username=config.mqtt.username or None,
-        password=password,
-        timeout=10,
-    ) as client:
+    async with _one_shot(config) as client:
         await client.subscribe(topic_filter, qos=QOS)
         async for message in client.messages:
             deliver(str(message.topic), _as_bytes(message.payload))
+
+
+async def read_retained(
+    config: HubConfig, topics: list[str], *, wait: float = 1.0
+) -> dict[str, bytes]:
+    """The retained payloads of `topics` (what the broker holds now), waiting at most
+    `wait` seconds for them."""
+    found: dict[str, bytes] = {}
+    async with _one_shot(config) as client:
+        for topic in topics:
+            await client.subscribe(topic, qos=QOS)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                async for message in client.messages:
+                    if message.retain:
+                        found[str(message.topic)] = _as_bytes(message.payload)
+                    if len(found) == len(topics):
+                        break
+    return found
 
 
 def _broker_password(config: HubConfig) -> str | None:
@@ -444,33 +463,3 @@ def _broker_password(config: HubConfig) -> str | None:
     if not config.mqtt.username:
         return None
     return read_secret(CREDENTIAL_NAME, env=CREDENTIAL_ENV, path=config.mqtt.password_file)
-
-
-async def read_retained(
-    config: HubConfig, topics: list[str], *, wait: float = 1.0
-) -> dict[str, bytes]:
-    """The retained payloads of `topics` (what the broker holds now), waiting at most
-    `wait` seconds for them. Raises TransientError naming the broker when unreachable."""
-    found: dict[str, bytes] = {}
-    password = await asyncio.to_thread(_broker_password, config)
-    try:
-        async with aiomqtt.Client(
-            config.mqtt.host,
-            config.mqtt.port,
-            username=config.mqtt.username or None,
-            password=password,
-            timeout=5,
-        ) as client:
-            for topic in topics:
-                await client.subscribe(topic, qos=QOS)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    async for message in client.messages:
-                        if message.retain:
-                            found[str(message.topic)] = _as_bytes(message.payload)
-                        if len(found) == len(topics):
-                            break
-    except aiomqtt.MqttError as exc:
-        where = f"{config.mqtt.host}:{config.mqtt.port}"
-        raise TransientError(f"cannot reach the broker at {where}: {exc}") from exc
-    return found

@@ -58,5 +58,5 @@ def test_simulate_against_a_dead_broker_is_a_clear_error(tmp_path: Path) -> None
     config_file.write_text("[mqtt]\nport = 1\n")  # nothing listens on port 1
     done = spottypotty("simulate", "motion", "bath", "--config", str(config_file))
     assert done.returncode == 1
-    assert "cannot publish to the broker at 127.0.0.1:1" in done.stderr
+    assert "cannot reach the broker at 127.0.0.1:1" in done.stderr
     assert "Traceback" not in done.stderr
