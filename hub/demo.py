@@ -65,14 +65,14 @@ context_uri = "spotify:playlist:37i9dQZF1DX4sWSpwq3LiO"
 quiet_hours = {{ start = "{quiet_start}", end = "{quiet_end}" }}
 """
 
-# (seconds after the start, sensor) — what the simulated sensors report.
-SCRIPT: tuple[tuple[float, str], ...] = (
-    (0.0, "bathroom_main"),  # walks in: a session starts, music is asked for
-    (0.5, "bathroom_main"),  # same burst: coalesced, but it still extends the session
-    (2.0, "bathroom_main"),  # still there: counted, extends again
-    (2.5, "garden_shed"),  # nobody configured this one: dropped, never plays
-    (3.0, "ensuite"),  # quiet hours: the session is recorded, no music
-    (9.0, "bathroom_main"),  # back again later: a second session
+# (seconds after the start, sensor, what the hub makes of it) — the simulated sensors.
+SCRIPT: tuple[tuple[float, str, str], ...] = (
+    (0.0, "bathroom_main", "someone walks in: a session starts, music is asked for"),
+    (0.5, "bathroom_main", "same burst: coalesced into the last motion, still extends"),
+    (2.0, "bathroom_main", "still there: counted, extends the session"),
+    (2.5, "garden_shed", "nobody configured this sensor: dropped, never plays"),
+    (3.0, "ensuite", "quiet hours there: recorded, no music"),
+    (9.0, "bathroom_main", "back again later: a second session"),
 )
 TIMEOUT_SECONDS = 3.0
 _DROP_REASONS = ("unknown_sensor", "disabled_sensor", "out_of_order")
@@ -191,8 +191,6 @@ class _Narrator:
             )
         elif record["motionEventsCount"] > before["motionEventsCount"]:
             self.say(f"  extended: {record['motionEventsCount']} motion events")
-        elif record["lastMotionTime"] != before["lastMotionTime"]:
-            self.say("  same burst: coalesced, but the deadline moves")
 
     @property
     def all_ended(self) -> bool:
@@ -208,7 +206,8 @@ class _LogNarration(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(("hub.playback", "hub.sessions.runner")):
-            self._narrator.say(f"♪ {record.getMessage()}")
+            mark = "♪" if record.name.startswith("hub.playback") else "·"
+            self._narrator.say(f"{mark} {record.getMessage()}")
 
 
 async def _live(config: HubConfig, scale: float) -> dict[str, int]:
@@ -227,11 +226,11 @@ async def _live(config: HubConfig, scale: float) -> dict[str, int]:
             watcher = group.create_task(
                 watch(config, "spottypotty/sessions/+", narrator.on_state), name="narrator"
             )
-            for offset, sensor in SCRIPT:
+            for offset, sensor, meaning in SCRIPT:
                 delay = offset * scale - (time.monotonic() - narrator.started)
                 if delay > 0:
                     await asyncio.sleep(delay)
-                narrator.say(f"motion from {sensor}")
+                narrator.say(f"motion from {sensor} — {meaning}")
                 now = time.time()
                 messages = motion_messages(config, sensor, count=1, now=now)
                 await publish_messages(config, messages, client_id=f"demo-sensor-{sensor}")

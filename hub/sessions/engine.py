@@ -182,6 +182,10 @@ class SessionEngine:
             {sensor: self._tracked[sid].session for sensor, sid in self._active.items()}
         )
 
+    def knows(self, sensor_id: str) -> bool:
+        """Whether `sensor_id` is a configured sensor (the others never make sessions)."""
+        return sensor_id in self._sensors
+
     def deadline(self, session: Session) -> float:
         # On the microsecond grid the records are written on, so endTime - lastMotionTime
         # is exactly the timeout (a bare float sum is sometimes 1 µs off).

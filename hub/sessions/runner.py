@@ -37,6 +37,7 @@ Inbound = MotionEvent | StatusUpdate | MotionCleared
 _SILENT_STARTS = {"quiet_hours": "quiet hours", "stale": "the motion is older than the timeout"}
 PlayerCommand = StartPlayback | StopPlayback
 MAX_WRITES_IN_FLIGHT = 1_000
+MAX_COUNTERS = 200
 
 
 class SessionRunner:
@@ -91,6 +92,9 @@ class SessionRunner:
                 case MotionEvent():
                     self.counters["motion"] += 1
                     commands = self.engine.on_motion(item, now)
+                case StatusUpdate() if not self.engine.knows(item.sensor_id):
+                    self._count("unknown_sensor_status", item.sensor_id)
+                    commands = self.engine.on_tick(now)
                 case StatusUpdate():
                     self.counters["status"] += 1
                     await self._record_availability(item)
@@ -166,12 +170,20 @@ class SessionRunner:
                     last_write = self._last_write.get(command.session.session_id)
                     self._player_queue.put_nowait((command, last_write))
                 case DropEvent(event=event, reason=reason):
-                    self.counters[f"{reason}:{event.sensor_id}"] += 1
+                    self._count(reason, event.sensor_id)
                     _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
                     if reason == "out_of_order":  # real motion of a known sensor: keep it
                         await self._writer.call(
                             partial(SessionRepository.record_event, event=event)
                         )
+
+    def _count(self, reason: str, sensor_id: str) -> None:
+        """A per-sensor counter; made-up sensor ids share one once there are many, so a
+        flood of random topics cannot grow memory (or the stats topic) without bound."""
+        key = f"{reason}:{sensor_id}"
+        if key not in self.counters and len(self.counters) >= MAX_COUNTERS:
+            key = f"{reason}:(others)"
+        self.counters[key] += 1
 
     async def _bound_in_flight(self) -> None:
         """Back-pressure: a disk slower than the radio must not grow memory without bound."""

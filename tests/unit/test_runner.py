@@ -250,3 +250,12 @@ async def test_out_of_order_motion_is_kept_as_an_event(hub: Hub) -> None:
         assert [tuple(r) for r in rows] == [(T0 - 120, None), (T0, hub.rows()[0].session_id)]
     finally:
         close_database(db)
+
+
+async def test_made_up_sensor_ids_cannot_grow_the_counters_without_bound(hub: Hub) -> None:
+    for n in range(1_000):
+        await hub.motion(f"intruder-{n}")
+    while sum(v for k, v in hub.runner.counters.items() if k.startswith("unknown_")) < 1_000:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    assert len(hub.runner.counters) <= 201
+    assert hub.runner.counters["unknown_sensor:(others)"] > 0
