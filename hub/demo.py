@@ -125,7 +125,14 @@ def _accepts(port: int) -> bool:
 
 @contextlib.contextmanager
 def _broker(folder: Path) -> Iterator[ThrowawayBroker]:
-    broker = ThrowawayBroker(folder)
+    # A probed free port can be taken before mosquitto binds it: try another, twice.
+    for attempt in range(3):
+        try:
+            broker = ThrowawayBroker(folder)
+            break
+        except HubError:
+            if attempt == 2:  # noqa: PLR2004 - the last of three
+                raise
     try:
         yield broker
     finally:

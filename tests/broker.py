@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,10 +43,27 @@ def mosquitto_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A loopback port nothing listens on, below the ephemeral range: a port from bind(0)
+    can be handed to some outgoing connection before our server binds it."""
+    low = _ephemeral_start()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise BrokerError("no free loopback port below the ephemeral range")
+
+
+def _ephemeral_start() -> int:
+    try:
+        first = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        return int(first)
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def accepts(port: int) -> bool:

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from hub.http.wiring import home_assistant, serve
 from hub.model import SessionStatus, open_session
 from hub.store import SessionRepository, close_database, open_database
 from hub.systemd import Notifier
+from tests.broker import free_port
 
 if TYPE_CHECKING:
     from tests.broker import Broker
@@ -44,13 +44,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 HOUR = 3600
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _config(
@@ -74,7 +67,7 @@ timeout_minutes = 5
 dry_run = true
 [http]
 enabled = true
-port = {_free_port()}
+port = {free_port()}
 {tables}""",
         encoding="utf-8",
     )
