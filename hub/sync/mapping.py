@@ -144,6 +144,8 @@ def _attribute(name: str, kind: Kind, value: Any) -> AttributeValueTypeDef:
         if isinstance(value, bool) or value in (0, 1):
             return {"BOOL": bool(value)}
         raise UnmappableRowError(name, f"{name} must be a boolean (0/1), got {value!r}")
+    if type(value) is int:  # the common case (epoch seconds, counts), without Decimal
+        return {"N": str(value)}
     number = _decimal(name, value)
     if kind is Kind.INTEGER:
         if number != number.to_integral_value():

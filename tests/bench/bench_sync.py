@@ -36,6 +36,7 @@ TITLE = "cloud sync: sessions to dynalite vs a bare boto3 BatchWriteItem loop"
 
 SESSIONS_ENV = "BENCH_SYNC_SESSIONS"
 DEFAULT_SESSIONS = 100_000
+ROUNDS = 2
 TARGET_RATIO = 0.8  # of the baseline's rate
 _T0 = 1_767_225_600.0
 _INSERT_BATCH = 5_000
@@ -106,10 +107,26 @@ def run(dataset: Dataset) -> list[Figure]:
         _build(path, count)
         print(f"  {count:,} completed sessions written in {time.perf_counter() - started:.1f} s")
 
-        rss_before = _peak_rss_mb()
-        hub_seconds, batches = _hub_run(path, count)
-        rss_after = _peak_rss_mb()
-        base_seconds = _bare_loop(count)
+        # Alternating rounds, the best of each: one busy moment on a shared 2-core machine
+        # must not decide the ratio either way.
+        hub_runs: list[float] = []
+        base_runs: list[float] = []
+        rss_before = rss_after = 0.0
+        for round_number in range(ROUNDS):
+            if round_number:
+                _mark_all_due(path)
+            else:
+                rss_before = _peak_rss_mb()  # before any bare loop holds its items
+            seconds, batches = _hub_run(path, count)
+            hub_runs.append(seconds)
+            if not round_number:
+                rss_after = _peak_rss_mb()
+            base_runs.append(_bare_loop(count))
+        hub_seconds, base_seconds = min(hub_runs), min(base_runs)
+        print(
+            f"  rounds (s): hub {', '.join(f'{t:.1f}' for t in hub_runs)}; "
+            f"bare {', '.join(f'{t:.1f}' for t in base_runs)}"
+        )
 
     hub_ms = hub_seconds * 1000 / count * 1000  # per 1,000 sessions
     base_ms = base_seconds * 1000 / count * 1000
@@ -133,6 +150,16 @@ def run(dataset: Dataset) -> list[Figure]:
             f"peak RSS grew {rss_after - rss_before:.0f} MB ({show_ms(hub_ms)} per 1,000)",
         )
     ]
+
+
+def _mark_all_due(path: Path) -> None:
+    """Undo the previous round's upload marks (untimed), so the next round sends it all."""
+    db = open_database(path)
+    try:
+        with db.atomic():
+            db.execute("UPDATE sessions SET syncedVersion = 0")
+    finally:
+        close_database(db)
 
 
 def _hub_run(path: Path, count: int) -> tuple[float, int]:
