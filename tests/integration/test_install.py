@@ -4,20 +4,17 @@ that a second run changes nothing, that an edited hub.toml survives, and uninsta
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hub.config import load_config
 from hub.registry import HUB_USERNAME, check_mosquitto_hash
+from tests.systemd_units import ANALYZE, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "deploy" / "install.sh"
-ANALYZE = shutil.which("systemd-analyze")
-EXEC_START = "ExecStart=/opt/spottypotty/venv/bin/spottypotty "
 
 pytestmark = pytest.mark.integration
 
@@ -108,26 +105,9 @@ def test_nothing_is_run_on_the_system_only_printed(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 def test_systemd_accepts_the_installed_units(target: Path, tmp_path: Path) -> None:
-    # As test_units.py: `verify` needs ExecStart='s program to exist, so the copies run
-    # this interpreter; every other line is what the installer wrote.
-    assert ANALYZE is not None
-    checked = tmp_path / "verify"
-    checked.mkdir()
     units = sorted((target / "etc/systemd/system").iterdir())
     assert {unit.name for unit in units} >= {"spottypotty-hub.service"}
-    for unit in units:
-        text = unit.read_text(encoding="utf-8")
-        if unit.suffix == ".service":
-            assert text.count(EXEC_START) == 1, unit.name
-            text = text.replace(EXEC_START, f"ExecStart={sys.executable} -m hub ")
-        (checked / unit.name).write_text(text, encoding="utf-8")
-    result = subprocess.run(
-        [ANALYZE, "verify", *(str(checked / unit.name) for unit in units)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = verify(units, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout == ""

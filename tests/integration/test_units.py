@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ANALYZE = shutil.which("systemd-analyze")
-UNIT = Path(__file__).resolve().parents[2] / "systemd" / "spottypotty-hub.service"
+from tests.systemd_units import ANALYZE, exposure, verify
+
+UNITS = Path(__file__).resolve().parents[2] / "systemd"
+HUB = UNITS / "spottypotty-hub.service"
+SYNC = UNITS / "spottypotty-sync.service"
+TIMER = UNITS / "spottypotty-sync.timer"
 MAX_EXPOSURE = 2.0
 
 pytestmark = [
@@ -20,39 +21,26 @@ pytestmark = [
 ]
 
 
-def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    assert ANALYZE is not None
-    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, check=False, timeout=60)
-
-
-def test_verify_passes(tmp_path: Path) -> None:
-    # `verify` checks that ExecStart='s program exists and is executable, and
-    # /opt/spottypotty/venv/bin/spottypotty only exists on an installed Pi. So verify a
-    # copy whose ExecStart names this interpreter instead (no `spottypotty` script is
-    # guaranteed in a dev venv); every other line is the shipped unit, unchanged.
-    # (`verify` does not resolve User=/Group=, so the missing `spottypotty` user is not
-    # an issue here; it is created by the deploy step.)
-    text = UNIT.read_text(encoding="utf-8")
-    original = "ExecStart=/opt/spottypotty/venv/bin/spottypotty run"
-    assert text.count(original) == 1
-    copy = tmp_path / UNIT.name
-    copy.write_text(text.replace(original, f"ExecStart={sys.executable} -m hub run"))
-
-    result = _analyze("verify", str(copy))
-
+@pytest.mark.parametrize("units", [(HUB,), (SYNC, TIMER)], ids=["hub", "sync"])
+def test_verify_passes(units: tuple[Path, ...], tmp_path: Path) -> None:
+    result = verify(units, tmp_path)
     # verify exits 0 on mere warnings (unknown keys, bad values it ignores): demand silence.
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout == ""
 
 
-def test_security_exposure_at_most_two() -> None:
-    result = _analyze("security", "--offline=true", "--no-pager", str(UNIT))
-    if result.returncode != 0 and "offline" in result.stderr.lower():
-        pytest.skip(f"systemd-analyze security --offline unsupported: {result.stderr.strip()}")
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize("unit", [HUB, SYNC], ids=["hub", "sync"])
+def test_security_exposure_at_most_two(unit: Path) -> None:
+    found = exposure(unit)
+    if found is None:
+        pytest.skip("systemd-analyze security --offline is not supported here")
+    assert found <= MAX_EXPOSURE
 
-    match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
-    assert match, result.stdout
-    exposure = float(match.group(1))
-    assert exposure <= MAX_EXPOSURE, result.stdout
+
+def test_the_timer_is_nightly_persistent_and_randomized() -> None:
+    text = TIMER.read_text(encoding="utf-8")
+    assert re.search(r"^OnCalendar=\*-\*-\* \d\d:\d\d:00$", text, re.MULTILINE)
+    assert "\nPersistent=true\n" in text
+    assert re.search(r"^RandomizedDelaySec=\S+$", text, re.MULTILINE)
+    assert "\nType=oneshot\n" in SYNC.read_text(encoding="utf-8")
