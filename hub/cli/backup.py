@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hub.cli.common import load_args_config
+
 
 def add_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -26,9 +28,8 @@ def add_parser(
 
 def run(args: argparse.Namespace) -> int:
     from hub.backup import backup_database  # noqa: PLC0415 - lazy by design
-    from hub.config import config_path, load_config  # noqa: PLC0415
 
-    config = load_config(config_path(args.config))
+    config = load_args_config(args)
     result = backup_database(config.hub.database, args.path, force=args.force)
     print(
         f"backed up {result.source} to {result.path}: {_size(result.size_bytes)}, "

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TextIO
 
+from hub.cli.common import EXIT_FAILURE
 from hub.cli.render import table
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from hub.ingest.ble import Sighting
     from hub.ingest.ble_decode import Advert
 
-EXIT_FAILED = 1
 DEFAULT_SECONDS = 30.0
 BINDKEY_ENV = "SPOTTYPOTTY_BLE_BINDKEY"
 _REDRAW_EVERY = 0.5  # seconds between table redraws on a terminal
@@ -96,7 +96,7 @@ def _positive_float(text: str) -> float:
 
 def _fail(command: str, message: str) -> int:
     print(f"spottypotty ble {command}: {message}", file=sys.stderr)
-    return EXIT_FAILED
+    return EXIT_FAILURE
 
 
 def parse_hex(text: str) -> bytes:

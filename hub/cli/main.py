@@ -19,16 +19,14 @@ from hub.cli import ble as ble_command
 from hub.cli import sensors as sensors_command
 from hub.cli import spotify as spotify_command
 from hub.cli import sync as sync_command
+from hub.cli.common import EXIT_CONFIG, EXIT_FAILURE, load_args_config
 from hub.errors import ConfigError, HubError
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-    from hub.config import HubConfig
 
-EXIT_FAILURE = 1
 _FIRST_ERROR_STATUS = 400
-EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus= keeps it from looping
 CLOUD_ANALYTICS_LIMIT = 100_000  # sessions read back for `analytics --cloud`
 
 
@@ -191,17 +189,11 @@ def _print_config_problems(exc: ConfigError) -> None:
 # -- shared plumbing ------------------------------------------------------------------
 
 
-def _config(args: argparse.Namespace) -> HubConfig:
-    from hub.config import config_path, load_config  # noqa: PLC0415 - lazy by design
-
-    return load_config(config_path(args.config))
-
-
 def _operation(args: argparse.Namespace, event: object) -> dict[str, Any]:
     from hub.sessions.operations import OperationContext, handle  # noqa: PLC0415
     from hub.store import close_database, open_database  # noqa: PLC0415
 
-    config = _config(args)
+    config = load_args_config(args)
     db: Database = open_database(config.hub.database)
     try:
         return handle(event, OperationContext(config=config, db=db))
@@ -231,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
     from hub.systemd import configure_logging  # noqa: PLC0415
 
     configure_logging(args.verbose)
-    return serve(_config(args))
+    return serve(load_args_config(args))
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -280,7 +272,7 @@ def _analytics(args: argparse.Namespace) -> int:
         from hub.sessions.analytics import aggregate_records, summarize  # noqa: PLC0415
         from hub.timeutil import local_zone  # noqa: PLC0415
 
-        tz = local_zone(_config(args).hub.timezone)
+        tz = local_zone(load_args_config(args).hub.timezone)
         records = _cloud_records(args, limit=CLOUD_ANALYTICS_LIMIT)
         analytics = summarize(aggregate_records(records), tz)
         response = {"statusCode": 200, "action": "get_session_analytics", "analytics": analytics}
@@ -295,7 +287,7 @@ def _cloud_records(args: argparse.Namespace, *, limit: int) -> list[dict[str, An
     from hub.sync.cloud_read import query_sessions  # noqa: PLC0415
     from hub.timeutil import local_zone, parse_instant  # noqa: PLC0415
 
-    config = _config(args)
+    config = load_args_config(args)
     tz = local_zone(config.hub.timezone)
     try:
         start = parse_instant(args.since, tz) if args.since else None
@@ -328,7 +320,7 @@ def _report(
 def _check_config(args: argparse.Namespace) -> int:
     from hub.config import config_path  # noqa: PLC0415
 
-    config = _config(args)
+    config = load_args_config(args)
     enabled = sum(1 for s in config.sensors if s.enabled)
     print(
         f"{config_path(args.config)}: OK — {len(config.sensors)} sensor(s), {enabled} enabled, "
@@ -340,7 +332,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _simulate_motion(args: argparse.Namespace) -> int:
     from hub.simulate import simulate_motion  # noqa: PLC0415
 
-    simulate_motion(_config(args), args.sensor, count=args.count, interval=args.interval)
+    simulate_motion(load_args_config(args), args.sensor, count=args.count, interval=args.interval)
     print(f"published {args.count} motion event(s) for {args.sensor}")
     return 0
 
@@ -349,7 +341,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from hub.cli.render import table  # noqa: PLC0415
     from hub.doctor import run_checks  # noqa: PLC0415
 
-    checks = run_checks(_config(args))
+    checks = run_checks(load_args_config(args))
     if args.json:
         _print_json([c.as_json() for c in checks])
     else:

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.cli.common import EXIT_FAILURE, load_args_config
+
 if TYPE_CHECKING:
-    from hub.config import HubConfig, SensorConfig
+    from hub.config import SensorConfig
     from hub.registry import Reloader
     from hub.store.sensors import SensorState
-
-EXIT_FAILED = 1
 
 
 def add_parser(
@@ -155,7 +155,7 @@ def _add(args: argparse.Namespace) -> int:
     _note("the firmware config.json follows; it is shown only this once:")
     print(json.dumps(registration.firmware_config, indent=2, ensure_ascii=False), flush=True)
     _note("restart the hub to start listening to it: sudo systemctl restart spottypotty-hub")
-    return 0 if registration.reloaded or registration.kind == "ble" else EXIT_FAILED
+    return 0 if registration.reloaded or registration.kind == "ble" else EXIT_FAILURE
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -178,7 +178,7 @@ def _remove(args: argparse.Namespace) -> int:
             print(
                 f"WARNING: {removal.reload_note}; until then it can still connect", file=sys.stderr
             )
-            return EXIT_FAILED
+            return EXIT_FAILURE
         print(removal.reload_note)
     print("restart the hub to stop listening to it: sudo systemctl restart spottypotty-hub")
     return 0
@@ -189,7 +189,7 @@ def _list(args: argparse.Namespace) -> int:
     from hub.store import close_database, open_database  # noqa: PLC0415
     from hub.store.sensors import SensorRepository  # noqa: PLC0415
 
-    config = _config(args)
+    config = load_args_config(args)
     db = open_database(config.hub.database)
     try:
         repository = SensorRepository(db)
@@ -204,12 +204,6 @@ def _list(args: argparse.Namespace) -> int:
     else:
         print(sensors_report(rows))
     return 0
-
-
-def _config(args: argparse.Namespace) -> HubConfig:
-    from hub.config import config_path, load_config  # noqa: PLC0415
-
-    return load_config(config_path(args.config))
 
 
 def _password_file(args: argparse.Namespace) -> Path:

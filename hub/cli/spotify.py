@@ -8,12 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from hub.config import HubConfig
-
-EXIT_FAILURE = 1
+from hub.cli.common import EXIT_FAILURE, load_args_config
 
 
 def add_parser(
@@ -47,16 +43,10 @@ def add_parser(
     test.set_defaults(command=test_command)
 
 
-def _config(args: argparse.Namespace) -> HubConfig:
-    from hub.config import config_path, load_config  # noqa: PLC0415 - lazy by design
-
-    return load_config(config_path(args.config))
-
-
 def login_command(args: argparse.Namespace) -> int:
     from hub.playback.login import begin_login, finish_login  # noqa: PLC0415
 
-    config = _config(args)
+    config = load_args_config(args)
     request = begin_login(config)
     redirect = config.spotify.redirect_uri
     print(
@@ -80,7 +70,7 @@ def login_command(args: argparse.Namespace) -> int:
 def devices_command(args: argparse.Namespace) -> int:
     from hub.playback.login import list_devices  # noqa: PLC0415
 
-    devices = list_devices(_config(args))
+    devices = list_devices(load_args_config(args))
     if args.json:
         rows = [{"name": d.name, "id": d.id, "type": d.type, "active": d.active} for d in devices]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -99,5 +89,5 @@ def devices_command(args: argparse.Namespace) -> int:
 def test_command(args: argparse.Namespace) -> int:
     from hub.playback.login import play_test  # noqa: PLC0415
 
-    print(play_test(_config(args), args.sensor, seconds=args.seconds))
+    print(play_test(load_args_config(args), args.sensor, seconds=args.seconds))
     return 0

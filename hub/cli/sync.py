@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
+from hub.cli.common import EXIT_FAILURE, load_args_config
 from hub.cli.render import table
 from hub.timeutil import iso
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from hub.sync.outbox import Outbox
     from hub.sync.uploader import Progress, SyncSummary
 
-EXIT_FAILED = 1
 DRY_RUN_SHOWN = 20
 _BAR_WIDTH = 24
 _TTY_EVERY = 0.1  # seconds between redraws on a terminal
@@ -53,18 +53,17 @@ def add_parser(
 
 
 def run(args: argparse.Namespace) -> int:
-    from hub.config import config_path, load_config  # noqa: PLC0415 - lazy by design
     from hub.store import close_database, open_database  # noqa: PLC0415
     from hub.sync.outbox import Outbox  # noqa: PLC0415
 
-    config = load_config(config_path(args.config))
+    config = load_args_config(args)
     if not config.cloud.enabled and not args.dry_run:
         print(
             f"spottypotty sync: cloud sync is off ([cloud] enabled = false in {config.source}); "
             "set enabled = true and the table name there, or use --dry-run to see what would go",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return EXIT_FAILURE
     db = open_database(config.hub.database)
     try:
         outbox = Outbox(db)
@@ -85,7 +84,7 @@ def _upload(outbox: Outbox, config: HubConfig) -> int:
     report = summary_report(summary, config)
     print(report)
     outbox.record_run(at=iso(time.time()), result=report.splitlines()[0])
-    return 0 if summary.ok else EXIT_FAILED
+    return 0 if summary.ok else EXIT_FAILURE
 
 
 # -- output ----------------------------------------------------------------------------------

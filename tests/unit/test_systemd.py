@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hub import systemd as sd
-from hub.cli.main import EXIT_CONFIG
+from hub.cli.common import EXIT_CONFIG
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "spottypotty-hub.service"
 
