@@ -502,26 +502,19 @@ def _spotify_state(config: HubConfig) -> dict[str, Any]:
 
 
 def _database_health(config: HubConfig, db: Database) -> dict[str, Any]:
+    from hub.store.meta import LAST_SYNC_AT_KEY, LAST_SYNC_RESULT_KEY, get_meta  # noqa: PLC0415
+    from hub.sync.outbox import Outbox  # noqa: PLC0415
+
     db.execute("SELECT 1 FROM sessions LIMIT 1").fetchall()
-    facts = dict(
-        db.execute(
-            "SELECT key, value FROM hub_meta WHERE key IN ('lastSyncAt', 'lastSyncResult')"
-        ).fetchall()
-    )
-    pending = None
-    if config.cloud.enabled:
-        pending = db.execute(
-            "SELECT count(*) FROM sessions INDEXED BY sessions_unsynced "
-            "WHERE version > syncedVersion"
-        ).fetchone()[0]
+    pending = Outbox(db).count_due_sessions() if config.cloud.enabled else None
     return {
         "database": {"ok": True, "path": str(config.hub.database)},
         "cloud": {
             "enabled": config.cloud.enabled,
             "table": config.cloud.table,
             "pendingSessions": pending,
-            "lastSyncAt": facts.get("lastSyncAt"),
-            "lastSyncResult": facts.get("lastSyncResult"),
+            "lastSyncAt": get_meta(db, LAST_SYNC_AT_KEY),
+            "lastSyncResult": get_meta(db, LAST_SYNC_RESULT_KEY),
         },
         "spotify": _spotify_state(config),
     }

@@ -31,6 +31,7 @@ from hub.ha_discovery import (
 from hub.ha_discovery import (
     discovery_messages as sensor_discovery_messages,
 )
+from hub.store.meta import HA_ANNOUNCED_KEY, get_meta, set_meta
 from hub.timeutil import local_zone
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ _LOGGER = logging.getLogger(__name__)
 
 RETRY_SECONDS: Final = 30.0  # between attempts to bind a port that is in use
 TICK_SECONDS: Final = 1.0  # how often the Home Assistant task looks for changes
-ANNOUNCED_KEY: Final = "haDiscoverySensors"  # hub_meta: sensors we announced, for removal
 
 
 async def serve(config: HubConfig, daemon: Daemon) -> None:
@@ -129,17 +129,11 @@ def _read(
             }
         removed: list[str] = []
         if announce:
-            row = db.execute("SELECT value FROM hub_meta WHERE key = ?", [ANNOUNCED_KEY]).fetchone()
-            before = set(json.loads(row[0])) if row else set()
+            announced = get_meta(db, HA_ANNOUNCED_KEY)
+            before = set(json.loads(announced)) if announced else set()
             current = sorted(s.id for s in config.sensors)
             removed = sorted(before - set(current))
-            with db.atomic():
-                db.execute(
-                    "INSERT INTO hub_meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
-                    "WHERE hub_meta.value IS NOT excluded.value",
-                    [ANNOUNCED_KEY, json.dumps(current)],
-                )
+            set_meta(db, {HA_ANNOUNCED_KEY: json.dumps(current)})
         return _Snapshot(states, stats, removed)
     finally:
         db.close()  # the daemon's writer checkpoints the WAL

@@ -7,6 +7,9 @@ import json
 from sqlite_utils import Database
 
 BLE_COUNTERS_KEY = "bleCounters"
+LAST_SYNC_AT_KEY = "lastSyncAt"  # written by `spottypotty sync`, shown by /health
+LAST_SYNC_RESULT_KEY = "lastSyncResult"
+HA_ANNOUNCED_KEY = "haDiscoverySensors"  # sensors announced to Home Assistant (JSON list)
 
 
 def get_meta(db: Database, key: str) -> str | None:

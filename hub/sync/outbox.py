@@ -19,13 +19,11 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from hub.store.meta import get_meta, set_meta
+from hub.store.meta import LAST_SYNC_AT_KEY, LAST_SYNC_RESULT_KEY, get_meta, set_meta
 from hub.sync.mapping import EVENT_FIELDS, SESSION_FIELDS
 
 DEFAULT_CHUNK = 500
 HUB_ID_KEY = "hubId"
-LAST_SYNC_AT_KEY = "lastSyncAt"
-LAST_SYNC_RESULT_KEY = "lastSyncResult"
 
 _SESSION_COLUMNS = ", ".join(name for name, _, _ in SESSION_FIELDS)
 _EVENT_COLUMNS = ", ".join(name for name, _, _ in EVENT_FIELDS)
