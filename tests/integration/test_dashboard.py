@@ -29,7 +29,6 @@ import pytest
 
 from hub.config import HubConfig, load_config
 from hub.daemon import Daemon
-from hub.http.wiring import home_assistant, serve
 from hub.model import SessionStatus, open_session
 from hub.store import SessionRepository, close_database, open_database
 from hub.systemd import Notifier
@@ -141,10 +140,7 @@ async def hub_factory(
         tasks.append(asyncio.create_task(daemon.run(), name="daemon"))
         async with asyncio.timeout(10):
             await daemon.ready.wait()
-        # What the lead's lines in hub/daemon.py start: the API and Home Assistant.
-        tasks.append(asyncio.create_task(serve(config, daemon), name="http"))
-        if os.environ.get("NO_HA") is None:
-            tasks.append(asyncio.create_task(home_assistant(config, daemon, tick=0.1), name="ha"))
+        # The daemon itself serves the API (http.enabled) and runs the Home Assistant task.
         base = f"http://127.0.0.1:{config.http.port}"
         async with asyncio.timeout(10):
             while not await asyncio.to_thread(_answers, base + "/health"):  # noqa: ASYNC110
@@ -154,8 +150,6 @@ async def hub_factory(
     yield start
     for daemon in daemons:
         daemon.stop()
-    for task in tasks[1:]:
-        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
