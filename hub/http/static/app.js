@@ -205,7 +205,8 @@ function handleEvent(block) {
   state.active = new Map(payload.active.map((session) => [session.sensorId, session]));
   const after = [...state.active.values()].map((s) => s.sessionId).sort().join();
   renderLive();
-  if (before !== after) scheduleRefresh(800);
+  // Later than the server's 1 s answer cache, so the refresh sees what this change wrote.
+  if (before !== after) scheduleRefresh(1500);
 }
 
 // --- charts -----------------------------------------------------------------------------------
