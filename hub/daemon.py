@@ -91,7 +91,13 @@ class Daemon:
             runner = SessionRunner(
                 engine, writer, self._player, clock=self._clock, on_session=self._publish_session
             )
-            link = MqttLink(config, runner.inbox, client_id=self._client_id, clock=self._clock)
+            link = MqttLink(
+                config,
+                runner.inbox,
+                offer=runner.offer,
+                client_id=self._client_id,
+                clock=self._clock,
+            )
             self.runner, self.link = runner, link
             if config.ble.enabled:
                 from hub.ingest.ble import BleScanner  # noqa: PLC0415 - bleak only when BLE is on

@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, cast
 
 import aiomqtt
 import aiomqtt.exceptions
@@ -69,6 +69,32 @@ PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor
 # password) and 5 (not authorised), and their MQTT 5 reason codes 134 and 135.
 _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
 _MAX_EXPONENT: Final = 32  # 2**attempt stays a small float
+
+
+class _Intake(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's incoming-message queue, given through its `queue_type` hook.
+
+    aiomqtt puts every message here from its socket callback; a reader then pays a task
+    and an `asyncio.wait` per message to take it out again. While nothing is queued ahead,
+    `take` handles the message at once instead. What `take` refuses (the hub's inbox is
+    full) is queued, and so is everything after it until the reader has handed it on, so
+    order is kept and back-pressure still works.
+    """
+
+    def __init__(self, take: Callable[[aiomqtt.Message], bool], maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self._take = take
+        self.held = False  # the reader has a message out of the queue, not yet handed on
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        if self.empty() and not self.held and self._take(item):
+            return
+        super().put_nowait(item)
+
+    def get_nowait(self) -> aiomqtt.Message:
+        item = super().get_nowait()
+        self.held = True
+        return item
 
 
 def _as_bytes(payload: object) -> bytes:
@@ -111,6 +137,7 @@ class MqttLink:
         config: HubConfig,
         inbox: asyncio.Queue[Inbound],
         *,
+        offer: Callable[[Inbound], bool] | None = None,
         client_id: str = "spottypotty-hub",
         clock: Callable[[], float] = time.time,
         backoff_base: float = 0.5,
@@ -121,6 +148,7 @@ class MqttLink:
             raise ValueError("backoff_base and backoff_cap must be positive")
         self._config = config
         self._inbox = inbox
+        self._offer = offer  # decides a message at once when the inbox's consumer is idle
         self._client_id = client_id
         self._clock = clock
         self._backoff_base = backoff_base
@@ -252,9 +280,16 @@ class MqttLink:
     async def _connection(self, password: str | None) -> None:
         """One connection, from connect to its end. Returns only when stopped."""
         mqtt = self._config.mqtt
+        intakes: list[_Intake] = []
+
+        def new_intake(maxsize: int = 0) -> _Intake:
+            intakes.append(_Intake(self._take, maxsize))
+            return intakes[-1]
+
         client = aiomqtt.Client(
             mqtt.host,
             mqtt.port,
+            queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", new_intake),
             username=mqtt.username or None,
             password=password if mqtt.username else None,
             identifier=self._client_id,
@@ -267,7 +302,7 @@ class MqttLink:
         async with client:
             self._session_started = True
             try:
-                await self._established(client)
+                await self._established(client, intakes[0])
             except asyncio.CancelledError:
                 # Cancelled without publish_offline(): the graceful DISCONNECT on the way out
                 # discards the last will, so say offline ourselves (best effort, bounded).
@@ -280,7 +315,7 @@ class MqttLink:
             finally:
                 self.connected_event.clear()
 
-    async def _established(self, client: aiomqtt.Client) -> None:
+    async def _established(self, client: aiomqtt.Client, intake: _Intake) -> None:
         mqtt = self._config.mqtt
         filters = [*self._router.subscriptions(), HA_STATUS_TOPIC]
         granted = await client.subscribe([(topic, QOS) for topic in filters])
@@ -298,7 +333,7 @@ class MqttLink:
             self._pending.setdefault(topic, (data, True))
         self._pending_changed.set()
         async with asyncio.TaskGroup() as group:
-            reader = group.create_task(self._read(client), name="mqtt-reader")
+            reader = group.create_task(self._read(client, intake), name="mqtt-reader")
             publisher = group.create_task(self._publish_pending(client), name="mqtt-publisher")
             await self._stop.wait()
             reader.cancel()
@@ -331,36 +366,51 @@ class MqttLink:
                 self._pending.setdefault(topic, (payload, retain))
                 raise
 
-    async def _read(self, client: aiomqtt.Client) -> None:
+    def _take(self, message: aiomqtt.Message) -> bool:
+        """Handle `message` now, unless the inbox is full (then the reader waits for room)."""
+        if self._inbox.full():
+            return False
+        value = self._accept(message)
+        if value is not None and not (self._offer is not None and self._offer(value)):
+            self._inbox.put_nowait(value)
+        return True
+
+    async def _read(self, client: aiomqtt.Client, intake: _Intake) -> None:
+        """What the intake could not take at once, in order, waiting for room in the inbox."""
         async for message in client.messages:
-            self._counters["messages"] += 1
-            topic = message.topic.value
-            payload = _as_bytes(message.payload)
-            if topic == HA_STATUS_TOPIC:
-                if payload.strip() == ONLINE:
-                    self.ha_online.set()
-                continue
-            try:
-                value = self._router.decode(
-                    topic, payload, self._clock(), retained=bool(message.retain)
-                )
-            except ParseError as exc:
-                self._parse_error(topic, exc)
-                continue
-            if value is None:
-                continue
-            if isinstance(value, StatusUpdate):
-                # A live "online" (not a retained replay) means the sensor (re)booted: its
-                # seq counter starts again.
-                if value.online and not message.retain:
-                    self._dedup.reset(value.sensor_id)
-            elif isinstance(value, MotionEvent) and self._dedup.is_duplicate(
-                value.sensor_id, value.seq
-            ):
-                self._counters[f"duplicate:{self._label(value.sensor_id)}"] += 1
-                _LOGGER.debug("dropped redelivery of %s seq %s", value.sensor_id, value.seq)
-                continue
-            await self._inbox.put(value)
+            value = self._accept(message)
+            if value is not None:
+                await self._inbox.put(value)
+            intake.held = False
+
+    def _accept(self, message: aiomqtt.Message) -> Inbound | None:
+        """The message decoded, or None when it is not for the inbox (counted, logged)."""
+        self._counters["messages"] += 1
+        topic = message.topic.value
+        payload = _as_bytes(message.payload)
+        if topic == HA_STATUS_TOPIC:
+            if payload.strip() == ONLINE:
+                self.ha_online.set()
+            return None
+        try:
+            value = self._router.decode(
+                topic, payload, self._clock(), retained=bool(message.retain)
+            )
+        except ParseError as exc:
+            self._parse_error(topic, exc)
+            return None
+        if isinstance(value, StatusUpdate):
+            # A live "online" (not a retained replay) means the sensor (re)booted: its
+            # seq counter starts again.
+            if value.online and not message.retain:
+                self._dedup.reset(value.sensor_id)
+        elif isinstance(value, MotionEvent) and self._dedup.is_duplicate(
+            value.sensor_id, value.seq
+        ):
+            self._counters[f"duplicate:{self._label(value.sensor_id)}"] += 1
+            _LOGGER.debug("dropped redelivery of %s seq %s", value.sensor_id, value.seq)
+            return None
+        return value
 
     def _sensor_of(self, topic: str) -> str:
         route = self._router.foreign.get(topic)

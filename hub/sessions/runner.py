@@ -58,6 +58,8 @@ class SessionRunner:
         self._on_session = on_session
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=inbox_size)
         self._waiting: asyncio.Timeout | None = None
+        self._idle = False  # waiting on an empty inbox: offer() may decide at once
+        self._failure: Exception | None = None  # raised by offer()'s decision
         self._player_queue: asyncio.Queue[tuple[PlayerCommand, asyncio.Future[None] | None]] = (
             asyncio.Queue()
         )
@@ -84,27 +86,72 @@ class SessionRunner:
 
     async def _decide(self) -> None:
         while True:
+            await self._bound_in_flight()
             item = await self._next_item()
+            if self._failure is not None:
+                raise self._failure
             await self._adopt_conflicts()
-            now = self._clock()
-            self.last_decision = now
-            match item:
-                case MotionEvent():
-                    self.counters["motion"] += 1
-                    commands = self.engine.on_motion(item, now)
-                case StatusUpdate() if not self.engine.knows(item.sensor_id):
-                    self._count("unknown_sensor_status", item.sensor_id)
-                    commands = self.engine.on_tick(now)
-                case StatusUpdate():
-                    self.counters["status"] += 1
-                    await self._record_availability(item)
-                    commands = self.engine.on_tick(now)  # a busy inbox must not hold deadlines
-                case MotionCleared():
-                    self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
-                    commands = self.engine.on_tick(now)
-                case None:  # a deadline came, or a poke
-                    commands = self.engine.on_tick(now)
-            await self._execute(commands)
+            if isinstance(item, StatusUpdate) and self.engine.knows(item.sensor_id):
+                await self._record_availability(item)
+            self._decide_now(item)
+
+    @property
+    def offer_ready(self) -> bool:
+        """Whether the runner waits on an empty inbox, so `offer` may decide at once."""
+        return self._idle and self._inbox.empty()
+
+    def offer(self, item: Inbound) -> bool:
+        """Decide a motion event at once, in the caller's turn of the event loop, when the
+        runner waits for work and nothing is queued ahead of it; else False (queue it).
+
+        Under a flood this saves a task wake-up and a timer per message: the MQTT link
+        offers each message from its socket callback before it queues it.
+        """
+        if (
+            not self.offer_ready
+            or not isinstance(item, MotionEvent)
+            or self._conflicts
+            or len(self._in_flight) >= MAX_WRITES_IN_FLIGHT
+        ):
+            return False
+        try:
+            self._decide_now(item)
+        except Exception as exc:  # noqa: BLE001 - our bug: the runner task fails with it
+            self._failure = exc
+            self.poke()
+            return True
+        self._rearm()
+        return True
+
+    def _decide_now(self, item: Inbound | None) -> None:
+        now = self._clock()
+        self.last_decision = now
+        match item:
+            case MotionEvent():
+                self.counters["motion"] += 1
+                commands = self.engine.on_motion(item, now)
+            case StatusUpdate() if not self.engine.knows(item.sensor_id):
+                self._count("unknown_sensor_status", item.sensor_id)
+                commands = self.engine.on_tick(now)
+            case StatusUpdate():
+                self.counters["status"] += 1
+                commands = self.engine.on_tick(now)  # a busy inbox must not hold deadlines
+            case MotionCleared():
+                self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
+                commands = self.engine.on_tick(now)
+            case None:  # a deadline came, or a poke
+                commands = self.engine.on_tick(now)
+        self._execute(commands)
+
+    def _rearm(self) -> None:
+        """The runner sleeps until the deadline it saw: wake it earlier if one came sooner."""
+        deadline = self.engine.next_deadline()
+        if self._waiting is None or deadline is None:
+            return
+        when = asyncio.get_running_loop().time() + max(0.0, deadline - self._clock())
+        armed = self._waiting.when()
+        if armed is None or when < armed:
+            self._waiting.reschedule(when)
 
     async def _adopt_conflicts(self) -> None:
         while self._conflicts:
@@ -129,12 +176,14 @@ class SessionRunner:
             return self._inbox.get_nowait()
         deadline = self.engine.next_deadline()
         wait = None if deadline is None else max(0.0, deadline - self._clock())
+        self._idle = True
         try:
             async with asyncio.timeout(wait) as self._waiting:
                 return await self._inbox.get()
         except TimeoutError:
             return None
         finally:
+            self._idle = False
             self._waiting = None
 
     async def _record_availability(self, status: StatusUpdate) -> None:
@@ -155,7 +204,7 @@ class SessionRunner:
             self.counters["persist_failed"] += 1
             _LOGGER.exception("could not record the status of sensor %s", status.sensor_id)
 
-    async def _execute(self, commands: Iterable[Command]) -> None:
+    def _execute(self, commands: Iterable[Command]) -> None:
         """Hand writes to the writer without waiting for each commit (so a burst becomes
         one group commit); playback waits for its session's row, in the player task."""
         for command in commands:
@@ -165,7 +214,6 @@ class SessionRunner:
                     written.add_done_callback(partial(self._persisted, session, created))
                     self._last_write[session.session_id] = written
                     self._in_flight.append(written)
-                    await self._bound_in_flight()
                 case StartPlayback() | StopPlayback():
                     last_write = self._last_write.get(command.session.session_id)
                     self._player_queue.put_nowait((command, last_write))
@@ -173,9 +221,15 @@ class SessionRunner:
                     self._count(reason, event.sensor_id)
                     _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
                     if reason == "out_of_order":  # real motion of a known sensor: keep it
-                        await self._writer.call(
+                        kept = self._writer.submit(
                             partial(SessionRepository.record_event, event=event)
                         )
+                        kept.add_done_callback(self._event_recorded)
+
+    def _event_recorded(self, written: asyncio.Future[None]) -> None:
+        if not written.cancelled() and (error := written.exception()) is not None:
+            self.counters["persist_failed"] += 1
+            _LOGGER.error("could not save a motion event: %s", error)
 
     def _count(self, reason: str, sensor_id: str) -> None:
         """A per-sensor counter; made-up sensor ids share one once there are many, so a
@@ -242,7 +296,7 @@ class SessionRunner:
                     answer = self.engine.on_playback_stopped(
                         session.session_id, stopped=stopped, now=self._clock()
                     )
-            await self._execute(answer)
+            self._execute(answer)
 
     async def pause_all(self) -> None:
         """At shutdown: pause what the hub started for sessions still active."""

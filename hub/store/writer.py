@@ -95,10 +95,14 @@ class StoreWriter:
 
     async def call(self, function: Callable[[SessionRepository], _T]) -> _T:
         """Run `function(repository)` on the writer thread (reads that must see our writes)."""
+        return await self.submit(function)
+
+    def submit(self, function: Callable[[SessionRepository], _T]) -> asyncio.Future[_T]:
+        """Queue `function(repository)` for the writer thread; the future has its result."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[_T] = loop.create_future()
         self._queue.put(_Call(function, done, loop))
-        return await done
+        return done
 
     # -- the writer thread ----------------------------------------------------------------
 

@@ -254,14 +254,48 @@ async def test_full_inbox_applies_back_pressure_without_loss(
 ) -> None:
     inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=1)
     async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
-        for seq in range(5):
-            await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(seq=seq), qos=1)
+        topic = f"{unique_prefix}/{SENSOR}/motion"
+        # All in flight at once: the first fills the inbox, the rest wait in aiomqtt's
+        # queue behind the one the reader holds.
+        await asyncio.gather(*(sensor.publish(topic, _motion(seq=s), qos=1) for s in range(50)))
         seqs = []
-        for _ in range(5):
+        for _ in range(50):
             event = await next_item(inbox)
             assert isinstance(event, MotionEvent)
             seqs.append(event.seq)
-        assert seqs == [0, 1, 2, 3, 4]
+        assert seqs == list(range(50))
+
+
+async def test_offered_and_queued_messages_keep_their_order(
+    broker: Broker, unique_prefix: str
+) -> None:
+    # The consumer takes a message at once only while its inbox is empty (as the runner
+    # does), and drains the inbox slowly: both paths mix, and order must hold.
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=3)
+    seen: list[int | None] = []
+
+    def offer(value: Inbound) -> bool:
+        if not inbox.empty() or not isinstance(value, MotionEvent):
+            return False
+        seen.append(value.seq)
+        return True
+
+    async def consume() -> None:
+        while True:
+            event = await inbox.get()
+            assert isinstance(event, MotionEvent)
+            seen.append(event.seq)
+            await asyncio.sleep(0.001)
+
+    link = _link(broker, unique_prefix, inbox, offer=offer)
+    async with running(link), sensor_client(broker) as sensor, asyncio.TaskGroup() as group:
+        consumer = group.create_task(consume())
+        topic = f"{unique_prefix}/{SENSOR}/motion"
+        await asyncio.gather(*(sensor.publish(topic, _motion(seq=s), qos=1) for s in range(300)))
+        await wait_until(lambda: len(seen) == 300)
+        consumer.cancel()
+    assert seen == list(range(300))
+    assert link.counters["messages"] == 300
 
 
 # --- the hub's own status and publishes ------------------------------------------------------

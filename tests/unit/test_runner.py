@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
+from hub.ingest.mqtt_decode import StatusUpdate
 from hub.model import MotionEvent, Session, open_session
 from hub.playback.port import PlaybackResult
-from hub.sessions.engine import SessionEngine
+from hub.sessions.engine import Command, EngineError, SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.sessions import SessionQuery
@@ -63,6 +64,7 @@ class Hub:
     clock: Clock
     path: Path
     saved: asyncio.Queue[Session]
+    task: asyncio.Task[None]
 
     async def motion(self, sensor: str, *, at: float | None = None) -> None:
         when = self.clock.now if at is None else at
@@ -90,9 +92,10 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
         engine = SessionEngine(CONFIG)
         runner = SessionRunner(engine, writer, player, clock=clock, on_session=saved.put_nowait)
         task = asyncio.create_task(runner.run(), name="runner")
-        yield Hub(runner, player, clock, path, saved)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        yield Hub(runner, player, clock, path, saved, task)
+        if not task.done():
+            task.cancel()
+        with pytest.raises((asyncio.CancelledError, ExceptionGroup)):
             await task
 
 
@@ -259,3 +262,62 @@ async def test_made_up_sensor_ids_cannot_grow_the_counters_without_bound(hub: Hu
         await asyncio.sleep(0)
     assert len(hub.runner.counters) <= 201
     assert hub.runner.counters["unknown_sensor:(others)"] > 0
+
+
+async def idle(runner: SessionRunner) -> None:
+    """Until the runner waits on an empty inbox (where `offer` may decide at once)."""
+    async with asyncio.timeout(5):
+        while not runner.offer_ready:  # noqa: ASYNC110 - the runner's own state
+            await asyncio.sleep(0)
+
+
+async def test_an_offered_motion_is_decided_at_once_by_an_idle_runner(hub: Hub) -> None:
+    await idle(hub.runner)
+    assert hub.runner.offer(MotionEvent("bath", occurred_at=T0, received_at=T0))
+    assert hub.runner.counters["motion"] == 1  # decided in the caller's turn, no task switch
+    assert set(hub.runner.engine.active) == {"bath"}
+    created = await hub.next_saved()
+    assert [s.session_id for s in hub.rows()] == [created.session_id]
+
+
+async def test_an_offer_never_overtakes_what_is_queued(hub: Hub) -> None:
+    await idle(hub.runner)
+    queued = MotionEvent("bath", occurred_at=T0, received_at=T0)
+    hub.runner.inbox.put_nowait(queued)
+    assert not hub.runner.offer(MotionEvent("hall", occurred_at=T0, received_at=T0))
+    assert hub.runner.counters["motion"] == 0
+    assert hub.runner.inbox.get_nowait() is queued
+
+
+async def test_only_motion_is_decided_at_once(hub: Hub) -> None:
+    await idle(hub.runner)
+    status = StatusUpdate("bath", online=True, received_at=T0)
+    assert not hub.runner.offer(status)  # recording availability awaits the writer
+
+
+async def test_an_offered_session_wakes_the_runner_for_its_deadline(hub: Hub) -> None:
+    # No session yet: the runner sleeps with no deadline at all. Motion from 10 minutes ago
+    # makes a session whose deadline has already passed: the runner must wake for it now.
+    await idle(hub.runner)
+    stale = T0 - 600
+    assert hub.runner.offer(MotionEvent("bath", occurred_at=stale, received_at=T0))
+    created = await hub.next_saved()
+    assert created.is_active
+    ended = await hub.next_saved()  # no poke, no clock move: the re-armed timer did it
+    assert not ended.is_active
+    assert ended.end == stale + 300
+
+
+async def test_an_engine_failure_in_an_offer_fails_the_runner(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await idle(hub.runner)
+
+    def broken(event: MotionEvent, now: float) -> list[Command]:
+        raise EngineError("no transition")
+
+    monkeypatch.setattr(hub.runner.engine, "on_motion", broken)
+    assert hub.runner.offer(MotionEvent("bath", occurred_at=T0, received_at=T0))
+    with pytest.raises(ExceptionGroup) as failed:
+        await asyncio.wait_for(hub.task, 5)
+    assert failed.group_contains(EngineError)
