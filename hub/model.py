@@ -7,9 +7,12 @@ types in SQLite rows, `invoke` responses, MQTT state and DynamoDB items.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from operator import attrgetter
+from types import MappingProxyType
+from typing import Any, Final
 
 from hub.timeutil import iso, parse_iso
 
@@ -109,26 +112,20 @@ class Session:
 
     def to_record(self) -> dict[str, Any]:
         """The contract's record; absent values are omitted (DynamoDB style)."""
-        record: dict[str, Any] = {
-            "sessionId": self.session_id,
-            "sensorId": self.sensor_id,
-            "userId": self.user_id,
-            "status": self.status.value,
-            "startTime": int(self.start),
-            "startTimeISO": iso(self.start),
-            "lastMotionTime": iso(self.last_motion),
-            "motionEventsCount": self.motion_events_count,
-            "playbackStarted": self.playback_started,
-            "spotifyDeviceId": self.spotify_device_id,
-            "spotifyContextUri": self.spotify_context_uri,
-            "endTime": iso(self.end) if self.end is not None else None,
-            "durationMinutes": self.duration_minutes,
-            "playbackStopped": self.playback_stopped,
-            "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-            "ttl": self.ttl,
-        }
+        record = {name: value(self) for name, value in _RECORD_VALUES.items()}
         return {key: value for key, value in record.items() if value is not None}
+
+    def record_values(self, fields: Iterable[str]) -> dict[str, Any]:
+        """Some of the record's fields, absent ones as None (a partial row to store)."""
+        return {name: _RECORD_VALUES[name](self) for name in fields}
+
+    def changed_fields(self, before: Session) -> set[str]:
+        """The record fields whose values differ from `before`'s."""
+        changed: set[str] = set()
+        for attribute, fields in FIELDS_OF_ATTRIBUTE.items():
+            if getattr(self, attribute) != getattr(before, attribute):
+                changed.update(fields)
+        return changed
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Session:
@@ -153,6 +150,55 @@ class Session:
             playback_stopped=None if stopped is None else bool(stopped),
             playback_note=record.get("playbackNote"),
         )
+
+
+def _iso_or_none(instant: float | None) -> str | None:
+    return None if instant is None else iso(instant)
+
+
+# How each record field is made from a Session: the one place for the contract's formats.
+_RECORD_VALUES: Final[Mapping[str, Callable[[Session], Any]]] = MappingProxyType(
+    {
+        "sessionId": attrgetter("session_id"),
+        "sensorId": attrgetter("sensor_id"),
+        "userId": attrgetter("user_id"),
+        "status": lambda session: session.status.value,
+        "startTime": lambda session: int(session.start),
+        "startTimeISO": lambda session: iso(session.start),
+        "lastMotionTime": lambda session: iso(session.last_motion),
+        "motionEventsCount": attrgetter("motion_events_count"),
+        "playbackStarted": attrgetter("playback_started"),
+        "spotifyDeviceId": attrgetter("spotify_device_id"),
+        "spotifyContextUri": attrgetter("spotify_context_uri"),
+        "endTime": lambda session: _iso_or_none(session.end),
+        "durationMinutes": attrgetter("duration_minutes"),
+        "playbackStopped": attrgetter("playback_stopped"),
+        "createdAt": lambda session: iso(session.created_at),
+        "updatedAt": lambda session: iso(session.updated_at),
+        "ttl": attrgetter("ttl"),
+    }
+)
+# The record fields each Session attribute feeds (`playback_note` is not in the record).
+FIELDS_OF_ATTRIBUTE: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "session_id": ("sessionId",),
+        "sensor_id": ("sensorId",),
+        "user_id": ("userId",),
+        "status": ("status",),
+        "start": ("startTime", "startTimeISO", "durationMinutes"),
+        "last_motion": ("lastMotionTime",),
+        "motion_events_count": ("motionEventsCount",),
+        "created_at": ("createdAt",),
+        "updated_at": ("updatedAt",),
+        "ttl": ("ttl",),
+        "playback_started": ("playbackStarted",),
+        "spotify_device_id": ("spotifyDeviceId",),
+        "spotify_context_uri": ("spotifyContextUri",),
+        "end": ("endTime", "durationMinutes"),
+        "playback_stopped": ("playbackStopped",),
+        "playback_note": (),
+    }
+)
 
 
 def open_session(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -40,6 +40,10 @@ MAX_WRITES_IN_FLIGHT = 1_000
 MAX_COUNTERS = 200
 
 
+def _nothing(_repository: SessionRepository) -> None:
+    """A writer call that only waits for what was queued before it."""
+
+
 class SessionRunner:
     def __init__(
         self,
@@ -60,11 +64,13 @@ class SessionRunner:
         self._waiting: asyncio.Timeout | None = None
         self._idle = False  # waiting on an empty inbox: offer() may decide at once
         self._failure: Exception | None = None  # raised by offer()'s decision
-        self._player_queue: asyncio.Queue[tuple[PlayerCommand, asyncio.Future[None] | None]] = (
-            asyncio.Queue()
-        )
-        self._last_write: dict[str, asyncio.Future[None]] = {}  # session id -> latest write
-        self._in_flight: deque[asyncio.Future[None]] = deque()
+        # Each player command with the number of saves that must be reported first (its
+        # session's row among them).
+        self._player_queue: asyncio.Queue[tuple[PlayerCommand, int]] = asyncio.Queue()
+        self._saves_queued = 0
+        self._saves_reported = 0  # the writer reports saves in the order they were queued
+        self._unsaved: dict[str, None] = {}  # sessions whose creation failed (ordered set)
+        self._created = False  # a session was created since the runner armed its timer
         self._conflicts: list[str] = []  # sensors whose active session another writer made
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
@@ -111,7 +117,7 @@ class SessionRunner:
             not self.offer_ready
             or not isinstance(item, MotionEvent)
             or self._conflicts
-            or len(self._in_flight) >= MAX_WRITES_IN_FLIGHT
+            or self._saves_queued - self._saves_reported >= MAX_WRITES_IN_FLIGHT
         ):
             return False
         try:
@@ -120,7 +126,8 @@ class SessionRunner:
             self._failure = exc
             self.poke()
             return True
-        self._rearm()
+        if self._created:  # only a new session can bring a deadline sooner than the armed one
+            self._rearm()
         return True
 
     def _decide_now(self, item: Inbound | None) -> None:
@@ -145,6 +152,7 @@ class SessionRunner:
 
     def _rearm(self) -> None:
         """The runner sleeps until the deadline it saw: wake it earlier if one came sooner."""
+        self._created = False
         deadline = self.engine.next_deadline()
         if self._waiting is None or deadline is None:
             return
@@ -176,6 +184,7 @@ class SessionRunner:
             return self._inbox.get_nowait()
         deadline = self.engine.next_deadline()
         wait = None if deadline is None else max(0.0, deadline - self._clock())
+        self._created = False
         self._idle = True
         try:
             async with asyncio.timeout(wait) as self._waiting:
@@ -210,13 +219,11 @@ class SessionRunner:
         for command in commands:
             match command:
                 case PersistSession(session=session, created=created, event=event):
-                    written = self._writer.save(session, created=created, event=event)
-                    written.add_done_callback(partial(self._persisted, session, created))
-                    self._last_write[session.session_id] = written
-                    self._in_flight.append(written)
+                    self._writer.save(session, created=created, event=event, then=self._persisted)
+                    self._saves_queued += 1
+                    self._created |= created
                 case StartPlayback() | StopPlayback():
-                    last_write = self._last_write.get(command.session.session_id)
-                    self._player_queue.put_nowait((command, last_write))
+                    self._player_queue.put_nowait((command, self._saves_queued))
                 case DropEvent(event=event, reason=reason):
                     self._count(reason, event.sensor_id)
                     _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
@@ -241,19 +248,18 @@ class SessionRunner:
 
     async def _bound_in_flight(self) -> None:
         """Back-pressure: a disk slower than the radio must not grow memory without bound."""
-        while self._in_flight and self._in_flight[0].done():
-            self._in_flight.popleft()
-        if len(self._in_flight) > MAX_WRITES_IN_FLIGHT:
-            await asyncio.wait([self._in_flight.popleft()])
+        while self._saves_queued - self._saves_reported > MAX_WRITES_IN_FLIGHT:
+            await self._writer.call(_nothing)
 
-    def _persisted(self, session: Session, created: bool, written: asyncio.Future[None]) -> None:
-        if self._last_write.get(session.session_id) is written:
-            del self._last_write[session.session_id]
-        if written.cancelled():
-            return
-        if (error := written.exception()) is not None:
+    def _persisted(self, session: Session, created: bool, error: BaseException | None) -> None:
+        self._saves_reported += 1
+        if error is not None:
             self.counters["persist_failed"] += 1
             _LOGGER.error("could not save session %s: %s", session.session_id, error)
+            if created:
+                self._unsaved[session.session_id] = None
+                while len(self._unsaved) > MAX_COUNTERS:  # no start ever asked about those
+                    del self._unsaved[next(iter(self._unsaved))]
             if created and isinstance(error, ConflictError):
                 # Another writer (invoke, the API) made the sensor's active session first:
                 # the decision loop adopts it, so motion extends the session that exists.
@@ -275,14 +281,16 @@ class SessionRunner:
         """One playback at a time, in order, each after its session's row is committed;
         answers go back to the engine."""
         while True:
-            command, written = await self._player_queue.get()
-            if written is not None:
-                await asyncio.wait([written])  # committed (or failed: counted and logged)
-                if isinstance(command, StartPlayback) and written.exception() is not None:
-                    continue  # no row, no music: the session does not exist
+            command, saves_before = await self._player_queue.get()
+            if self._saves_reported < saves_before:
+                # Everything queued so far is committed (or failed) when this call runs.
+                await self._writer.call(_nothing)
             session = command.session
             match command:
                 case StartPlayback(sensor=sensor):
+                    if session.session_id in self._unsaved:
+                        del self._unsaved[session.session_id]
+                        continue  # no row, no music: the session does not exist
                     result = await self._player.start(session, sensor)
                     answer = self.engine.on_playback_started(
                         session.session_id,

@@ -68,10 +68,25 @@ MAX_PAGE = 1_000
 
 def session_row(session: Session) -> dict[str, Any]:
     """The SQLite row: the contract's record with every column present (NULL when absent)."""
-    record = session.to_record()
-    row = {column: record.get(column) for column in _SESSION_COLUMNS}
-    row["playbackNote"] = session.playback_note
+    return _columns(session, _SESSION_COLUMNS)
+
+
+def _columns(session: Session, columns: Sequence[str]) -> dict[str, Any]:
+    """Some columns of the session's row."""
+    row = session.record_values(column for column in columns if column != "playbackNote")
+    if "playbackNote" in columns:
+        row["playbackNote"] = session.playback_note
     return row
+
+
+def _changed_columns(before: Session, after: Session) -> tuple[str, ...]:
+    """The updatable columns whose values differ, in one fixed order (one SQL text each)."""
+    if before == after:
+        return ()
+    changed = after.changed_fields(before)
+    if after.playback_note != before.playback_note:
+        changed.add("playbackNote")
+    return tuple(column for column in _UPDATABLE if column in changed)
 
 
 _SELECT_RECORD = "SELECT " + ", ".join(RECORD_FIELDS) + " FROM sessions"
@@ -108,9 +123,9 @@ class SessionRepository:
     def __init__(self, db: Database, *, ttl_days: float = 30.0) -> None:
         self.db = db
         self._event_ttl_seconds = int(ttl_days * SECONDS_PER_DAY)
-        # The rows this repository last committed, by session id, to update only what
+        # The sessions this repository last committed, by session id, to update only what
         # changed. Another writer's change is overwritten only in columns we change too.
-        self._written: dict[str, dict[str, Any]] = {}
+        self._written: dict[str, Session] = {}
 
     # -- writes -------------------------------------------------------------------------
 
@@ -133,11 +148,10 @@ class SessionRepository:
                 session,
                 created or (previous is not None and previous[1]),
             )
-        rows = {session_id: session_row(session) for session_id, (session, _) in latest.items()}
         try:
             with self.db.atomic():
-                for session_id, (_, created) in latest.items():
-                    self._write(rows[session_id], created=created)
+                for session, created in latest.values():
+                    self._write(session, created=created)
                 for session, _, event in items:
                     if event is not None:
                         self.db.execute(_INSERT_EVENT, self._event_row(event, session.session_id))
@@ -149,26 +163,27 @@ class SessionRepository:
             for session_id in latest:
                 self._written.pop(session_id, None)
             raise
-        for session_id, row in rows.items():
-            self._remember(session_id, row)
+        for session, _ in latest.values():
+            self._remember(session)
 
-    def _write(self, row: dict[str, Any], *, created: bool) -> None:
+    def _write(self, session: Session, *, created: bool) -> None:
         """One row; an update sets only the columns that changed since we last wrote it,
         so an extended session rewrites one table page, not every index (flash wear)."""
         if created:
-            self.db.execute(_INSERT, row)
+            self.db.execute(_INSERT, session_row(session))
             return
-        before = self._written.get(row["sessionId"])
-        changed = tuple(c for c in _UPDATABLE if before is None or before[c] != row[c])
+        before = self._written.get(session.session_id)
+        changed = _UPDATABLE if before is None else _changed_columns(before, session)
         if not changed:
             return
-        values = {column: row[column] for column in changed} | {"sessionId": row["sessionId"]}
+        values = _columns(session, changed)
+        values["sessionId"] = session.session_id
         if self.db.execute(_update_sql(changed), values).rowcount != 1:
-            raise StoreError(f"session {row['sessionId']} is not in the database")
+            raise StoreError(f"session {session.session_id} is not in the database")
 
-    def _remember(self, session_id: str, row: dict[str, Any]) -> None:
-        self._written.pop(session_id, None)
-        self._written[session_id] = row
+    def _remember(self, session: Session) -> None:
+        self._written.pop(session.session_id, None)
+        self._written[session.session_id] = session
         if len(self._written) > _REMEMBERED_ROWS:
             del self._written[next(iter(self._written))]  # the least recently written
 

@@ -32,13 +32,16 @@ BUSY_WITHIN = 0.005  # a commit this recent means writes are streaming in …
 LINGER = 0.001  # … so wait this long for more before the next transaction
 
 
+# Told, on the event loop, how one save ended: (session, created, None or the error).
+Persisted = Callable[[Session, bool, BaseException | None], None]
+
+
 @dataclass(slots=True)
 class _Save:
     session: Session
     created: bool
     event: MotionEvent | None
-    done: asyncio.Future[None]
-    loop: asyncio.AbstractEventLoop
+    then: Persisted
 
 
 @dataclass(slots=True)
@@ -65,10 +68,12 @@ class StoreWriter:
         self._integrity_check = integrity_check
         self._queue: queue.SimpleQueue[_Save | _Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = WriterStats()
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
+        self._loop = loop
         opened: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._work, args=(loop, opened), name="store-writer")
         self._thread.start()
@@ -85,13 +90,16 @@ class StoreWriter:
             await asyncio.to_thread(self._thread.join)
 
     def save(
-        self, session: Session, *, created: bool, event: MotionEvent | None = None
-    ) -> asyncio.Future[None]:
-        """Queue a write; the future resolves once it is committed (or fails)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Save(session, created, event, done, loop))
-        return done
+        self,
+        session: Session,
+        *,
+        created: bool,
+        event: MotionEvent | None = None,
+        then: Persisted,
+    ) -> None:
+        """Queue a write; `then` is called on the event loop once it is committed (or
+        failed), in the order saves were queued: one wake-up per batch, not per save."""
+        self._queue.put(_Save(session, created, event, then))
 
     async def call(self, function: Callable[[SessionRepository], _T]) -> _T:
         """Run `function(repository)` on the writer thread (reads that must see our writes)."""
@@ -158,40 +166,48 @@ class StoreWriter:
         else:
             self.stats.transactions += 1
             self.stats.rows += len(batch)
-            outcomes = [(item.done, None) for item in batch]
-        # One wake-up of the event loop per batch, not one per row.
-        batch[0].loop.call_soon_threadsafe(_settle_all, outcomes)
+            outcomes = [(item, None) for item in batch]
+        assert self._loop is not None  # noqa: S101 - set before the thread starts
+        self._loop.call_soon_threadsafe(_report, outcomes)
 
     def _save_one_by_one(
         self, repository: SessionRepository, batch: list[_Save]
-    ) -> list[tuple[asyncio.Future[None], BaseException | None]]:
-        outcomes: list[tuple[asyncio.Future[None], BaseException | None]] = []
+    ) -> list[tuple[_Save, BaseException | None]]:
+        outcomes: list[tuple[_Save, BaseException | None]] = []
         for item in batch:
             try:
                 repository.save(item.session, created=item.created, event=item.event)
-            except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's `then`
                 self.stats.failures += 1
-                outcomes.append((item.done, exc))
+                outcomes.append((item, _as_store_error(exc)))
             else:
                 self.stats.transactions += 1
                 self.stats.rows += 1
-                outcomes.append((item.done, None))
+                outcomes.append((item, None))
         return outcomes
 
 
-def _settle_all(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
-    for future, error in outcomes:
-        _settle(future, None, error)
+def _report(outcomes: list[tuple[_Save, BaseException | None]]) -> None:
+    for item, error in outcomes:
+        try:
+            item.then(item.session, item.created, error)
+        except Exception:
+            _LOGGER.exception("a save's callback failed")
+
+
+def _as_store_error(error: BaseException) -> BaseException:
+    """sqlite3 errors (disk full, I/O error, …) as StoreError: callers catch HubError."""
+    if isinstance(error, sqlite3.Error):
+        wrapped = StoreError(f"database write failed: {error}")
+        wrapped.__cause__ = error
+        return wrapped
+    return error
 
 
 def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
     if future.done():  # the awaiting task was cancelled
         return
-    if isinstance(error, sqlite3.Error):  # disk full, I/O error, …: callers catch HubError
-        wrapped = StoreError(f"database write failed: {error}")
-        wrapped.__cause__ = error
-        error = wrapped
     if error is not None:
-        future.set_exception(error)
+        future.set_exception(_as_store_error(error))
     else:
         future.set_result(result)
