@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from operator import attrgetter
 from types import MappingProxyType
@@ -108,7 +108,12 @@ class Session:
         return round((self.end - self.start) / 60, 2)
 
     def with_changes(self, **changes: Any) -> Session:
-        return replace(self, **changes)
+        """A copy with some fields changed (as dataclasses.replace, at half its cost: the
+        engine makes one per motion)."""
+        values = [changes.pop(name) if name in changes else getattr(self, name) for name in _FIELDS]
+        if changes:
+            raise TypeError(f"Session has no field(s) {', '.join(sorted(changes))}")
+        return Session(*values)
 
     def to_record(self) -> dict[str, Any]:
         """The contract's record; absent values are omitted (DynamoDB style)."""
@@ -122,9 +127,9 @@ class Session:
     def changed_fields(self, before: Session) -> set[str]:
         """The record fields whose values differ from `before`'s."""
         changed: set[str] = set()
-        for attribute, fields in FIELDS_OF_ATTRIBUTE.items():
+        for attribute, names in FIELDS_OF_ATTRIBUTE.items():
             if getattr(self, attribute) != getattr(before, attribute):
-                changed.update(fields)
+                changed.update(names)
         return changed
 
     @classmethod
@@ -150,6 +155,9 @@ class Session:
             playback_stopped=None if stopped is None else bool(stopped),
             playback_note=record.get("playbackNote"),
         )
+
+
+_FIELDS: Final = tuple(field.name for field in fields(Session))
 
 
 def _iso_or_none(instant: float | None) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum, auto
 from types import MappingProxyType
 from typing import Final, TypeAlias
@@ -122,9 +122,9 @@ _TRANSITIONS: Final[Mapping[tuple[_Phase, _Input], tuple[_Phase, bool]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Tracked:
-    """The engine's private view of one session."""
+    """The engine's private view of one session (changed in place, then `_put` checks it)."""
 
     session: Session
     phase: _Phase
@@ -199,17 +199,22 @@ class SessionEngine:
         return earliest[0] if earliest is not None else None
 
     def _earliest(self) -> tuple[float, str] | None:
-        """The earliest current deadline, dropping entries that sessions moved past."""
+        """The earliest current deadline. Entries are lazily kept: motion moves a deadline
+        later without touching the heap, so an entry found early is moved to its session's
+        current deadline, and one whose session ended (or was replaced) is dropped."""
         while self._deadlines:
             deadline, session_id = self._deadlines[0]
             tracked = self._tracked.get(session_id)
-            if (
-                tracked is not None
-                and tracked.session.is_active
-                and self.deadline(tracked.session) == deadline
-            ):
+            if tracked is None or not tracked.session.is_active:
+                heapq.heappop(self._deadlines)
+                continue
+            current = self.deadline(tracked.session)
+            if current == deadline:
                 return deadline, session_id
-            heapq.heappop(self._deadlines)
+            if current > deadline:
+                heapq.heapreplace(self._deadlines, (current, session_id))
+            else:  # adopt() scheduled the sooner one: this entry is stale
+                heapq.heappop(self._deadlines)
         return None
 
     # --- inputs ---
@@ -238,7 +243,7 @@ class SessionEngine:
         if ours is not None and ours != session.session_id:
             self._tracked.pop(ours, None)
         phase = _Phase.PLAYING if session.playback_started else _Phase.IDLE
-        self._put(_Tracked(session, phase, burst_start=session.last_motion))
+        self._put(_Tracked(session, phase, burst_start=session.last_motion), schedule=True)
         self._active[session.sensor_id] = session.session_id
 
     def on_tick(self, now: float) -> list[Command]:
@@ -321,15 +326,9 @@ class SessionEngine:
             playback_note=note,
             updated_at=now,
         )
-        self._put(
-            replace(
-                tracked,
-                session=session,
-                phase=phase,
-                awaiting_start=False,
-                awaiting_stops=tracked.awaiting_stops + (1 if stop else 0),
-            )
-        )
+        tracked.session, tracked.phase, tracked.awaiting_start = session, phase, False
+        tracked.awaiting_stops += 1 if stop else 0
+        self._put(tracked)
         commands: list[Command] = [PersistSession(session, event=None, created=False)]
         if stop:
             commands.append(StopPlayback(session, self._sensors.get(session.sensor_id)))
@@ -347,11 +346,9 @@ class SessionEngine:
         # must not be overwritten by it.
         stopped = stopped or bool(tracked.session.playback_stopped)
         session = tracked.session.with_changes(playback_stopped=stopped, updated_at=now)
-        self._put(
-            replace(
-                tracked, session=session, phase=phase, awaiting_stops=tracked.awaiting_stops - 1
-            )
-        )
+        tracked.session, tracked.phase = session, phase
+        tracked.awaiting_stops -= 1
+        self._put(tracked)
         self._forget_if_settled(session_id)
         return [PersistSession(session, event=None, created=False)]
 
@@ -384,28 +381,28 @@ class SessionEngine:
         commands: list[Command] = [PersistSession(session, event=event, created=True)]
         if note is None:
             phase, _ = self._step(tracked.phase, _Input.REQUEST)
-            tracked = replace(tracked, phase=phase, awaiting_start=True)
+            tracked.phase, tracked.awaiting_start = phase, True
             commands.append(StartPlayback(session, sensor))
-        self._put(tracked)
+        self._put(tracked, schedule=True)
         self._active[sensor.id] = session.session_id
         return commands
 
     def _extend(self, tracked: _Tracked, event: MotionEvent, now: float) -> list[Command]:
         """Rule 4: count or coalesce the motion into the active session."""
-        absorbed, counted = self._absorb(tracked, event, now)
-        if absorbed is tracked:
+        changed, counted = self._absorb(tracked, event, now)
+        if not changed:
             return []
-        self._put(absorbed)
-        return [PersistSession(absorbed.session, event=counted, created=False)]
+        self._put(tracked)
+        return [PersistSession(tracked.session, event=counted, created=False)]
 
     def _amend(self, tracked: _Tracked, event: MotionEvent, now: float) -> list[Command]:
         """Rule 5: replayed motion joins the ended session it belongs to; it stays ended."""
-        absorbed, counted = self._absorb(tracked, event, now)
-        if absorbed is tracked:
+        changed, counted = self._absorb(tracked, event, now)
+        if not changed:
             return []
-        session = absorbed.session.with_changes(end=self.deadline(absorbed.session))
-        self._put(replace(absorbed, session=session))
-        return [PersistSession(session, event=counted, created=False)]
+        tracked.session = tracked.session.with_changes(end=self.deadline(tracked.session))
+        self._put(tracked)
+        return [PersistSession(tracked.session, event=counted, created=False)]
 
     def _end(self, tracked: _Tracked, now: float) -> list[Command]:
         """Rule 1: end exactly at the deadline, whenever the tick runs."""
@@ -416,7 +413,8 @@ class SessionEngine:
             updated_at=now,
         )
         awaiting_stops = tracked.awaiting_stops + (1 if stop else 0)
-        self._put(replace(tracked, session=session, phase=phase, awaiting_stops=awaiting_stops))
+        tracked.session, tracked.phase, tracked.awaiting_stops = session, phase, awaiting_stops
+        self._put(tracked)
         del self._active[session.sensor_id]
         previous = self._last_ended.get(session.sensor_id)
         self._last_ended[session.sensor_id] = session.session_id
@@ -431,26 +429,28 @@ class SessionEngine:
 
     def _absorb(
         self, tracked: _Tracked, event: MotionEvent, now: float
-    ) -> tuple[_Tracked, MotionEvent | None]:
-        """The session with this motion in it, and the event if it was counted.
+    ) -> tuple[bool, MotionEvent | None]:
+        """Put this motion into the session: (whether anything changed, the event if it
+        was counted).
 
         Coalesced motion still extends the session (the seed dropped it, and music stopped
-        on a person still in the room). Returns `tracked` itself when nothing changed, so
-        no unchanged row is rewritten (flash wear).
+        on a person still in the room). Nothing changes when the motion adds nothing, so no
+        unchanged row is rewritten (flash wear).
         """
         session = tracked.session
         counted = event.occurred_at - tracked.burst_start >= self._config.sessions.debounce_seconds
         last_motion = max(session.last_motion, _on_grid(event.occurred_at))  # never backwards
         if not counted and last_motion == session.last_motion:
-            return tracked, None
-        changed = session.with_changes(
+            return False, None
+        tracked.session = session.with_changes(
             last_motion=last_motion,
             motion_events_count=session.motion_events_count + (1 if counted else 0),
             updated_at=now,
         )
         if not counted:
-            return replace(tracked, session=changed), None
-        return replace(tracked, session=changed, burst_start=event.occurred_at), event
+            return True, None
+        tracked.burst_start = event.occurred_at
+        return True, event
 
     def _playback_veto(self, sensor: SensorConfig, event: MotionEvent, now: float) -> str | None:
         """Why a new session must not play, or None when it may."""
@@ -476,16 +476,16 @@ class SessionEngine:
         session_id = self._active.get(sensor_id)
         return None if session_id is None else self._tracked[session_id]
 
-    def _put(self, tracked: _Tracked) -> None:
-        """Store a session's new state, checking the invariants every transition keeps."""
+    def _put(self, tracked: _Tracked, *, schedule: bool = False) -> None:
+        """Store a session's new state, checking the invariants every transition keeps;
+        `schedule` a session that just became active (its deadline enters the heap)."""
         session = tracked.session
         if session.is_active != (tracked.phase in _ACTIVE_PHASES):
             raise EngineError(f"{session.session_id}: status {session.status} in {tracked.phase}")
         if not session.is_active and session.end != self.deadline(session):
             raise EngineError(f"{session.session_id}: ended off its deadline")
         self._tracked[session.session_id] = tracked
-        if session.is_active:
-            # Lazily invalidated: an entry counts only while it is its session's deadline.
+        if schedule:
             heapq.heappush(self._deadlines, (self.deadline(session), session.session_id))
 
     def _forget_if_settled(self, session_id: str) -> None:

@@ -13,6 +13,7 @@ from hub.model import MotionEvent, Session, SessionStatus, open_session
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.schema import KNOWN_MIGRATIONS
 from hub.store.sessions import SessionQuery, record_from_row, session_row
+from tests.strategies import sessions
 
 T0 = 1_770_592_272.410166
 
@@ -127,6 +128,31 @@ def test_update_bumps_the_change_version_for_sync(db: Database) -> None:
     assert (version, synced) == (2, 0)
     due = db.execute("SELECT sessionId FROM sessions WHERE version > syncedVersion").fetchall()
     assert due == [("s1",)]
+
+
+def _stored_row(db: Database, session_id: str) -> dict[str, object]:
+    cursor = db.execute("SELECT * FROM sessions WHERE sessionId = ?", [session_id])
+    names = [d[0] for d in cursor.description]
+    return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+@given(before=sessions(), after=sessions())
+@settings(max_examples=200)
+def test_an_update_of_only_the_changed_columns_leaves_exactly_the_new_row(
+    before: Session, after: Session
+) -> None:
+    after = after.with_changes(session_id=before.session_id)
+    db = open_database(None)
+    try:
+        repo = SessionRepository(db)
+        repo.save(before, created=True)
+        repo.save(after, created=False)
+        stored = _stored_row(db, before.session_id)
+        assert {column: stored[column] for column in session_row(after)} == session_row(after)
+        expected_version = 1 if after == before else 2
+        assert stored["version"] == expected_version
+    finally:
+        close_database(db)
 
 
 def test_updating_a_missing_session_is_an_error_not_a_silent_no_op(db: Database) -> None:
