@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -29,7 +29,18 @@ _T = TypeVar("_T")
 
 MAX_BATCH = 1_000
 BUSY_WITHIN = 0.005  # a commit this recent means writes are streaming in …
-LINGER = 0.001  # … so wait this long for more before the next transaction
+LINGER = 0.001  # … so wait this long for more before the next transaction;
+FLOOD_BATCH = 32  # a batch this big means a flood …
+FLOOD_LINGER = 0.010  # … so gather for longer: fewer, larger commits, each session's
+# repeated updates written once, less WAL written per motion (flash wear). A lone motion
+# is never delayed: it finds no recent commit.
+
+
+def linger(since_commit: float, last_batch: int) -> float:
+    """Seconds to wait for more writes before starting a transaction."""
+    if since_commit >= BUSY_WITHIN:
+        return 0.0
+    return FLOOD_LINGER if last_batch >= FLOOD_BATCH else LINGER
 
 
 # Told, on the event loop, how one save ended: (session, created, None or the error).
@@ -56,7 +67,6 @@ class WriterStats:
     transactions: int = 0
     rows: int = 0
     failures: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
 
 
 class StoreWriter:
@@ -122,13 +132,13 @@ class StoreWriter:
             return
         loop.call_soon_threadsafe(_settle, opened, None, None)
         repository = SessionRepository(db, ttl_days=self._ttl_days)
-        last_commit = 0.0
+        last_commit, last_batch = 0.0, 0
         try:
             while True:
                 item = self._queue.get()
-                if time.monotonic() - last_commit < BUSY_WITHIN:
-                    # Under load, a moment's wait turns many small commits into one.
-                    time.sleep(LINGER)
+                wait = linger(time.monotonic() - last_commit, last_batch)
+                if wait:
+                    time.sleep(wait)  # under load: many small commits become one
                 batch: list[_Save] = []
                 while item is not None:
                     if isinstance(item, _Call):
@@ -141,7 +151,7 @@ class StoreWriter:
                         break
                     item = self._queue.get()
                 self._flush(repository, batch)
-                last_commit = time.monotonic()
+                last_commit, last_batch = time.monotonic(), len(batch)
                 if item is None:
                     return
         finally:

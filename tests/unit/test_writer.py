@@ -10,7 +10,7 @@ import pytest
 
 from hub.errors import ConflictError, StoreError
 from hub.model import Session, open_session
-from hub.store.writer import StoreWriter
+from hub.store.writer import BUSY_WITHIN, FLOOD_BATCH, StoreWriter, linger
 
 T0 = 1_800_000_000.0
 
@@ -100,3 +100,15 @@ async def test_sqlite_errors_reach_callers_as_store_errors(tmp_path: Path) -> No
     async with StoreWriter(tmp_path / "hub.db", ttl_days=30) as writer:
         with pytest.raises(StoreError, match="database write failed: no such table"):
             await writer.call(lambda repository: repository.db.execute("SELECT * FROM nope"))
+
+
+def test_a_lone_write_is_never_delayed() -> None:
+    assert linger(since_commit=BUSY_WITHIN, last_batch=FLOOD_BATCH * 10) == 0.0
+    assert linger(since_commit=60.0, last_batch=1) == 0.0
+
+
+def test_streaming_writes_wait_a_moment_and_a_flood_waits_longer() -> None:
+    streaming = linger(since_commit=BUSY_WITHIN / 2, last_batch=1)
+    flood = linger(since_commit=BUSY_WITHIN / 2, last_batch=FLOOD_BATCH)
+    assert 0 < streaming < flood
+    assert flood <= 0.02  # a motion is still committed well within the latency budget
