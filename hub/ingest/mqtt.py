@@ -4,11 +4,15 @@
 `publish_offline()`): connect with a persistent session (fixed client id,
 `clean_session=False`, so QoS-1 motion published while the hub restarts is delivered when it
 comes back) → subscribe (QoS 1) → publish retained `online` on `spottypotty/hub/status` (last
-will: retained `offline`) → flush pending publishes → read messages: decode
-(`mqtt_decode.TopicRouter`), drop QoS-1 redeliveries by `seq`, `await inbox.put(...)`.
+will: retained `offline`) → flush pending publishes → take messages: decode
+(`mqtt_decode.TopicRouter`), drop QoS-1 redeliveries by `seq`, hand each on.
 
-A bounded inbox applies back-pressure: while it is full the reader waits, and aiomqtt's own
-(unbounded) queue holds what the broker keeps sending; nothing acknowledged is dropped.
+Handing on happens in aiomqtt's socket callback (`_Intake`, its `queue_type` hook): a motion
+is offered to the runner, which decides it at once when it is idle; else it goes into the
+runner's inbox. No task wakes per message: under a flood that was half the hub's time.
+The bounded inbox applies back-pressure: while it is full, messages wait in aiomqtt's own
+(unbounded) queue and a reader task moves them on in order as room comes; nothing
+acknowledged is dropped.
 
 On a broker error the link logs once per outage, sleeps a full-jitter capped backoff
 (`uniform(0, min(cap, base * 2**attempt))`; refused credentials jump to the cap), and makes a
