@@ -82,8 +82,20 @@ class SessionRunner:
 
     def poke(self) -> None:
         """Look at the clock again now (the clock may have jumped, or a test moved it)."""
-        if self._waiting is not None:
-            self._waiting.reschedule(asyncio.get_running_loop().time())
+        self._wake_at(asyncio.get_running_loop().time())
+
+    def _wake_at(self, when: float) -> None:
+        """Wake the waiting runner at loop time `when` if that is sooner than planned.
+
+        Only ever sooner: a timer that has fired (its Timeout refuses a reschedule while the
+        runner wakes up) was due no later than now, so it is left alone.
+        """
+        waiting = self._waiting
+        if waiting is None:
+            return
+        armed = waiting.when()
+        if armed is None or when < armed:
+            waiting.reschedule(when)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -154,12 +166,9 @@ class SessionRunner:
         """The runner sleeps until the deadline it saw: wake it earlier if one came sooner."""
         self._created = False
         deadline = self.engine.next_deadline()
-        if self._waiting is None or deadline is None:
-            return
-        when = asyncio.get_running_loop().time() + max(0.0, deadline - self._clock())
-        armed = self._waiting.when()
-        if armed is None or when < armed:
-            self._waiting.reschedule(when)
+        if deadline is not None:
+            delay = max(0.0, deadline - self._clock())
+            self._wake_at(asyncio.get_running_loop().time() + delay)
 
     async def _adopt_conflicts(self) -> None:
         while self._conflicts:

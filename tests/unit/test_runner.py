@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -321,3 +321,26 @@ async def test_an_engine_failure_in_an_offer_fails_the_runner(
     with pytest.raises(ExceptionGroup) as failed:
         await asyncio.wait_for(hub.task, 5)
     assert failed.group_contains(EngineError)
+
+
+async def test_poke_and_offer_while_the_runner_is_already_waking_up(hub: Hub) -> None:
+    # The runner's timer has fired, and the runner has not run yet: a poke or an offer in
+    # that moment (the same loop turn) must neither fail nor be lost.
+    await idle(hub.runner)
+    loop = asyncio.get_running_loop()
+    outcomes: list[object] = []
+
+    def attempt(action: Callable[[], object]) -> None:
+        try:
+            outcomes.append(action())
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            outcomes.append(exc)
+
+    hub.runner.poke()  # the timer fires at the start of the next loop turn …
+    event = MotionEvent("bath", occurred_at=T0 - 600, received_at=T0)  # already due to end
+    loop.call_soon(attempt, hub.runner.poke)  # … and these run in that same turn, after it
+    loop.call_soon(attempt, partial(hub.runner.offer, event))
+    created = await hub.next_saved()
+    ended = await hub.next_saved()
+    assert outcomes == [None, True]
+    assert (created.is_active, ended.is_active) == (True, False)
