@@ -182,7 +182,8 @@ class MqttLink:
     @property
     def counters(self) -> Mapping[str, int]:
         """A read-only snapshot: `messages`, `connects`, `reconnects`, `connect_failures`,
-        `parse_error:{sensor}`, `duplicate:{sensor}` (`{sensor}` is a configured sensor id or
+        `parse_error:{sensor}`, `decode_failed:{sensor}` (a bug of ours),
+        `duplicate:{sensor}` (`{sensor}` is a configured sensor id or
         `unknown`, so a flood of made-up topics cannot grow this without bound)."""
         return MappingProxyType(dict(self._counters))
 
@@ -402,6 +403,13 @@ class MqttLink:
             )
         except ParseError as exc:
             self._parse_error(topic, exc)
+            return None
+        except Exception:
+            # Our bug, not the sensor's: drop this message (it is acknowledged, so the
+            # broker will not redeliver it into a crash loop) and keep ingesting.
+            label = self._label(self._sensor_of(topic))
+            self._counters[f"decode_failed:{label}"] += 1
+            _LOGGER.exception("could not decode a message on %r", topic[:120])
             return None
         if isinstance(value, StatusUpdate):
             # A live "online" (not a retained replay) means the sensor (re)booted: its

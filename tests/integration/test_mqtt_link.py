@@ -20,7 +20,7 @@ import pytest
 
 from hub.config import HubConfig, MqttSection, SensorConfig
 from hub.ingest.mqtt import HUB_STATUS_TOPIC, Inbound, MqttLink
-from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
+from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate, TopicRouter
 from hub.model import MotionEvent
 
 if TYPE_CHECKING:
@@ -228,6 +228,32 @@ async def test_malformed_payload_is_counted_and_the_link_keeps_going(
         assert link.counters["parse_error:bathroom_main"] == 2
         assert link.counters["parse_error:unknown"] == 1
         assert link.connected
+
+
+async def test_a_decoder_bug_drops_that_message_and_the_link_keeps_going(
+    broker: Broker, unique_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    link = _link(broker, unique_prefix, inbox)
+    decode = TopicRouter.decode
+
+    def buggy(
+        router: TopicRouter, topic: str, payload: bytes, received_at: float, **flags: bool
+    ) -> Any:
+        if b"poison" in payload:
+            raise KeyError("a bug in our decoder")
+        return decode(router, topic, payload, received_at, **flags)
+
+    monkeypatch.setattr(TopicRouter, "decode", buggy)
+    async with running(link), sensor_client(broker) as sensor:
+        topic = f"{unique_prefix}/{SENSOR}/motion"
+        await sensor.publish(topic, _motion(seq=1, poison=True), qos=1)
+        await sensor.publish(topic, _motion(seq=2), qos=1)
+        event = await next_item(inbox)
+        assert isinstance(event, MotionEvent)
+        assert event.seq == 2
+        assert link.counters["decode_failed:bathroom_main"] == 1
+        assert link.counters["connects"] == 1  # no reconnect: the poison was acknowledged
 
 
 async def test_redelivered_seq_is_dropped(broker: Broker, unique_prefix: str) -> None:
