@@ -88,10 +88,15 @@ class _Intake(asyncio.Queue[aiomqtt.Message]):
     def __init__(self, take: Callable[[aiomqtt.Message], bool], maxsize: int = 0) -> None:
         super().__init__(maxsize)
         self._take = take
+        self._closed = False
         self.held = False  # the reader has a message out of the queue, not yet handed on
 
+    def close(self) -> None:
+        """Take nothing more at once (the link is stopping): messages just queue, unread."""
+        self._closed = True
+
     def put_nowait(self, item: aiomqtt.Message) -> None:
-        if self.empty() and not self.held and self._take(item):
+        if self.empty() and not self.held and not self._closed and self._take(item):
             return
         super().put_nowait(item)
 
@@ -341,6 +346,7 @@ class MqttLink:
             reader = group.create_task(self._read(client, intake), name="mqtt-reader")
             publisher = group.create_task(self._publish_pending(client), name="mqtt-publisher")
             await self._stop.wait()
+            intake.close()  # stopping: no message is decided any more
             reader.cancel()
             # Python 3.11's wait_for (inside aiomqtt's publish) can swallow a cancel that
             # lands as the PUBACK arrives (gh-86296): the publisher also checks _stop itself.

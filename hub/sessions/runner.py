@@ -69,7 +69,7 @@ class SessionRunner:
         self._player_queue: asyncio.Queue[tuple[PlayerCommand, int]] = asyncio.Queue()
         self._saves_queued = 0
         self._saves_reported = 0  # the writer reports saves in the order they were queued
-        self._unsaved: dict[str, None] = {}  # sessions whose creation failed (ordered set)
+        self._unsaved: set[str] = set()  # failed creations whose StartPlayback is queued
         self._created = False  # a session was created since the runner armed its timer
         self._conflicts: list[str] = []  # sensors whose active session another writer made
         self.counters: Counter[str] = Counter()
@@ -87,11 +87,12 @@ class SessionRunner:
     def _wake_at(self, when: float) -> None:
         """Wake the waiting runner at loop time `when` if that is sooner than planned.
 
-        Only ever sooner: a timer that has fired (its Timeout refuses a reschedule while the
-        runner wakes up) was due no later than now, so it is left alone.
+        Only ever sooner; and a timer that has fired is left alone: the runner is waking
+        up, and its Timeout refuses a reschedule (asyncio may fire a timer a clock tick
+        early, so "sooner" alone does not rule that out).
         """
         waiting = self._waiting
-        if waiting is None:
+        if waiting is None or waiting.expired():
             return
         armed = waiting.when()
         if armed is None or when < armed:
@@ -126,7 +127,8 @@ class SessionRunner:
         offers each message from its socket callback before it queues it.
         """
         if (
-            not self.offer_ready
+            self._failure is not None  # the runner is failing: decide nothing more
+            or not self.offer_ready
             or not isinstance(item, MotionEvent)
             or self._conflicts
             or self._saves_queued - self._saves_reported >= MAX_WRITES_IN_FLIGHT
@@ -240,9 +242,11 @@ class SessionRunner:
                         kept = self._writer.submit(
                             partial(SessionRepository.record_event, event=event)
                         )
+                        self._saves_queued += 1  # counted for back-pressure like a save
                         kept.add_done_callback(self._event_recorded)
 
     def _event_recorded(self, written: asyncio.Future[None]) -> None:
+        self._saves_reported += 1
         if not written.cancelled() and (error := written.exception()) is not None:
             self.counters["persist_failed"] += 1
             _LOGGER.error("could not save a motion event: %s", error)
@@ -265,10 +269,10 @@ class SessionRunner:
         if error is not None:
             self.counters["persist_failed"] += 1
             _LOGGER.error("could not save session %s: %s", session.session_id, error)
-            if created:
-                self._unsaved[session.session_id] = None
-                while len(self._unsaved) > MAX_COUNTERS:  # no start ever asked about those
-                    del self._unsaved[next(iter(self._unsaved))]
+            if created and session.playback_note is None:
+                # A StartPlayback for it is queued: the player task skips it (and forgets
+                # the entry), so this holds no more than the player queue does.
+                self._unsaved.add(session.session_id)
             if created and isinstance(error, ConflictError):
                 # Another writer (invoke, the API) made the sensor's active session first:
                 # the decision loop adopts it, so motion extends the session that exists.
@@ -298,7 +302,7 @@ class SessionRunner:
             match command:
                 case StartPlayback(sensor=sensor):
                     if session.session_id in self._unsaved:
-                        del self._unsaved[session.session_id]
+                        self._unsaved.discard(session.session_id)
                         continue  # no row, no music: the session does not exist
                     result = await self._player.start(session, sensor)
                     answer = self.engine.on_playback_started(

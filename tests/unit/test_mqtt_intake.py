@@ -70,3 +70,12 @@ async def test_the_message_the_reader_holds_is_not_overtaken() -> None:
     intake.held = False
     intake.put_nowait(message("c"))
     assert consumer.taken == ["c"]
+
+
+async def test_a_closed_intake_takes_nothing_more() -> None:
+    consumer = Consumer()
+    intake = _Intake(consumer)
+    intake.close()  # the link is stopping
+    intake.put_nowait(message("a"))
+    assert consumer.taken == []
+    assert next_name(intake) == "a"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -15,7 +16,7 @@ from hub.ingest.mqtt_decode import StatusUpdate
 from hub.model import MotionEvent, Session, open_session
 from hub.playback.port import PlaybackResult
 from hub.sessions.engine import Command, EngineError, SessionEngine
-from hub.sessions.runner import SessionRunner
+from hub.sessions.runner import MAX_WRITES_IN_FLIGHT, SessionRunner
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.sessions import SessionQuery
 from hub.store.writer import StoreWriter
@@ -318,6 +319,8 @@ async def test_an_engine_failure_in_an_offer_fails_the_runner(
 
     monkeypatch.setattr(hub.runner.engine, "on_motion", broken)
     assert hub.runner.offer(MotionEvent("bath", occurred_at=T0, received_at=T0))
+    # Failing: nothing more is decided on the engine's half-changed state.
+    assert not hub.runner.offer(MotionEvent("hall", occurred_at=T0, received_at=T0))
     with pytest.raises(ExceptionGroup) as failed:
         await asyncio.wait_for(hub.task, 5)
     assert failed.group_contains(EngineError)
@@ -344,3 +347,30 @@ async def test_poke_and_offer_while_the_runner_is_already_waking_up(hub: Hub) ->
     ended = await hub.next_saved()
     assert outcomes == [None, True]
     assert (created.is_active, ended.is_active) == (True, False)
+
+
+async def test_out_of_order_events_count_against_the_writes_in_flight(hub: Hub) -> None:
+    hub.player.gate.set()
+    await hub.motion("bath")
+    await hub.next_saved()
+    gate = threading.Event()
+    blocked = hub.runner._writer.submit(lambda _repository: gate.wait(5))  # a stuck disk
+    flood = MAX_WRITES_IN_FLIGHT + 50
+    for n in range(flood):  # buffered motion from before the session: kept, never decided
+        at = T0 - 1_000 + n * 0.01
+        hub.runner.inbox.put_nowait(MotionEvent("bath", occurred_at=at, received_at=T0))
+    for _ in range(5_000):  # the runner may go as far as the bound lets it
+        await asyncio.sleep(0)
+    assert hub.runner.counters["out_of_order:bath"] <= MAX_WRITES_IN_FLIGHT + 1
+    assert not hub.runner.inbox.empty()  # the rest waits: memory stays bounded
+    gate.set()
+    await blocked
+    while hub.runner.counters["out_of_order:bath"] < flood:  # noqa: ASYNC110 - runner's count
+        await asyncio.sleep(0)
+    await hub.runner._writer.call(lambda _repository: None)
+    db = open_database(hub.path)
+    try:
+        kept = db.execute("SELECT count(*) FROM motion_events WHERE sessionId IS NULL")
+        assert kept.fetchone()[0] == flood
+    finally:
+        close_database(db)
