@@ -11,8 +11,9 @@ Handing on happens in aiomqtt's socket callback (`_Intake`, its `queue_type` hoo
 is offered to the runner, which decides it at once when it is idle; else it goes into the
 runner's inbox. No task wakes per message: under a flood that was half the hub's time.
 The bounded inbox applies back-pressure: while it is full, messages wait in aiomqtt's own
-(unbounded) queue and a reader task moves them on in order as room comes; nothing
-acknowledged is dropped.
+(unbounded) queue and a reader task moves them on in order as room comes. Nothing
+acknowledged is dropped: when the connection breaks, what is still queued goes into the
+inbox before the link reconnects.
 
 On a broker error the link logs once per outage, sleeps a full-jitter capped backoff
 (`uniform(0, min(cap, base * 2**attempt))`; refused credentials jump to the cap), and makes a
@@ -89,21 +90,31 @@ class _Intake(asyncio.Queue[aiomqtt.Message]):
         super().__init__(maxsize)
         self._take = take
         self._closed = False
-        self.held = False  # the reader has a message out of the queue, not yet handed on
+        # The reader's message between the queue and the inbox: taken out, not decoded yet
+        # (`out`), or decoded and waiting for room (`holding`). Nothing may overtake it, and
+        # a broken connection hands it on (aiomqtt drops a message it dequeued for an
+        # iteration that was cancelled).
+        self.out: aiomqtt.Message | None = None
+        self.holding: Inbound | None = None
 
     def close(self) -> None:
         """Take nothing more at once (the link is stopping): messages just queue, unread."""
         self._closed = True
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
-        if self.empty() and not self.held and not self._closed and self._take(item):
+        if self.idle and not self._closed and self._take(item):
             return
         super().put_nowait(item)
 
     def get_nowait(self) -> aiomqtt.Message:
         item = super().get_nowait()
-        self.held = True
+        self.out = item
         return item
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing on its way from the queue to the inbox."""
+        return self.empty() and self.out is None and self.holding is None
 
 
 def _as_bytes(payload: object) -> bytes:
@@ -175,6 +186,7 @@ class MqttLink:
         self._finished.set()
         self._session_started = False  # the current attempt got a CONNACK
         self._parse_logged_at: dict[str, float] = {}
+        self._intake: _Intake | None = None  # the current connection's incoming messages
         self.connected_event = asyncio.Event()
         self.ha_online = asyncio.Event()  # set when Home Assistant says "online": re-announce
 
@@ -290,11 +302,11 @@ class MqttLink:
     async def _connection(self, password: str | None) -> None:
         """One connection, from connect to its end. Returns only when stopped."""
         mqtt = self._config.mqtt
-        intakes: list[_Intake] = []
+        made: list[_Intake] = []
 
         def new_intake(maxsize: int = 0) -> _Intake:
-            intakes.append(_Intake(self._take, maxsize))
-            return intakes[-1]
+            made.append(_Intake(self._take, maxsize))
+            return made[-1]
 
         client = aiomqtt.Client(
             mqtt.host,
@@ -309,21 +321,44 @@ class MqttLink:
             will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
             logger=logging.getLogger(f"{__name__}.aiomqtt"),
         )
-        async with client:
-            self._session_started = True
-            try:
-                await self._established(client, intakes[0])
-            except asyncio.CancelledError:
-                # Cancelled without publish_offline(): the graceful DISCONNECT on the way out
-                # discards the last will, so say offline ourselves (best effort, bounded).
-                if self.connected:
-                    with contextlib.suppress(aiomqtt.MqttError):
-                        await client.publish(
-                            HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True, timeout=1.0
-                        )
-                raise
-            finally:
-                self.connected_event.clear()
+        if len(made) != 1:
+            raise RuntimeError("aiomqtt did not make its message queue through queue_type")
+        intake = self._intake = made[0]
+        try:
+            async with client:
+                self._session_started = True
+                try:
+                    await self._established(client, intake)
+                except asyncio.CancelledError:
+                    # Cancelled without publish_offline(): the graceful DISCONNECT on the way
+                    # out discards the last will, so say offline ourselves (best effort).
+                    if self.connected:
+                        with contextlib.suppress(aiomqtt.MqttError):
+                            await client.publish(
+                                HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True, timeout=1.0
+                            )
+                    raise
+                finally:
+                    self.connected_event.clear()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            await self._hand_on(intake)
+            raise
+
+    async def _hand_on(self, intake: _Intake) -> None:
+        """The connection broke: what the broker delivered (and so will not send again) but
+        the inbox had no room for yet still goes in, in order, before any reconnect."""
+        if intake.out is not None:
+            intake.holding, intake.out = self._accept(intake.out), None
+        if intake.holding is not None:
+            await self._inbox.put(intake.holding)
+            intake.holding = None
+        while not intake.empty():
+            value = self._accept(intake.get_nowait())
+            intake.out = None
+            if value is not None:
+                await self._inbox.put(value)
 
     async def _established(self, client: aiomqtt.Client, intake: _Intake) -> None:
         mqtt = self._config.mqtt
@@ -389,10 +424,10 @@ class MqttLink:
     async def _read(self, client: aiomqtt.Client, intake: _Intake) -> None:
         """What the intake could not take at once, in order, waiting for room in the inbox."""
         async for message in client.messages:
-            value = self._accept(message)
-            if value is not None:
-                await self._inbox.put(value)
-            intake.held = False
+            intake.holding, intake.out = self._accept(message), None
+            if intake.holding is not None:
+                await self._inbox.put(intake.holding)
+                intake.holding = None
 
     def _accept(self, message: aiomqtt.Message) -> Inbound | None:
         """The message decoded, or None when it is not for the inbox (counted, logged)."""

@@ -150,6 +150,16 @@ async def next_item(queue: asyncio.Queue[_T]) -> _T:
         return await queue.get()
 
 
+async def next_seqs(inbox: asyncio.Queue[Inbound], count: int) -> list[int | None]:
+    """The seqs of the next `count` motion events."""
+    seqs = []
+    for _ in range(count):
+        event = await next_item(inbox)
+        assert isinstance(event, MotionEvent)
+        seqs.append(event.seq)
+    return seqs
+
+
 async def wait_until(condition: Callable[[], bool]) -> None:
     """Poll a condition that has no event of its own (bounded)."""
     async with asyncio.timeout(WAIT):
@@ -284,12 +294,28 @@ async def test_full_inbox_applies_back_pressure_without_loss(
         # All in flight at once: the first fills the inbox, the rest wait in aiomqtt's
         # queue behind the one the reader holds.
         await asyncio.gather(*(sensor.publish(topic, _motion(seq=s), qos=1) for s in range(50)))
-        seqs = []
-        for _ in range(50):
-            event = await next_item(inbox)
-            assert isinstance(event, MotionEvent)
-            seqs.append(event.seq)
-        assert seqs == list(range(50))
+        assert await next_seqs(inbox, 50) == list(range(50))
+
+
+async def test_what_waits_for_inbox_room_survives_a_broken_connection(
+    broker: Broker, unique_prefix: str
+) -> None:
+    # The broker delivered (and the link acknowledged) 20 motions while the inbox had room
+    # for one: then the connection breaks. The 19 waiting in the link are not sent again by
+    # anyone, so the link must still hand them on, in order, before it reconnects.
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=1)
+    link = _link(broker, unique_prefix, inbox, backoff_base=0.01, backoff_cap=0.05)
+    async with running(link), sensor_client(broker) as sensor:
+        topic = f"{unique_prefix}/{SENSOR}/motion"
+        await asyncio.gather(*(sensor.publish(topic, _motion(seq=s), qos=1) for s in range(20)))
+        await wait_until(lambda: link._intake is not None and link._intake.qsize() == 18)
+        await asyncio.to_thread(broker.stop)  # 1 in the inbox, 1 held by the reader, 18 queued
+        # The hub publishes its state meanwhile: that publish fails first and the whole
+        # connection (its reader too) is torn down.
+        link.publish(f"{unique_prefix}/out/sessions/{SENSOR}", "state")
+        assert await next_seqs(inbox, 20) == list(range(20))
+        await asyncio.to_thread(broker.start)
+        await wait_until(lambda: link.connected)
 
 
 async def test_offered_and_queued_messages_keep_their_order(

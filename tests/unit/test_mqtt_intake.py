@@ -65,9 +65,9 @@ async def test_the_message_the_reader_holds_is_not_overtaken() -> None:
     assert next_name(intake) == "a"  # the reader has it, not yet handed on
     intake.put_nowait(message("b"))  # the queue is empty, but "a" is not delivered yet
     assert consumer.taken == []
-    intake.held = False  # the reader handed "a" on
+    intake.out = None  # the reader handed "a" on (it decoded to nothing)
     assert next_name(intake) == "b"
-    intake.held = False
+    intake.out = None
     intake.put_nowait(message("c"))
     assert consumer.taken == ["c"]
 
