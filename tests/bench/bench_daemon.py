@@ -9,8 +9,8 @@
 2. Sustained ingest: `BENCH_INGEST` (default 50,000) motion messages over 100 sensors,
    published as fast as two publisher processes go (QoS 1), counted until the runner has
    decided every one and the store writer has committed the last. Baseline: a bare aiomqtt
-   loop in this process that only counts the same pattern of messages, measured before
-   and after the hub (the better of the two is the bar).
+   loop in this process that only counts the same pattern of messages. Two alternating
+   rounds (bare, daemon, bare, daemon); the best of each is compared.
 3-5. `python -m hub run` as a real process (100 sensors, dry-run player): start → READY=1
    on a `$NOTIFY_SOCKET` bound here (warm bytecode cache, as installed; baseline
    `python -c pass`); VmRSS after READY and after a flood (baseline: a bare interpreter
@@ -65,6 +65,7 @@ INGEST_ENV = "BENCH_INGEST"
 DEFAULT_INGEST = 50_000
 INGEST_RATE_TARGET = 5_000.0  # motion events per second
 INGEST_RATIO_TARGET = 0.6  # of the bare loop's rate
+INGEST_ROUNDS = 2  # alternating bare / daemon rounds; the best of each is compared
 PUBLISHERS = 2  # processes
 PUBLISH_WORKERS = 64  # concurrent QoS-1 publishes per publisher
 STALL_SECONDS = 10.0  # no progress this long: give up and report what was counted
@@ -386,17 +387,16 @@ async def _bare_loop(broker: Broker, prefix: str, count: int) -> tuple[float, fl
         return seconds, await publishers.finish()
 
 
-async def _hub_ingest(broker: Broker, tmp: Path, count: int) -> tuple[float, float, int, str]:
-    """(seconds to the last commit, publishers' seconds, motion decided, writer summary)."""
-    prefix = "bench-ingest"
-    config = _config(tmp / "ingest.db", broker.port, prefix, _sensor_ids("s", SENSORS))
+async def _hub_ingest(broker: Broker, tmp: Path, count: int, name: str) -> HubRound:
+    """One round: a fresh daemon (its own database, topics and client id) takes the flood."""
+    config = _config(tmp / f"{name}.db", broker.port, name, _sensor_ids("s", SENSORS))
     player = StampingPlayer()
-    daemon = Daemon(config, notifier=Notifier(None), player=player, client_id="bench-ingest")
+    daemon = Daemon(config, notifier=Notifier(None), player=player, client_id=name)
     async with _running(daemon):
         runner = daemon.runner
         assert runner is not None
         writer = runner._writer
-        publishers = await Publishers.connect(broker.port, prefix, count)
+        publishers = await Publishers.connect(broker.port, name, count)
         started = publishers.go()
         _, decided = await _progress(lambda: runner.counters["motion"], count)
         # The runner queues each save before it counts the next motion: this call runs on
@@ -410,33 +410,56 @@ async def _hub_ingest(broker: Broker, tmp: Path, count: int) -> tuple[float, flo
             f"({stats.rows / max(stats.transactions, 1):.2f} rows per commit); "
             f"mqtt counters {dict(daemon.link.counters) if daemon.link else {}}"
         )
-    return seconds, publish_seconds, decided, summary
+    return HubRound(seconds, publish_seconds, decided, summary)
+
+
+@dataclass(frozen=True)
+class HubRound:
+    seconds: float  # publishers' go → the last motion decided and committed
+    publish_seconds: float
+    decided: int
+    summary: str
+
+    @property
+    def rate(self) -> float:
+        return self.decided / self.seconds
 
 
 async def _ingest(broker: Broker, tmp: Path, count: int) -> list[Figure]:
-    base_first, pub_first = await _bare_loop(broker, "bench-bare-1", count)
-    hub_seconds, pub_hub, decided, summary = await _hub_ingest(broker, tmp, count)
-    base_second, pub_second = await _bare_loop(broker, "bench-bare-2", count)
-    base_seconds = min(base_first, base_second)
-    hub_rate, base_rate = decided / hub_seconds, count / base_seconds
+    # Alternating rounds, the best of each: one busy moment on a shared 2-core machine must
+    # not decide the ratio either way.
+    bare: list[tuple[float, float]] = []
+    hub: list[HubRound] = []
+    for number in range(1, INGEST_ROUNDS + 1):
+        bare.append(await _bare_loop(broker, f"bench-bare-{number}", count))
+        hub.append(await _hub_ingest(broker, tmp, count, f"bench-ingest-{number}"))
+    base_seconds = min(seconds for seconds, _ in bare)
+    best = max(hub, key=lambda r: r.rate)
+    hub_rate, base_rate = best.rate, count / base_seconds
     ratio = hub_rate / base_rate
     print(
-        f"  bare aiomqtt loop: {count / base_first:9,.0f} /s before the hub, "
-        f"{count / base_second:9,.0f} /s after (publishers done in {pub_first:.2f} s, "
-        f"{pub_second:.2f} s)"
+        "  bare aiomqtt loop: "
+        + ", ".join(f"{count / seconds:,.0f} /s" for seconds, _ in bare)
+        + " (publishers done in "
+        + ", ".join(f"{publish:.2f} s" for _, publish in bare)
+        + ")"
     )
     print(
-        f"  daemon:            {hub_rate:9,.0f} /s ({decided:,} of {count:,} motion events "
-        f"decided and committed in {hub_seconds:.2f} s; publishers done in {pub_hub:.2f} s)"
+        "  daemon:            "
+        + ", ".join(f"{r.rate:,.0f} /s" for r in hub)
+        + f" (best: {best.decided:,} of {count:,} motion events decided and committed in "
+        f"{best.seconds:.2f} s; publishers done in {best.publish_seconds:.2f} s)"
     )
-    print(f"  writer: {summary}")
-    print(f"  per motion event: {hub_seconds / max(decided, 1) * 1e6:.0f} µs in the daemon")
+    print(f"  writer: {best.summary}")
+    print(f"  per motion event: {best.seconds / max(best.decided, 1) * 1e6:.0f} µs in the daemon")
     print(
-        f"  rate ratio {ratio:.2f} (target >= {INGEST_RATIO_TARGET}); "
-        f"{hub_rate:,.0f}/s vs target >= {INGEST_RATE_TARGET:,.0f}/s"
+        f"  rate ratio {ratio:.2f} (target >= {INGEST_RATIO_TARGET}), best of "
+        f"{INGEST_ROUNDS} rounds each; {hub_rate:,.0f}/s vs target >= "
+        f"{INGEST_RATE_TARGET:,.0f}/s"
     )
-    if decided < count:
-        print(f"  MISSING: the runner stalled after {decided:,} of {count:,} motion events")
+    if any(r.decided < count for r in hub):
+        stalled = min(r.decided for r in hub)
+        print(f"  MISSING: the runner stalled after {stalled:,} of {count:,} motion events")
     hub_ms = 1_000_000 / hub_rate  # per 1,000 events
     base_ms = 1_000_000 / base_rate
     target_ms = min(base_ms / INGEST_RATIO_TARGET, 1_000_000 / INGEST_RATE_TARGET)
@@ -447,8 +470,9 @@ async def _ingest(broker: Broker, tmp: Path, count: int) -> list[Figure]:
             target_ms,
             base_ms,
             note=f"{hub_rate:,.0f} events/s, {ratio:.2f}x the bare aiomqtt loop's "
-            f"{base_rate:,.0f}/s; target: >= {INGEST_RATIO_TARGET}x it and >= "
-            f"{INGEST_RATE_TARGET:,.0f}/s, whichever is stricter",
+            f"{base_rate:,.0f}/s (best of {INGEST_ROUNDS} alternating rounds each); target: "
+            f">= {INGEST_RATIO_TARGET}x it and >= {INGEST_RATE_TARGET:,.0f}/s, whichever "
+            "is stricter",
         )
     ]
 
