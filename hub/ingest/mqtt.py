@@ -349,16 +349,12 @@ class MqttLink:
     async def _hand_on(self, intake: _Intake) -> None:
         """The connection broke: what the broker delivered (and so will not send again) but
         the inbox had no room for yet still goes in, in order, before any reconnect."""
-        if intake.out is not None:
-            intake.holding, intake.out = self._accept(intake.out), None
         if intake.holding is not None:
             await self._inbox.put(intake.holding)
             intake.holding = None
-        while not intake.empty():
-            value = self._accept(intake.get_nowait())
-            intake.out = None
-            if value is not None:
-                await self._inbox.put(value)
+        while intake.out is not None or not intake.empty():
+            message = intake.out if intake.out is not None else intake.get_nowait()
+            await self._pass_on(intake, message)
 
     async def _established(self, client: aiomqtt.Client, intake: _Intake) -> None:
         mqtt = self._config.mqtt
@@ -424,10 +420,14 @@ class MqttLink:
     async def _read(self, client: aiomqtt.Client, intake: _Intake) -> None:
         """What the intake could not take at once, in order, waiting for room in the inbox."""
         async for message in client.messages:
-            intake.holding, intake.out = self._accept(message), None
-            if intake.holding is not None:
-                await self._inbox.put(intake.holding)
-                intake.holding = None
+            await self._pass_on(intake, message)
+
+    async def _pass_on(self, intake: _Intake, message: aiomqtt.Message) -> None:
+        """A message out of the intake's queue into the inbox, waiting for room."""
+        intake.holding, intake.out = self._accept(message), None
+        if intake.holding is not None:
+            await self._inbox.put(intake.holding)
+            intake.holding = None
 
     def _accept(self, message: aiomqtt.Message) -> Inbound | None:
         """The message decoded, or None when it is not for the inbox (counted, logged)."""

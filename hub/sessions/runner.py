@@ -167,10 +167,14 @@ class SessionRunner:
     def _rearm(self) -> None:
         """The runner sleeps until the deadline it saw: wake it earlier if one came sooner."""
         self._created = False
-        deadline = self.engine.next_deadline()
-        if deadline is not None:
-            delay = max(0.0, deadline - self._clock())
+        delay = self._until_deadline()
+        if delay is not None:
             self._wake_at(asyncio.get_running_loop().time() + delay)
+
+    def _until_deadline(self) -> float | None:
+        """Seconds until the engine's next deadline (0 when due), or None without one."""
+        deadline = self.engine.next_deadline()
+        return None if deadline is None else max(0.0, deadline - self._clock())
 
     async def _adopt_conflicts(self) -> None:
         while self._conflicts:
@@ -193,8 +197,7 @@ class SessionRunner:
         """
         if not self._inbox.empty():
             return self._inbox.get_nowait()
-        deadline = self.engine.next_deadline()
-        wait = None if deadline is None else max(0.0, deadline - self._clock())
+        wait = self._until_deadline()
         self._created = False
         self._idle = True
         try:

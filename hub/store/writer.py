@@ -59,7 +59,6 @@ class _Save:
 class _Call:
     function: Callable[[SessionRepository], Any]
     done: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
 
 
 @dataclass(slots=True)
@@ -82,10 +81,9 @@ class StoreWriter:
         self.stats = WriterStats()
 
     async def __aenter__(self) -> Self:
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        opened: asyncio.Future[None] = loop.create_future()
-        self._thread = threading.Thread(target=self._work, args=(loop, opened), name="store-writer")
+        self._loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(target=self._work, args=(opened,), name="store-writer")
         self._thread.start()
         try:
             await opened
@@ -117,20 +115,24 @@ class StoreWriter:
 
     def submit(self, function: Callable[[SessionRepository], _T]) -> asyncio.Future[_T]:
         """Queue `function(repository)` for the writer thread; the future has its result."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[_T] = loop.create_future()
-        self._queue.put(_Call(function, done, loop))
+        done: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Call(function, done))
         return done
 
     # -- the writer thread ----------------------------------------------------------------
 
-    def _work(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
+    def _to_loop(self, callback: Callable[..., object], *args: object) -> None:
+        """Run `callback(*args)` on the event loop that entered the writer."""
+        assert self._loop is not None  # noqa: S101 - set before the thread starts
+        self._loop.call_soon_threadsafe(callback, *args)
+
+    def _work(self, opened: asyncio.Future[None]) -> None:
         try:
             db = open_database(self._path, integrity_check=self._integrity_check)
         except StoreError as exc:
-            loop.call_soon_threadsafe(_settle, opened, None, exc)
+            self._to_loop(_settle, opened, None, exc)
             return
-        loop.call_soon_threadsafe(_settle, opened, None, None)
+        self._to_loop(_settle, opened, None, None)
         repository = SessionRepository(db, ttl_days=self._ttl_days)
         last_commit, last_batch = 0.0, 0
         try:
@@ -157,14 +159,13 @@ class StoreWriter:
         finally:
             close_database(db)
 
-    @staticmethod
-    def _run_call(repository: SessionRepository, call: _Call) -> None:
+    def _run_call(self, repository: SessionRepository, call: _Call) -> None:
         try:
             result = call.function(repository)
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
-            call.loop.call_soon_threadsafe(_settle, call.done, None, exc)
+            self._to_loop(_settle, call.done, None, exc)
         else:
-            call.loop.call_soon_threadsafe(_settle, call.done, result, None)
+            self._to_loop(_settle, call.done, result, None)
 
     def _flush(self, repository: SessionRepository, batch: list[_Save]) -> None:
         if not batch:
@@ -177,8 +178,7 @@ class StoreWriter:
             self.stats.transactions += 1
             self.stats.rows += len(batch)
             outcomes = [(item, None) for item in batch]
-        assert self._loop is not None  # noqa: S101 - set before the thread starts
-        self._loop.call_soon_threadsafe(_report, outcomes)
+        self._to_loop(_report, outcomes)
 
     def _save_one_by_one(
         self, repository: SessionRepository, batch: list[_Save]
