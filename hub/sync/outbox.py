@@ -13,14 +13,16 @@ run killed halfway resumes where it stopped.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
 from hub.store.meta import LAST_SYNC_AT_KEY, LAST_SYNC_RESULT_KEY, get_meta, set_meta
 from hub.sync.mapping import EVENT_FIELDS, SESSION_FIELDS
+
+_T = TypeVar("_T")
 
 DEFAULT_CHUNK = 500
 HUB_ID_KEY = "hubId"
@@ -106,35 +108,36 @@ class Outbox:
 
     def due_sessions(self) -> Iterator[list[DueSession]]:
         """Due sessions in chunks, by sessionId; each row is seen at most once per pass."""
-        after = ""
-        while True:
-            cursor = self.db.execute(_DUE_SESSIONS, [after, self.chunk_size])
-            names = [d[0] for d in cursor.description]
-            chunk = []
-            for values in cursor.fetchall():
-                row = dict(zip(names, values, strict=True))
-                version = int(row.pop("version"))
-                chunk.append(DueSession(str(row["sessionId"]), version, row))
-            if not chunk:
-                return
-            after = chunk[-1].session_id
-            yield chunk
-            if len(chunk) < self.chunk_size:
-                return
+
+        def due(row: dict[str, Any]) -> DueSession:
+            session_id = str(row["sessionId"])
+            return DueSession(session_id, int(row.pop("version")), row)
+
+        return self._chunks(_DUE_SESSIONS, due, lambda chunk: chunk[-1].session_id)
 
     def due_events(self) -> Iterator[list[DueEvent]]:
         """Unsynced motion events in chunks, by eventId."""
+        return self._chunks(
+            _DUE_EVENTS,
+            lambda row: DueEvent(str(row["eventId"]), row),
+            lambda chunk: chunk[-1].event_id,
+        )
+
+    def _chunks(
+        self,
+        sql: str,
+        make: Callable[[dict[str, Any]], _T],
+        last_key: Callable[[list[_T]], str],
+    ) -> Iterator[list[_T]]:
+        """`sql` (WHERE key > ? … ORDER BY key LIMIT ?) page by page, each a short read."""
         after = ""
         while True:
-            cursor = self.db.execute(_DUE_EVENTS, [after, self.chunk_size])
+            cursor = self.db.execute(sql, [after, self.chunk_size])
             names = [d[0] for d in cursor.description]
-            chunk = [
-                DueEvent(str(values[0]), dict(zip(names, values, strict=True)))
-                for values in cursor.fetchall()
-            ]
+            chunk = [make(dict(zip(names, values, strict=True))) for values in cursor.fetchall()]
             if not chunk:
                 return
-            after = chunk[-1].event_id
+            after = last_key(chunk)
             yield chunk
             if len(chunk) < self.chunk_size:
                 return
