@@ -1,9 +1,15 @@
 """`spottypotty run`: the composition root.
 
-Start-up: config → store (integrity check, migrations) → recover sessions left active by
-a crash → MQTT link + runner in one TaskGroup → READY=1 once the broker is connected →
-STATUS= lines and the watchdog. SIGTERM/SIGINT: stop taking events, publish `offline`,
-pause what the hub started, let the writer finish, checkpoint, exit 0.
+Start-up: config → the lock file (one daemon, and no `invoke` working in-process beside
+it) → store (integrity check, migrations) → recover sessions left active by a crash →
+runner, MQTT link, control socket (and API, BLE, …) in one TaskGroup → READY=1 once the
+broker is connected → STATUS= lines and the watchdog.
+
+SIGTERM/SIGINT, within STOP_BUDGET seconds however hung the broker or Spotify are: stop
+taking events (MQTT, BLE, socket, API) → the runner decides what is queued, waits
+(bounded) for a playback start in flight, pauses what the hub started and records it →
+the MQTT link sends the sessions' last states and `offline` (bounded) → the writer
+finishes and checkpoints → exit 0.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from hub import control
 from hub.config import HubConfig
 from hub.ingest.mqtt import MqttLink
 from hub.model import Session
@@ -25,6 +32,7 @@ from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store.meta import load_ble_counters, save_ble_counters
+from hub.store.pool import DatabasePool
 from hub.store.writer import StoreWriter
 from hub.systemd import Notifier, watchdog_interval, watchdog_loop
 
@@ -39,9 +47,11 @@ STATS_TOPIC = "spottypotty/hub/stats"
 # "Spotify ready" / "Spotify login needed" / …, retained, latest wins.
 SPOTIFY_TOPIC = "spottypotty/hub/spotify"
 STATUS_EVERY_SECONDS = 10.0
-# SIGTERM must end the hub within 5 s (systemd's stop timeout is 10 s): pausing music
-# gets at most this much of it.
-PAUSE_LIMIT_SECONDS = 2.0
+# SIGTERM must end the hub within 5 s (systemd's stop timeout is 10 s). The runner's
+# finish (queued decisions, the start in flight, pausing) gets RUNNER_STOP_SECONDS of it,
+# the MQTT link's goodbye its own SHUTDOWN_TIMEOUT (1.5 s), the rest is slack.
+RUNNER_STOP_SECONDS = 2.5
+LOCK_WAIT_SECONDS = 10.0  # an in-process `invoke` holds the lock for a moment
 # The runner must have decided something (or be idle-waiting) this recently to be healthy.
 STALL_SECONDS = 60.0
 
@@ -68,9 +78,10 @@ class Daemon:
         self.runner: SessionRunner | None = None
         self.link: MqttLink | None = None
         self.ble: BleScanner | None = None
-        self._shown: dict[str, tuple[object, ...]] = {}
+        self._shown: dict[str, tuple[object, ...]] = {}  # session id -> what MQTT last showed
         self._saved_ble_counters: dict[str, tuple[int | None, int | None]] = {}
-        self._writer: StoreWriter | None = None  # session id -> what MQTT last showed
+        self._writer: StoreWriter | None = None
+        self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,6 +91,19 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
+        database = self._config.hub.database
+        give_up = loop.time() + LOCK_WAIT_SECONDS
+        while True:  # an in-process `invoke` holds the lock for a moment; a daemon for good
+            with control.hub_lock(database) as taken:
+                if taken:
+                    return await self._run_locked()
+            if loop.time() >= give_up:
+                raise control.HubRunningError(
+                    f"another hub holds {control.lock_path(database)}: one daemon per database"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _run_locked(self) -> int:
         config = self._config
         async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
             self._writer = writer
@@ -91,62 +115,79 @@ class Daemon:
             runner = SessionRunner(
                 engine, writer, self._player, clock=self._clock, on_session=self._publish_session
             )
-            link = MqttLink(
-                config,
-                runner.inbox,
-                offer=runner.offer,
-                client_id=self._client_id,
-                clock=self._clock,
-            )
+            link = MqttLink(config, runner.inbox, client_id=self._client_id, clock=self._clock)
             self.runner, self.link = runner, link
             if config.ble.enabled:
                 from hub.ingest.ble import BleScanner  # noqa: PLC0415 - bleak only when BLE is on
 
                 saved = await writer.call(lambda repository: load_ble_counters(repository.db))
                 self.ble = BleScanner(config, runner.inbox, clock=self._clock, counters=saved)
-            async with asyncio.TaskGroup() as group:
-                link_task = group.create_task(link.run(), name="mqtt-link")
-                runner_task = group.create_task(runner.run(), name="session-runner")
-                helpers = [group.create_task(self._announce(), name="status")]
-                from hub.http.wiring import home_assistant, serve  # noqa: PLC0415 - aiohttp only if asked
-
-                helpers.append(
-                    group.create_task(home_assistant(config, self), name="home-assistant")
-                )
-                if config.http.enabled:
-                    helpers.append(group.create_task(serve(config, self), name="http"))
-                if self.ble is not None:  # its failures never reach MQTT ingest
-                    helpers.append(group.create_task(self.ble.run(), name="ble-scanner"))
-                if isinstance(self._player, SpotifyPlayer):
-                    # Fills the device cache so the first session's play is one call sooner.
-                    helpers.append(
-                        group.create_task(self._player.warm_up(), name="spotify-warm-up")
-                    )
-                interval = watchdog_interval()
-                if interval is not None:
-                    helpers.append(
-                        group.create_task(
-                            watchdog_loop(self._notifier, interval, self._healthy), name="watchdog"
-                        )
-                    )
-                await self._stop.wait()
-                self._notifier.stopping("stopping: no new events")
-                await link.publish_offline()
-                link_task.cancel()
-                try:
-                    async with asyncio.timeout(PAUSE_LIMIT_SECONDS):
-                        await runner.pause_all()
-                except TimeoutError:
-                    _LOGGER.warning(
-                        "the player did not pause within %.0f s; stopping anyway",
-                        PAUSE_LIMIT_SECONDS,
-                    )
-                runner_task.cancel()
-                for task in helpers:
-                    task.cancel()
-                await self._keep_ble_counters()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    await self._run_tasks(group, runner, link)
+            finally:
+                await self.reads.close()
         _LOGGER.info("stopped cleanly")
         return 0
+
+    async def _run_tasks(
+        self, group: asyncio.TaskGroup, runner: SessionRunner, link: MqttLink
+    ) -> None:
+        """Start every task, wait for SIGTERM, then stop them in order (module docstring)."""
+        config = self._config
+        runner_task = group.create_task(runner.run(), name="session-runner")
+        link_task = group.create_task(link.run(), name="mqtt-link")
+        intake = [  # what hands the runner new work, stopped first
+            group.create_task(
+                control.serve(config.hub.database, self.invoke), name="control-socket"
+            )
+        ]
+        helpers = [group.create_task(self._announce(), name="status")]
+        from hub.http.wiring import home_assistant, serve  # noqa: PLC0415 - aiohttp only if asked
+
+        helpers.append(group.create_task(home_assistant(config, self), name="home-assistant"))
+        if config.http.enabled:
+            intake.append(group.create_task(serve(config, self), name="http"))
+        if self.ble is not None:  # its failures never reach MQTT ingest
+            intake.append(group.create_task(self.ble.run(), name="ble-scanner"))
+        if isinstance(self._player, SpotifyPlayer):
+            # Fills the device cache so the first session's play is one call sooner.
+            helpers.append(group.create_task(self._player.warm_up(), name="spotify-warm-up"))
+        interval = watchdog_interval()
+        if interval is not None:
+            helpers.append(
+                group.create_task(
+                    watchdog_loop(self._notifier, interval, self._healthy), name="watchdog"
+                )
+            )
+        await self._stop.wait()
+        self._notifier.stopping("stopping: no new events")
+        link.stop_reading()
+        for task in intake:
+            task.cancel()
+        runner.finish()
+        done, _ = await asyncio.wait([runner_task], timeout=RUNNER_STOP_SECONDS)
+        if not done:
+            _LOGGER.warning(
+                "sessions not finished within %.1f s of stopping; stopping anyway",
+                RUNNER_STOP_SECONDS,
+            )
+            runner_task.cancel()
+        await link.publish_offline()
+        link_task.cancel()
+        for task in helpers:
+            task.cancel()
+        await self._keep_ble_counters()
+
+    async def invoke(self, event: object) -> dict[str, Any]:
+        """One Session Manager event (the control socket, `POST /invoke`): changes go to the
+        runner in order with motion, reads to the read pool."""
+        from hub.sessions.operations import invoke  # noqa: PLC0415 - sqlite-utils queries
+
+        runner = self.runner
+        if runner is None:
+            raise RuntimeError("invoke() before the daemon runs")
+        return await invoke(event, self._config, change=runner.change, read=self.reads.run)
 
     async def _announce(self) -> None:
         """READY=1 once the store is open and the broker connected; then STATUS= lines."""

@@ -239,9 +239,26 @@ def _invoke(args: argparse.Namespace) -> int:
             "field": "event",
         }
     else:
-        response = _operation(args, event)
+        response = _invoke_owner(args, event)
     _print_json(response)
     return 0 if response["statusCode"] < _FIRST_ERROR_STATUS else EXIT_FAILURE
+
+
+def _invoke_owner(args: argparse.Namespace, event: object) -> dict[str, Any]:
+    """The running daemon answers over its control socket; with none, this process does
+    the same work with the same engine and writer, holding the lock file meanwhile."""
+    import asyncio  # noqa: PLC0415
+
+    from hub.control import route  # noqa: PLC0415
+
+    config = load_args_config(args)
+
+    def here() -> dict[str, Any]:
+        from hub.sessions.local import invoke_here  # noqa: PLC0415
+
+        return asyncio.run(invoke_here(config, event))
+
+    return route(config.hub.database, event, here)
 
 
 def _sessions(args: argparse.Namespace) -> int:

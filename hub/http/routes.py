@@ -2,7 +2,8 @@
 
 Every route validates its query and body (types, ranges, unknown names) and answers 400
 with `{"statusCode", "error": "ValidationError", "message", "field"}`; the session routes
-reuse the Session Manager operations (`hub.sessions.operations.handle`) unchanged.
+reuse the Session Manager operations (`hub.sessions.operations`) unchanged; what changes
+sessions or sensors goes through the daemon's session runner, the one owner of that state.
 
 `PUT /sensors/{id}`: a sensor's settings live in the config file, which the daemon reads
 once; only `name` (a display name kept in the database, used by the API and dashboard) can
@@ -18,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import math
 import re
@@ -42,6 +44,7 @@ from hub.http.server import (
     ApiState,
     json_response,
 )
+from hub.playback.detached import run_detached
 from hub.sessions.operations import ID_PATTERN, OperationContext, handle
 from hub.timeutil import iso, local_zone, parse_instant
 
@@ -163,13 +166,20 @@ def _operation_error(response: Mapping[str, Any]) -> ApiError:
     )
 
 
-async def _operate(state: ApiState, event: Mapping[str, Any]) -> dict[str, Any]:
-    config = state.config
+async def _operate(state: ApiState, event: object) -> dict[str, Any]:
+    """Any Session Manager event: changes go to the one owner of session state — the
+    daemon's runner, or with no daemon (the API run on its own) `invoke`'s in-process
+    path under the lock file."""
+    if state.daemon is not None:
+        return await state.daemon.invoke(event)
+    return await asyncio.to_thread(_invoke_without_daemon, state.config, event)
 
-    def run(db: Database) -> dict[str, Any]:
-        return handle(event, OperationContext(config=config, db=db))
 
-    return await state.pool.run(run)
+def _invoke_without_daemon(config: HubConfig, event: object) -> dict[str, Any]:
+    from hub.control import route  # noqa: PLC0415
+    from hub.sessions.local import invoke_here  # noqa: PLC0415
+
+    return route(config.hub.database, event, lambda: asyncio.run(invoke_here(config, event)))
 
 
 # --- pages ------------------------------------------------------------------------------------
@@ -338,7 +348,11 @@ async def _put_sensor(request: web.Request) -> web.StreamResponse:
                     [sensor_id, sensor.user_id, name, stamp, stamp],
                 )
 
-        await state.pool.run(write)
+        if state.daemon is not None and state.daemon.runner is not None:
+            # In order with session changes, through the one writer.
+            await state.daemon.runner.store(lambda repository: write(repository.db))
+        else:
+            await state.pool.run(write)
     (row,) = await _sensor_rows(state, (sensor,))
     return json_response({"sensor": row})
 
@@ -580,7 +594,7 @@ def _spotify_unavailable(config: HubConfig) -> ApiError | None:
 async def _spotify_call(call: Any, *args: Any) -> Any:
     try:
         async with asyncio.timeout(SPOTIFY_TIMEOUT):
-            return await asyncio.to_thread(call, *args)
+            return await run_detached(functools.partial(call, *args))
     except TimeoutError:
         raise ApiError(
             504, "SpotifyTimeout", f"Spotify did not answer within {SPOTIFY_TIMEOUT:g} s"

@@ -1,10 +1,10 @@
 """The HTTP server: aiohttp on the daemon's event loop, guarded so it can never hold up ingest.
 
-- SQLite work runs on a small pool of threads of its own (`DatabasePool`), each with its own
-  read connection (WAL: readers never block the daemon's writer); `POST /invoke` writes go
-  through the same connections with the busy timeout, like `spottypotty invoke` does.
+- Reads run on the daemon's `DatabasePool` (WAL: readers never block the writer); every
+  change to sessions (`POST /invoke`, `PUT /sensors/{id}`) goes to the session runner, the
+  one owner of session state, in order with motion.
 - At most `MAX_IN_FLIGHT` requests are worked on at once; more are answered 503 at once.
-- The API's database threads share the interpreter (the GIL) with the event loop, so each
+- The database threads share the interpreter (the GIL) with the event loop, so each
   rests as long as its last job took (at most `MAX_REST`): the API gets at most about half a
   core and motion handling always gets its turn. Answers to identical GETs are reused for
   `CACHE_SECONDS` (until the next write), so a flood of the same request costs little.
@@ -25,20 +25,18 @@ import hmac
 import ipaddress
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
 from hub.config import HubConfig
 from hub.errors import ConfigError, HubError
 from hub.secrets import read_secret
-from hub.store import open_database
+from hub.store.pool import DatabasePool
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -46,16 +44,13 @@ if TYPE_CHECKING:
     from hub.daemon import Daemon
 
 _LOGGER = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 MAX_BODY: Final = 64 * 1024
 MAX_IN_FLIGHT: Final = 8
-MAX_REST: Final = 0.05  # seconds a database thread rests after a job (as long as the job took)
 CACHE_SECONDS: Final = 1.0
 CACHE_ENTRIES: Final = 128
 CACHED_PREFIXES: Final = ("/health", "/sensors", "/sessions", "/analytics")
 MAX_STREAMS: Final = 16
-POOL_SIZE: Final = 2
 FEED_INTERVAL: Final = 0.5  # seconds between looks at the active sessions
 HEARTBEAT: Final = 15.0  # seconds between SSE comments that keep proxies from closing streams
 SHUTDOWN_TIMEOUT: Final = 2.0
@@ -106,72 +101,6 @@ def json_response(
     )
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-# --- SQLite off the event loop ----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Job:
-    function: Callable[[Database], Any]
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-
-
-class DatabasePool:
-    """A few threads, each owning one connection to the hub's database (sqlite3 connections
-    belong to their thread). `await pool.run(fn)` runs `fn(db)` on one of them."""
-
-    def __init__(self, path: Path | None, size: int = POOL_SIZE) -> None:
-        self._path = path
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._opening = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"http-db-{n}", daemon=True)
-            for n in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    async def run(self, function: Callable[[Database], _T]) -> _T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[_T] = loop.create_future()
-        self._jobs.put(_Job(function, future, loop))
-        return await future
-
-    async def close(self) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
-        for thread in self._threads:
-            await asyncio.to_thread(thread.join)
-
-    def _work(self) -> None:
-        db: Database | None = None
-        try:
-            while (job := self._jobs.get()) is not None:
-                started = time.perf_counter()
-                try:
-                    if db is None:
-                        with self._opening:  # one at a time: a new file is migrated once
-                            db = open_database(self._path)
-                    result: Any = job.function(db)
-                except Exception as exc:  # noqa: BLE001 - handed to the awaiting request
-                    job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
-                else:
-                    job.loop.call_soon_threadsafe(_settle, job.future, result, None)
-                time.sleep(min(MAX_REST, time.perf_counter() - started))  # yield the GIL
-        finally:
-            if db is not None:
-                db.close()  # the daemon's writer checkpoints the WAL; readers just close
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the request was cancelled meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 # --- live sessions ------------------------------------------------------------------------
@@ -419,7 +348,8 @@ async def run_server(
 ) -> None:
     """Serve until cancelled. `port=0` picks a free port; `on_started(port)` says which."""
     token = load_token(config)
-    pool = DatabasePool(config.hub.database)
+    own_pool = daemon is None  # else the daemon's, shared with its control socket
+    pool = DatabasePool(config.hub.database) if daemon is None else daemon.reads
     try:
         source = engine_source(daemon) if daemon is not None else database_source(pool)
         feed = SessionFeed(source)
@@ -451,7 +381,8 @@ async def run_server(
             feed.close()
             await runner.cleanup()
     finally:
-        await pool.close()
+        if own_pool:
+            await pool.close()
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -7,13 +7,11 @@ comes back) → subscribe (QoS 1) → publish retained `online` on `spottypotty/
 will: retained `offline`) → flush pending publishes → take messages: decode
 (`mqtt_decode.TopicRouter`), drop QoS-1 redeliveries by `seq`, hand each on.
 
-Handing on happens in aiomqtt's socket callback (`_Intake`, its `queue_type` hook): a motion
-is offered to the runner, which decides it at once when it is idle; else it goes into the
-runner's inbox. No task wakes per message: under a flood that was half the hub's time.
-The bounded inbox applies back-pressure: while it is full, messages wait in aiomqtt's own
-(unbounded) queue and a reader task moves them on in order as room comes. Nothing
-acknowledged is dropped: when the connection breaks, what is still queued goes into the
-inbox before the link reconnects.
+Reading is aiomqtt's public API: `async for message in client.messages`, decode, and
+`await inbox.put(...)` — the runner's bounded inbox. While the inbox is full the reader
+waits, and messages wait in aiomqtt's own queue (back-pressure). Messages still in that
+queue when a connection breaks were acknowledged by paho on receipt and are lost: they are
+counted (`lost_on_disconnect`) and logged.
 
 On a broker error the link logs once per outage, sleeps a full-jitter capped backoff
 (`uniform(0, min(cap, base * 2**attempt))`; refused credentials jump to the cap), and makes a
@@ -38,7 +36,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
-from typing import Final, cast
+from typing import Final
 
 import aiomqtt
 import aiomqtt.exceptions
@@ -60,7 +58,7 @@ OFFLINE: Final = b"offline"
 QOS: Final = 1
 KEEPALIVE: Final = 15  # seconds; the broker declares us gone (last will) after 1.5x this
 CALL_TIMEOUT: Final = 10.0  # seconds for CONNACK / SUBACK / PUBACK
-SHUTDOWN_TIMEOUT: Final = 5.0  # publish_offline: PUBACK + disconnect
+SHUTDOWN_TIMEOUT: Final = 1.5  # publish_offline: PUBACKs + disconnect, within the 5 s stop
 # A LAN broker that comes back is found within the (jittered, 1.5 s) cap: reconnecting is
 # cheap. Refused credentials wait longer: only a person can fix them.
 AUTH_REFUSED_BACKOFF: Final = 60.0
@@ -74,47 +72,6 @@ PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor
 # password) and 5 (not authorised), and their MQTT 5 reason codes 134 and 135.
 _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
 _MAX_EXPONENT: Final = 32  # 2**attempt stays a small float
-
-
-class _Intake(asyncio.Queue[aiomqtt.Message]):
-    """aiomqtt's incoming-message queue, given through its `queue_type` hook.
-
-    aiomqtt puts every message here from its socket callback; a reader then pays a task
-    and an `asyncio.wait` per message to take it out again. While nothing is queued ahead,
-    `take` handles the message at once instead. What `take` refuses (the hub's inbox is
-    full) is queued, and so is everything after it until the reader has handed it on, so
-    order is kept and back-pressure still works.
-    """
-
-    def __init__(self, take: Callable[[aiomqtt.Message], bool], maxsize: int = 0) -> None:
-        super().__init__(maxsize)
-        self._take = take
-        self._closed = False
-        # The reader's message between the queue and the inbox: taken out, not decoded yet
-        # (`out`), or decoded and waiting for room (`holding`). Nothing may overtake it, and
-        # a broken connection hands it on (aiomqtt drops a message it dequeued for an
-        # iteration that was cancelled).
-        self.out: aiomqtt.Message | None = None
-        self.holding: Inbound | None = None
-
-    def close(self) -> None:
-        """Take nothing more at once (the link is stopping): messages just queue, unread."""
-        self._closed = True
-
-    def put_nowait(self, item: aiomqtt.Message) -> None:
-        if self.idle and not self._closed and self._take(item):
-            return
-        super().put_nowait(item)
-
-    def get_nowait(self) -> aiomqtt.Message:
-        item = super().get_nowait()
-        self.out = item
-        return item
-
-    @property
-    def idle(self) -> bool:
-        """Nothing queued, nothing on its way from the queue to the inbox."""
-        return self.empty() and self.out is None and self.holding is None
 
 
 def _as_bytes(payload: object) -> bytes:
@@ -157,7 +114,6 @@ class MqttLink:
         config: HubConfig,
         inbox: asyncio.Queue[Inbound],
         *,
-        offer: Callable[[Inbound], bool] | None = None,
         client_id: str = "spottypotty-hub",
         clock: Callable[[], float] = time.time,
         backoff_base: float = 0.5,
@@ -168,7 +124,6 @@ class MqttLink:
             raise ValueError("backoff_base and backoff_cap must be positive")
         self._config = config
         self._inbox = inbox
-        self._offer = offer  # decides a message at once when the inbox's consumer is idle
         self._client_id = client_id
         self._clock = clock
         self._backoff_base = backoff_base
@@ -186,7 +141,8 @@ class MqttLink:
         self._finished.set()
         self._session_started = False  # the current attempt got a CONNACK
         self._parse_logged_at: dict[str, float] = {}
-        self._intake: _Intake | None = None  # the current connection's incoming messages
+        self._reading = True  # False once `stop_reading()`: no more messages decided
+        self._reader: asyncio.Task[None] | None = None
         self.connected_event = asyncio.Event()
         self.ha_online = asyncio.Event()  # set when Home Assistant says "online": re-announce
 
@@ -302,16 +258,9 @@ class MqttLink:
     async def _connection(self, password: str | None) -> None:
         """One connection, from connect to its end. Returns only when stopped."""
         mqtt = self._config.mqtt
-        made: list[_Intake] = []
-
-        def new_intake(maxsize: int = 0) -> _Intake:
-            made.append(_Intake(self._take, maxsize))
-            return made[-1]
-
         client = aiomqtt.Client(
             mqtt.host,
             mqtt.port,
-            queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", new_intake),
             username=mqtt.username or None,
             password=password if mqtt.username else None,
             identifier=self._client_id,
@@ -321,18 +270,15 @@ class MqttLink:
             will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
             logger=logging.getLogger(f"{__name__}.aiomqtt"),
         )
-        if len(made) != 1:
-            raise RuntimeError("aiomqtt did not make its message queue through queue_type")
-        intake = self._intake = made[0]
         try:
             async with client:
                 self._session_started = True
                 try:
-                    await self._established(client, intake)
+                    await self._established(client)
                 except asyncio.CancelledError:
                     # Cancelled without publish_offline(): the graceful DISCONNECT on the way
                     # out discards the last will, so say offline ourselves (best effort).
-                    if self.connected:
+                    if self.connected and not self._stop.is_set():
                         with contextlib.suppress(aiomqtt.MqttError):
                             await client.publish(
                                 HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True, timeout=1.0
@@ -340,23 +286,20 @@ class MqttLink:
                     raise
                 finally:
                     self.connected_event.clear()
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            await self._hand_on(intake)
-            raise
+        finally:
+            self._count_lost(len(client.messages))
 
-    async def _hand_on(self, intake: _Intake) -> None:
-        """The connection broke: what the broker delivered (and so will not send again) but
-        the inbox had no room for yet still goes in, in order, before any reconnect."""
-        if intake.holding is not None:
-            await self._inbox.put(intake.holding)
-            intake.holding = None
-        while intake.out is not None or not intake.empty():
-            message = intake.out if intake.out is not None else intake.get_nowait()
-            await self._pass_on(intake, message)
+    def _count_lost(self, queued: int) -> None:
+        """Messages paho acknowledged on receipt but the hub never read are gone with the
+        connection: say so (a full inbox at a broken connection, or a stop)."""
+        if queued:
+            self._counters["lost_on_disconnect"] += queued
+            _LOGGER.warning(
+                "%d MQTT message(s) received but not yet read were lost with the connection",
+                queued,
+            )
 
-    async def _established(self, client: aiomqtt.Client, intake: _Intake) -> None:
+    async def _established(self, client: aiomqtt.Client) -> None:
         mqtt = self._config.mqtt
         filters = [*self._router.subscriptions(), HA_STATUS_TOPIC]
         granted = await client.subscribe([(topic, QOS) for topic in filters])
@@ -374,11 +317,11 @@ class MqttLink:
             self._pending.setdefault(topic, (data, True))
         self._pending_changed.set()
         async with asyncio.TaskGroup() as group:
-            reader = group.create_task(self._read(client, intake), name="mqtt-reader")
+            if self._reading:
+                self._reader = group.create_task(self._read(client), name="mqtt-reader")
             publisher = group.create_task(self._publish_pending(client), name="mqtt-publisher")
             await self._stop.wait()
-            intake.close()  # stopping: no message is decided any more
-            reader.cancel()
+            self.stop_reading()
             # Python 3.11's wait_for (inside aiomqtt's publish) can swallow a cancel that
             # lands as the PUBACK arrives (gh-86296): the publisher also checks _stop itself.
             self._pending_changed.set()
@@ -408,26 +351,19 @@ class MqttLink:
                 self._pending.setdefault(topic, (payload, retain))
                 raise
 
-    def _take(self, message: aiomqtt.Message) -> bool:
-        """Handle `message` now, unless the inbox is full (then the reader waits for room)."""
-        if self._inbox.full():
-            return False
-        value = self._accept(message)
-        if value is not None and not (self._offer is not None and self._offer(value)):
-            self._inbox.put_nowait(value)
-        return True
+    def stop_reading(self) -> None:
+        """Decide no more messages (shutdown); publishing goes on until `publish_offline()`."""
+        self._reading = False
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
 
-    async def _read(self, client: aiomqtt.Client, intake: _Intake) -> None:
-        """What the intake could not take at once, in order, waiting for room in the inbox."""
+    async def _read(self, client: aiomqtt.Client) -> None:
+        """Every message in arrival order into the inbox, waiting while it is full."""
         async for message in client.messages:
-            await self._pass_on(intake, message)
-
-    async def _pass_on(self, intake: _Intake, message: aiomqtt.Message) -> None:
-        """A message out of the intake's queue into the inbox, waiting for room."""
-        intake.holding, intake.out = self._accept(message), None
-        if intake.holding is not None:
-            await self._inbox.put(intake.holding)
-            intake.holding = None
+            value = self._accept(message)
+            if value is not None:
+                await self._inbox.put(value)
 
     def _accept(self, message: aiomqtt.Message) -> Inbound | None:
         """The message decoded, or None when it is not for the inbox (counted, logged)."""

@@ -1,7 +1,7 @@
 """The Spotify player: spotipy off the event loop, with its own backoff, breaker and cache.
 
 spotipy (and requests) are imported lazily, in a worker thread, on the first call, so
-the daemon starts fast. Every HTTP call runs in `asyncio.to_thread` with a requests
+the daemon starts fast. Every HTTP call runs on a detached thread (`run_detached`) with a requests
 timeout and a backstop `asyncio.wait_for`; spotipy never retries or sleeps (plain
 `requests.Session`, `retries=0`), so a 429 reaches us with its `Retry-After` and we
 remember "not before T" instead of sleeping. The policy (what to call, what a failure
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from typing import Any
 from hub.config import HubConfig, SensorConfig, SpotifySection
 from hub.errors import AuthError
 from hub.model import Session
+from hub.playback.detached import run_detached
 from hub.playback.port import PlaybackResult, Player
 
 _LOGGER = logging.getLogger(__name__)
@@ -645,7 +647,7 @@ class SpotifyPlayer:
         with the note for the caller's result when it failed."""
         try:
             reply = await asyncio.wait_for(
-                asyncio.to_thread(self._run, operation), timeout=self._backstop
+                run_detached(functools.partial(self._run, operation)), timeout=self._backstop
             )
         except TimeoutError:
             reply = _Reply(problem=_Problem("timeout", transient=True, detail="backstop"))

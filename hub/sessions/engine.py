@@ -21,8 +21,24 @@ from types import MappingProxyType
 from typing import Final, TypeAlias
 
 from hub.config import HubConfig, SensorConfig
-from hub.errors import HubError
-from hub.model import MotionEvent, Session, SessionStatus, new_session_id, open_session
+from hub.errors import ConflictError, HubError, NotFoundError
+from hub.model import (
+    SESSION_ID_PREFIX,
+    MotionEvent,
+    Session,
+    SessionStatus,
+    new_session_id,
+    open_session,
+)
+from hub.sessions.changes import (
+    Change,
+    CreateSession,
+    EndSession,
+    UpdateSession,
+    created,
+    ended,
+    updated,
+)
 from hub.sessions.policy import in_quiet_hours
 from hub.timeutil import local_zone
 
@@ -213,38 +229,119 @@ class SessionEngine:
                 return deadline, session_id
             if current > deadline:
                 heapq.heapreplace(self._deadlines, (current, session_id))
-            else:  # adopt() scheduled the sooner one: this entry is stale
+            else:  # a sooner entry for the session exists: this one is stale
                 heapq.heappop(self._deadlines)
         return None
 
     # --- inputs ---
 
     def restore(self, active: Iterable[Session]) -> None:
-        """Adopt sessions the store still holds as active (crash recovery).
+        """Take over the sessions the store still holds as active (crash recovery).
 
-        Their playback is taken as playing if it had started (so ending stops it); the
-        next motion is counted against their last motion. They end at their old deadline
-        on the next tick, however long the hub was down.
+        Their playback is taken as playing if it had started and was not paused (so ending
+        pauses it); the next motion is counted against their last motion. They end at their
+        old deadline on the next tick, however long the hub was down.
         """
         if self._used:
             raise EngineError("restore() after the engine has started deciding")
         for session in active:
+            if not session.is_active:
+                raise EngineError(f"restore() given a {session.status} session")
             if session.sensor_id in self._active:
                 raise EngineError(f"two active sessions for sensor {session.sensor_id!r}")
-            self.adopt(session)
+            playing = session.playback_started and not session.playback_stopped
+            phase = _Phase.PLAYING if playing else _Phase.IDLE
+            self._put(_Tracked(session, phase, burst_start=session.last_motion), schedule=True)
+            self._active[session.sensor_id] = session.session_id
 
-    def adopt(self, session: Session) -> None:
-        """The store holds `session` as the sensor's active one, not ours (another writer,
-        e.g. `spottypotty invoke create_session`, got there first): ours never existed
-        in the store, so forget it and carry on with the stored one."""
-        if not session.is_active:
-            raise EngineError(f"adopt() given a {session.status} session")
-        ours = self._active.pop(session.sensor_id, None)
-        if ours is not None and ours != session.session_id:
-            self._tracked.pop(ours, None)
-        phase = _Phase.PLAYING if session.playback_started else _Phase.IDLE
-        self._put(_Tracked(session, phase, burst_start=session.last_motion), schedule=True)
-        self._active[session.sensor_id] = session.session_id
+    def tracks(self, session_id: str) -> bool:
+        """Whether the engine holds `session_id` (every active session, and recent ended ones)."""
+        return session_id in self._tracked
+
+    def on_change(
+        self, change: Change, stored: Session | None, now: float
+    ) -> tuple[Session, list[Command]]:
+        """A request of `invoke` or the API (the seed's create, update and end), in order
+        with motion: the session it leaves, and the commands.
+
+        `stored` is the database's row for a session the engine does not track (an old,
+        ended one), else None. Raises NotFoundError, ConflictError or ValidationError.
+        """
+        self._used = True
+        match change:
+            case CreateSession():
+                return self._create_on_request(change, now)
+            case UpdateSession(session_id=session_id) | EndSession(session_id=session_id):
+                tracked = self._tracked.get(session_id)
+                if tracked is None:
+                    if stored is None:
+                        hint = (
+                            ""
+                            if session_id.startswith(SESSION_ID_PREFIX)
+                            else " (ids look like session-…)"
+                        )
+                        raise NotFoundError(f"session {session_id} does not exist{hint}")
+                    if stored.is_active:  # every active session is tracked: a bug if not
+                        raise EngineError(f"active session {session_id} is not tracked")
+                    session = (
+                        updated(stored, change, now)
+                        if isinstance(change, UpdateSession)
+                        else ended(stored, change, now)
+                    )
+                    return session, [PersistSession(session, event=None, created=False)]
+                if isinstance(change, UpdateSession):
+                    return self._update_on_request(tracked, change, now)
+                return self._end_on_request(tracked, change, now)
+
+    def _create_on_request(
+        self, change: CreateSession, now: float
+    ) -> tuple[Session, list[Command]]:
+        """A session made by request records what its caller does; the hub plays no music for
+        it (the seed's caller starts playback itself and reports it with update_session)."""
+        active = self._tracked_active(change.sensor_id)
+        if active is not None:
+            active_id = active.session.session_id
+            raise ConflictError(
+                f"sensor {change.sensor_id} already has an active session {active_id}",
+                session_id=active_id,
+            )
+        session = created(
+            change,
+            self._sensors.get(change.sensor_id),
+            new_id=self._new_id,
+            now=now,
+            ttl_days=self._config.sessions.ttl_days,
+        )
+        if session.session_id in self._tracked:
+            raise EngineError(f"new_id returned a known session id {session.session_id!r}")
+        self._put(_Tracked(session, _Phase.IDLE, burst_start=session.start), schedule=True)
+        self._active[change.sensor_id] = session.session_id
+        return session, [PersistSession(session, event=None, created=True)]
+
+    def _update_on_request(
+        self, tracked: _Tracked, change: UpdateSession, now: float
+    ) -> tuple[Session, list[Command]]:
+        session = updated(tracked.session, change, now)
+        if session == tracked.session:
+            return session, []
+        tracked.session = session
+        self._put(tracked)
+        return session, [PersistSession(session, event=None, created=False)]
+
+    def _end_on_request(
+        self, tracked: _Tracked, change: EndSession, now: float
+    ) -> tuple[Session, list[Command]]:
+        """Ended now (by a person or another program): pause what the hub started for it;
+        the sensor's next motion starts a new session."""
+        session = ended(tracked.session, change, now)
+        commands = self._end(tracked, now, at=session.end)
+        ended_session = self._tracked[session.session_id].session
+        if change.playback_stopped is not None:
+            ended_session = ended_session.with_changes(playback_stopped=change.playback_stopped)
+            tracked.session = ended_session
+            self._put(tracked)
+            commands[0] = PersistSession(ended_session, event=None, created=False)
+        return ended_session, commands
 
     def on_tick(self, now: float) -> list[Command]:
         """End every active session whose deadline <= now (rule 1), earliest first."""
@@ -397,19 +494,22 @@ class SessionEngine:
 
     def _amend(self, tracked: _Tracked, event: MotionEvent, now: float) -> list[Command]:
         """Rule 5: replayed motion joins the ended session it belongs to; it stays ended."""
+        timed_out = tracked.session.end == self.deadline(tracked.session)
         changed, counted = self._absorb(tracked, event, now)
         if not changed:
             return []
-        tracked.session = tracked.session.with_changes(end=self.deadline(tracked.session))
+        if timed_out:  # a session ended by request keeps the end it was given
+            tracked.session = tracked.session.with_changes(end=self.deadline(tracked.session))
         self._put(tracked)
         return [PersistSession(tracked.session, event=counted, created=False)]
 
-    def _end(self, tracked: _Tracked, now: float) -> list[Command]:
-        """Rule 1: end exactly at the deadline, whenever the tick runs."""
+    def _end(self, tracked: _Tracked, now: float, *, at: float | None = None) -> list[Command]:
+        """Rule 1: end exactly at the deadline, whenever the tick runs (or `at`, earlier,
+        when a request ends the session)."""
         phase, stop = self._step(tracked.phase, _Input.END)
         session = tracked.session.with_changes(
             status=SessionStatus.COMPLETED,
-            end=self.deadline(tracked.session),
+            end=self.deadline(tracked.session) if at is None else at,
             updated_at=now,
         )
         awaiting_stops = tracked.awaiting_stops + (1 if stop else 0)
@@ -468,9 +568,9 @@ class SessionEngine:
         session_id = self._last_ended.get(sensor_id)
         if session_id is None or not self._is_stale(event, now):
             return None
-        ended = self._tracked[session_id]
-        inside = ended.session.start <= event.occurred_at <= self.deadline(ended.session)
-        return ended if inside else None
+        ended = self._tracked[session_id].session
+        inside = ended.end is not None and ended.start <= event.occurred_at <= ended.end
+        return self._tracked[session_id] if inside else None
 
     def _tracked_active(self, sensor_id: str) -> _Tracked | None:
         session_id = self._active.get(sensor_id)
@@ -482,8 +582,8 @@ class SessionEngine:
         session = tracked.session
         if session.is_active != (tracked.phase in _ACTIVE_PHASES):
             raise EngineError(f"{session.session_id}: status {session.status} in {tracked.phase}")
-        if not session.is_active and session.end != self.deadline(session):
-            raise EngineError(f"{session.session_id}: ended off its deadline")
+        if not session.is_active and (session.end is None or session.end > self.deadline(session)):
+            raise EngineError(f"{session.session_id}: ended after its deadline")
         self._tracked[session.session_id] = tracked
         if schedule:
             heapq.heappush(self._deadlines, (self.deadline(session), session.session_id))

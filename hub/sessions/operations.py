@@ -1,8 +1,13 @@
-"""The seed's six Session Manager operations over the local store (contracts §5).
+"""The seed's six Session Manager operations (contracts §5).
 
-`handle(event, ctx)` takes the seed's event dict unchanged and answers the seed's
-response shape: `statusCode`, `action`, the payload, and `duration_ms`. Bad input is
-a 4xx answer naming the field, never an exception.
+Three change sessions — `create_session`, `update_session`, `end_session` — and go to the
+one owner of session state, the session runner (`change`), in order with motion; three
+read — `get_active_session`, `query_sessions`, `get_session_analytics` — and run on any
+connection (`read`), read-only ones included.
+
+`invoke(event, ...)` takes the seed's event dict unchanged and answers the seed's response
+shape: `statusCode`, `action`, the payload, `timestamp` (ISO-8601, UTC) and `duration_ms`.
+Bad input is a 4xx answer naming the field, never an exception.
 """
 
 from __future__ import annotations
@@ -11,19 +16,20 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from sqlite_utils import Database
 
 from hub.config import HubConfig
 from hub.errors import ConflictError, HubError, NotFoundError, ParseError, ValidationError
-from hub.model import SESSION_ID_PREFIX, Session, SessionStatus, new_session_id, open_session
+from hub.model import Session, SessionStatus
 from hub.sessions.analytics import summarize
+from hub.sessions.changes import Change, CreateSession, EndSession, UpdateSession
 from hub.store.aggregates import aggregate_sessions
 from hub.store.sessions import MAX_PAGE, SessionQuery, SessionRepository
-from hub.timeutil import local_zone, parse_instant
+from hub.timeutil import iso, local_zone, parse_instant
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,10 +39,10 @@ DEFAULT_LIMIT = 100
 
 @dataclass(frozen=True, slots=True)
 class OperationContext:
+    """What a read runs against."""
+
     config: HubConfig
     db: Database
-    clock: Callable[[], float] = time.time
-    new_id: Callable[[str, float], str] = new_session_id
     sessions: SessionRepository = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,129 +50,153 @@ class OperationContext:
         object.__setattr__(self, "sessions", repository)
 
 
-_Handler = Callable[[Mapping[str, Any], OperationContext], dict[str, Any]]
+_Read = Callable[[Mapping[str, Any], OperationContext], dict[str, Any]]
+# Carries out a change in order with motion: the session it leaves, or a HubError.
+ChangeSessions = Callable[[Change], Awaitable[Session]]
+# Runs `function(db)` on a database connection (a read-only one will do).
+ReadSessions = Callable[[Callable[[Database], dict[str, Any]]], Awaitable[dict[str, Any]]]
+
+
+async def invoke(
+    event: object, config: HubConfig, *, change: ChangeSessions, read: ReadSessions
+) -> dict[str, Any]:
+    """Run one Session Manager event; always returns a response dict."""
+    started = time.perf_counter()
+    action = _action_of(event)
+    try:
+        checked = _checked(event)
+        if action in CHANGES:
+            session = await change(parse_change(checked))
+            body: dict[str, Any] = {"session": session.to_record()}
+        else:
+            reader = _READS[str(action)]
+            body = await read(lambda db: reader(checked, OperationContext(config=config, db=db)))
+    except (HubError, sqlite3.Error) as exc:
+        return _response(action, started, exc)
+    return _response(action, started, body)
 
 
 def handle(event: object, ctx: OperationContext) -> dict[str, Any]:
-    """Run one Session Manager event; always returns a response dict."""
+    """Run one reading event (get_active_session, query_sessions, get_session_analytics)
+    on `ctx`'s connection; changes are refused: they belong to the session runner."""
     started = time.perf_counter()
-    action = event.get("action") if isinstance(event, Mapping) else None
-    shown_action = action if isinstance(action, str) else None
+    action = _action_of(event)
     try:
-        if not isinstance(event, Mapping):
-            raise ValidationError("event", "the event must be a JSON object")
-        if not isinstance(action, str) or action not in _HANDLERS:
-            raise ValidationError(
-                "action", f"unknown action {action!r}; expected one of {', '.join(_HANDLERS)}"
-            )
-        handler, allowed = _HANDLERS[action]
-        unknown = sorted(set(event) - allowed - {"action"})
-        if unknown:
-            raise ValidationError(
-                unknown[0], f"unknown field(s) for {action}: {', '.join(unknown)}"
-            )
-        response: dict[str, Any] = {"statusCode": 200, "action": action, **handler(event, ctx)}
-    except ValidationError as exc:
-        response = _error(400, shown_action, "ValidationError", str(exc), field=exc.field)
-    except NotFoundError as exc:
-        response = _error(404, shown_action, "ResourceNotFoundError", str(exc))
-    except ConflictError as exc:
-        response = _error(409, shown_action, "ConflictError", str(exc))
-        if exc.session_id is not None:
-            response["activeSessionId"] = exc.session_id
-    except (HubError, sqlite3.Error) as exc:  # a locked or failing database: still JSON
-        _LOGGER.exception("operation %s failed", shown_action)
-        response = _error(500, shown_action, "InternalError", str(exc))
+        checked = _checked(event)
+        if action in CHANGES:
+            raise ValidationError("action", f"{action} changes sessions: use invoke()")
+        body = _READS[str(action)](checked, ctx)
+    except (HubError, sqlite3.Error) as exc:
+        return _response(action, started, exc)
+    return _response(action, started, body)
+
+
+def _action_of(event: object) -> str | None:
+    action = event.get("action") if isinstance(event, Mapping) else None
+    return action if isinstance(action, str) else None
+
+
+def _checked(event: object) -> Mapping[str, Any]:
+    """The event, once it is an object naming a known action and only that action's fields."""
+    if not isinstance(event, Mapping):
+        raise ValidationError("event", "the event must be a JSON object")
+    action = event.get("action")
+    if not isinstance(action, str) or action not in FIELDS:
+        raise ValidationError(
+            "action", f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}"
+        )
+    unknown = sorted(set(event) - FIELDS[action] - {"action"})
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown field(s) for {action}: {', '.join(unknown)}")
+    return event
+
+
+def _response(
+    action: str | None, started: float, outcome: dict[str, Any] | BaseException
+) -> dict[str, Any]:
+    """The seed's response shape for a payload or an error."""
+    if isinstance(outcome, BaseException):
+        response = _error(action, outcome)
+    else:
+        response = {"statusCode": 200, "action": action, **outcome}
+    response["timestamp"] = iso(time.time())
     response["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return response
 
 
-def _error(
+def _error(action: str | None, exc: BaseException) -> dict[str, Any]:
+    match exc:
+        case ValidationError():
+            return _error_body(400, action, "ValidationError", str(exc), field=exc.field)
+        case NotFoundError():
+            return _error_body(404, action, "ResourceNotFoundError", str(exc))
+        case ConflictError():
+            body = _error_body(409, action, "ConflictError", str(exc))
+            if exc.session_id is not None:
+                body["activeSessionId"] = exc.session_id
+            return body
+    # A locked or failing database, a runner that has stopped: still JSON.
+    _LOGGER.error("operation %s failed: %s", action, exc)
+    return _error_body(500, action, "InternalError", str(exc))
+
+
+def _error_body(
     status: int, action: str | None, kind: str, message: str, **extra: Any
 ) -> dict[str, Any]:
     return {"statusCode": status, "action": action, "error": kind, "message": message, **extra}
 
 
-# -- the six operations ---------------------------------------------------------------
+# -- the three changes: parsed here, carried out by the session runner -------------------
 
 
-def _create_session(event: Mapping[str, Any], ctx: OperationContext) -> dict[str, Any]:
-    sensor_id = _id(event, "sensorId")
-    sensor = ctx.config.sensor(sensor_id)
-    user_id = _optional_id(event, "userId") or (sensor.user_id if sensor else None)
-    if user_id is None:
-        raise ValidationError("userId", "userId is required for a sensor not in the config")
-    now = ctx.clock()
-    session = open_session(
-        session_id=ctx.new_id(sensor_id, now),
-        sensor_id=sensor_id,
-        user_id=user_id,
-        start=now,
-        now=now,
-        ttl_days=ctx.config.sessions.ttl_days,
-        spotify_device_id=_optional_str(event, "spotifyDeviceId"),
-        spotify_context_uri=_optional_str(event, "spotifyContextUri")
-        or (sensor.context_uri if sensor and sensor.context_uri else None),
-    )
-    ctx.sessions.save(session, created=True)
-    return {"session": session.to_record()}
+def parse_change(event: Mapping[str, Any]) -> Change:
+    """A create, update or end event as a typed request (fields already checked by name)."""
+    match event.get("action"):
+        case "create_session":
+            return CreateSession(
+                sensor_id=_id(event, "sensorId"),
+                user_id=_optional_id(event, "userId"),
+                spotify_device_id=_optional_str(event, "spotifyDeviceId"),
+                spotify_context_uri=_optional_str(event, "spotifyContextUri"),
+            )
+        case "update_session":
+            session_id = _id(event, "sessionId")
+            changes: dict[str, Any] = {}
+            for key, attribute in (
+                ("playbackStarted", "playback_started"),
+                ("playbackStopped", "playback_stopped"),
+            ):
+                flag = _optional_bool(event, key)
+                if flag is not None:
+                    changes[attribute] = flag
+            for key, attribute in (
+                ("spotifyDeviceId", "spotify_device_id"),
+                ("spotifyContextUri", "spotify_context_uri"),
+            ):
+                text = _optional_str(event, key)
+                if text is not None:
+                    changes[attribute] = text
+            return UpdateSession(
+                session_id=session_id,
+                increment_motion_count=bool(_optional_bool(event, "incrementMotionCount")),
+                changes=changes,
+            )
+        case "end_session":
+            return EndSession(
+                session_id=_id(event, "sessionId"),
+                playback_stopped=_optional_bool(event, "playbackStopped"),
+            )
+    raise ValidationError("action", f"{event.get('action')!r} does not change sessions")
 
 
-def _update_session(event: Mapping[str, Any], ctx: OperationContext) -> dict[str, Any]:
-    session_id = _id(event, "sessionId")
-    increment = _optional_bool(event, "incrementMotionCount")
-    changes: dict[str, Any] = {}
-    for key, attribute in (
-        ("playbackStarted", "playback_started"),
-        ("playbackStopped", "playback_stopped"),
-    ):
-        flag = _optional_bool(event, key)
-        if flag is not None:
-            changes[attribute] = flag
-    for key, attribute in (
-        ("spotifyDeviceId", "spotify_device_id"),
-        ("spotifyContextUri", "spotify_context_uri"),
-    ):
-        text = _optional_str(event, key)
-        if text is not None:
-            changes[attribute] = text
-    session = _existing(session_id, ctx)
-    now = ctx.clock()
-    if increment:
-        if not session.is_active:
-            raise ConflictError(f"session {session_id} is completed; it takes no more motion")
-        changes["motion_events_count"] = session.motion_events_count + 1
-        changes["last_motion"] = max(session.last_motion, now)
-    if changes:
-        session = session.with_changes(updated_at=now, **changes)
-        ctx.sessions.save(session, created=False)
-    return {"session": session.to_record()}
-
-
-def _end_session(event: Mapping[str, Any], ctx: OperationContext) -> dict[str, Any]:
-    session_id = _id(event, "sessionId")
-    stopped = _optional_bool(event, "playbackStopped")
-    session = _existing(session_id, ctx)
-    if session.end is not None:
-        ended_at = session.to_record()["endTime"]
-        raise ConflictError(f"session {session_id} already ended at {ended_at}")
-    now = ctx.clock()
-    ended = session.with_changes(
-        status=SessionStatus.COMPLETED,
-        end=max(now, session.last_motion),
-        updated_at=now,
-        playback_stopped=stopped if stopped is not None else session.playback_stopped,
-    )
-    ctx.sessions.save(ended, created=False)
-    return {"session": ended.to_record()}
+# -- the three reads -----------------------------------------------------------------------
 
 
 def _get_active_session(event: Mapping[str, Any], ctx: OperationContext) -> dict[str, Any]:
     sensor_id = _id(event, "sensorId")
     session = ctx.sessions.active_for(sensor_id)
-    if session is None:
-        raise NotFoundError(f"sensor {sensor_id} has no active session")
-    return {"session": session.to_record()}
+    # The seed answers 200 with a null session: "none active" is an answer, not an error.
+    return {"session": session.to_record() if session is not None else None}
 
 
 def _query_sessions(event: Mapping[str, Any], ctx: OperationContext) -> dict[str, Any]:
@@ -205,49 +235,36 @@ def _get_session_analytics(event: Mapping[str, Any], ctx: OperationContext) -> d
     return {"analytics": summarize(aggregates, local_zone(ctx.config.hub.timezone))}
 
 
-_HANDLERS: dict[str, tuple[_Handler, frozenset[str]]] = {
-    "create_session": (
-        _create_session,
-        frozenset({"sensorId", "userId", "spotifyDeviceId", "spotifyContextUri"}),
-    ),
-    "update_session": (
-        _update_session,
-        frozenset(
-            {
-                "sessionId",
-                "incrementMotionCount",
-                "playbackStarted",
-                "playbackStopped",
-                "spotifyDeviceId",
-                "spotifyContextUri",
-            }
-        ),
-    ),
-    "end_session": (_end_session, frozenset({"sessionId", "playbackStopped"})),
-    "get_active_session": (_get_active_session, frozenset({"sensorId"})),
-    "query_sessions": (
-        _query_sessions,
-        frozenset(
-            {"sensorId", "userId", "startDate", "endDate", "status", "limit", "exclusiveStartKey"}
-        ),
-    ),
-    "get_session_analytics": (
-        _get_session_analytics,
-        frozenset({"sensorId", "userId", "startDate", "endDate"}),
-    ),
+_READS: Final[dict[str, _Read]] = {
+    "get_active_session": _get_active_session,
+    "query_sessions": _query_sessions,
+    "get_session_analytics": _get_session_analytics,
 }
-ACTIONS = tuple(_HANDLERS)
+CHANGES: Final = frozenset({"create_session", "update_session", "end_session"})
+# Each action's fields, in the seed's order of operations.
+FIELDS: Final[dict[str, frozenset[str]]] = {
+    "create_session": frozenset({"sensorId", "userId", "spotifyDeviceId", "spotifyContextUri"}),
+    "update_session": frozenset(
+        {
+            "sessionId",
+            "incrementMotionCount",
+            "playbackStarted",
+            "playbackStopped",
+            "spotifyDeviceId",
+            "spotifyContextUri",
+        }
+    ),
+    "end_session": frozenset({"sessionId", "playbackStopped"}),
+    "get_active_session": frozenset({"sensorId"}),
+    "query_sessions": frozenset(
+        {"sensorId", "userId", "startDate", "endDate", "status", "limit", "exclusiveStartKey"}
+    ),
+    "get_session_analytics": frozenset({"sensorId", "userId", "startDate", "endDate"}),
+}
+ACTIONS = tuple(FIELDS)
 
 
 # -- field validation -----------------------------------------------------------------
-
-
-def _existing(session_id: str, ctx: OperationContext) -> Session:
-    session = ctx.sessions.get(session_id)
-    if session is None:
-        hint = "" if session_id.startswith(SESSION_ID_PREFIX) else " (ids look like session-…)"
-        raise NotFoundError(f"session {session_id} does not exist{hint}")
-    return session
 
 
 def _id(event: Mapping[str, Any], key: str) -> str:

@@ -1,23 +1,42 @@
-"""The session runner: feeds motion and deadlines to the engine and carries out its
-commands — persistence through the one store writer, playback through the `Player` in a
-task of its own, so a slow or hung player never delays ingest or persistence.
+"""The session runner: the one owner of session state while the hub runs.
 
-The engine is only ever called from this event loop, between awaits, so it needs no lock.
+Everything that changes sessions is an item in one bounded inbox, taken in order by one
+consumer: motion and sensor status (MQTT, BLE), the player's answers, and requests
+(`invoke` from the CLI over the control socket, the HTTP API). Per turn the consumer
+
+1. takes what is queued as a batch (waiting for the first item at most until the engine's
+   next deadline),
+2. lets the pure engine decide each item, in order (deadlines that passed come first),
+3. writes the batch's rows in one transaction through the store writer, and
+4. only once they are committed, publishes the sessions and hands playback to the player.
+
+Music therefore never starts for a session whose row is not committed. The player runs in
+a task of its own, one command at a time, so a hung Spotify never delays ingest; its
+answers come back through the inbox like everything else. A request, or a status update,
+needs the database's answer before the next item is decided, so what came before it is
+committed first. While a batch commits, the next one gathers in the inbox (group commit);
+a full inbox makes the ingest adapters wait (back-pressure).
+
+The engine is only ever called from the consumer, so it needs no lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, Final, TypeVar
 
-from hub.errors import ConflictError, HubError
+from hub.errors import HubError, StoreError
 from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
 from hub.model import MotionEvent, Session
-from hub.playback.port import Player
+from hub.playback.port import PlaybackResult, Player
+from hub.sessions.changes import Change, CreateSession
 from hub.sessions.engine import (
     Command,
     DropEvent,
@@ -28,20 +47,71 @@ from hub.sessions.engine import (
 )
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
-from hub.store.writer import StoreWriter
+from hub.store.writer import Save, StoreWriter
 
 _LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 Inbound = MotionEvent | StatusUpdate | MotionCleared
-# Sessions the engine starts without asking for music, and why, for the log.
-_SILENT_STARTS = {"quiet_hours": "quiet hours", "stale": "the motion is older than the timeout"}
 PlayerCommand = StartPlayback | StopPlayback
-MAX_WRITES_IN_FLIGHT = 1_000
-MAX_COUNTERS = 200
+# Sessions the engine starts without asking for music, and why, for the log.
+_SILENT_STARTS: Final = {
+    "quiet_hours": "quiet hours",
+    "stale": "the motion is older than the timeout",
+}
+MAX_BATCH: Final = 1_000  # items decided and committed together at most
+MAX_COUNTERS: Final = 200
+START_WAIT: Final = 1.5  # seconds shutdown waits for a playback start in flight
 
 
-def _nothing(_repository: SessionRepository) -> None:
-    """A writer call that only waits for what was queued before it."""
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """The player's answer to a StartPlayback."""
+
+    session_id: str
+    result: PlaybackResult
+
+
+@dataclass(frozen=True, slots=True)
+class _Stopped:
+    """The player's answer to a StopPlayback."""
+
+    session_id: str
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A create, update or end from `invoke` or the API; `answer` gets the session or the
+    HubError that refused it."""
+
+    change: Change
+    answer: asyncio.Future[Session]
+
+
+@dataclass(frozen=True, slots=True)
+class _StoreCall:
+    """A database write that must happen in order with session changes (e.g. a sensor's
+    display name)."""
+
+    function: Callable[[SessionRepository], Any]
+    answer: asyncio.Future[Any]
+
+
+class _Tick:
+    """Look at the clock now (it may have jumped, or a test moved it)."""
+
+
+_TICK: Final = _Tick()
+_Item = Inbound | _Started | _Stopped | _Request | _StoreCall | _Tick
+
+
+@dataclass(slots=True)
+class _Turn:
+    """What one turn decided: rows to commit, then playback to hand on."""
+
+    saves: list[Save] = field(default_factory=list)
+    playback: list[PlayerCommand] = field(default_factory=list)
 
 
 class SessionRunner:
@@ -60,156 +130,182 @@ class SessionRunner:
         self._player = player
         self._clock = clock
         self._on_session = on_session
-        self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=inbox_size)
-        self._waiting: asyncio.Timeout | None = None
-        self._idle = False  # waiting on an empty inbox: offer() may decide at once
-        self._failure: Exception | None = None  # raised by offer()'s decision
-        # Each player command with the number of saves that must be reported first (its
-        # session's row among them).
-        self._player_queue: asyncio.Queue[tuple[PlayerCommand, int]] = asyncio.Queue()
-        self._saves_queued = 0
-        self._saves_reported = 0  # the writer reports saves in the order they were queued
-        self._unsaved: set[str] = set()  # failed creations whose StartPlayback is queued
-        self._created = False  # a session was created since the runner armed its timer
-        self._conflicts: list[str] = []  # sensors whose active session another writer made
+        self._inbox: asyncio.Queue[_Item] = asyncio.Queue(maxsize=inbox_size)
+        self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
+        self._in_flight: asyncio.Future[_Started | _Stopped] | None = None  # the player's call
+        self._finishing = False
+        self._pause_active = True
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
 
     @property
     def inbox(self) -> asyncio.Queue[Inbound]:
         """Where ingest adapters put what they decoded (bounded: a flood pushes back)."""
-        return self._inbox
+        return self._inbox  # type: ignore[return-value] # adapters only ever put Inbound
 
     def poke(self) -> None:
         """Look at the clock again now (the clock may have jumped, or a test moved it)."""
-        self._wake_at(asyncio.get_running_loop().time())
+        with contextlib.suppress(asyncio.QueueFull):  # a full inbox wakes the runner anyway
+            self._inbox.put_nowait(_TICK)
 
-    def _wake_at(self, when: float) -> None:
-        """Wake the waiting runner at loop time `when` if that is sooner than planned.
+    # --- requests: the one way other programs change sessions ----------------------------
 
-        Only ever sooner; and a timer that has fired is left alone: the runner is waking
-        up, and its Timeout refuses a reschedule (asyncio may fire a timer a clock tick
-        early, so "sooner" alone does not rule that out).
+    async def change(self, change: Change) -> Session:
+        """Carry out a create, update or end in order with motion; the session it leaves.
+
+        Raises the HubError that refused it (NotFoundError, ConflictError, …).
         """
-        waiting = self._waiting
-        if waiting is None or waiting.expired():
-            return
-        armed = waiting.when()
-        if armed is None or when < armed:
-            waiting.reschedule(when)
+        answer: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_Request(change, answer))
+        return await answer
 
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._decide(), name="runner-decide")
-            group.create_task(self._play(), name="runner-player")
+    async def store(self, function: Callable[[SessionRepository], _T]) -> _T:
+        """Run a database write on the writer, in order with session changes."""
+        answer: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_StoreCall(function, answer))
+        return await answer
 
-    async def _decide(self) -> None:
-        while True:
-            await self._bound_in_flight()
-            item = await self._next_item()
-            if self._failure is not None:
-                raise self._failure
-            await self._adopt_conflicts()
-            if isinstance(item, StatusUpdate) and self.engine.knows(item.sensor_id):
-                await self._record_availability(item)
-            self._decide_now(item)
+    # --- the consumer ----------------------------------------------------------------------
 
-    @property
-    def offer_ready(self) -> bool:
-        """Whether the runner waits on an empty inbox, so `offer` may decide at once."""
-        return self._idle and self._inbox.empty()
+    async def _consume(self) -> None:
+        while not (self._finishing and self._inbox.empty()):
+            await self._turn(await self._next_batch())
 
-    def offer(self, item: Inbound) -> bool:
-        """Decide a motion event at once, in the caller's turn of the event loop, when the
-        runner waits for work and nothing is queued ahead of it; else False (queue it).
-
-        Under a flood this saves a task wake-up and a timer per message: the MQTT link
-        offers each message from its socket callback before it queues it.
-        """
-        if (
-            self._failure is not None  # the runner is failing: decide nothing more
-            or not self.offer_ready
-            or not isinstance(item, MotionEvent)
-            or self._conflicts
-            or self._saves_queued - self._saves_reported >= MAX_WRITES_IN_FLIGHT
-        ):
-            return False
-        try:
-            self._decide_now(item)
-        except Exception as exc:  # noqa: BLE001 - our bug: the runner task fails with it
-            self._failure = exc
-            self.poke()
-            return True
-        if self._created:  # only a new session can bring a deadline sooner than the armed one
-            self._rearm()
-        return True
-
-    def _decide_now(self, item: Inbound | None) -> None:
-        now = self._clock()
-        self.last_decision = now
-        match item:
-            case MotionEvent():
-                self.counters["motion"] += 1
-                commands = self.engine.on_motion(item, now)
-            case StatusUpdate() if not self.engine.knows(item.sensor_id):
-                self._count("unknown_sensor_status", item.sensor_id)
-                commands = self.engine.on_tick(now)
-            case StatusUpdate():
-                self.counters["status"] += 1
-                commands = self.engine.on_tick(now)  # a busy inbox must not hold deadlines
-            case MotionCleared():
-                self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
-                commands = self.engine.on_tick(now)
-            case None:  # a deadline came, or a poke
-                commands = self.engine.on_tick(now)
-        self._execute(commands)
-
-    def _rearm(self) -> None:
-        """The runner sleeps until the deadline it saw: wake it earlier if one came sooner."""
-        self._created = False
-        delay = self._until_deadline()
-        if delay is not None:
-            self._wake_at(asyncio.get_running_loop().time() + delay)
+    async def _next_batch(self) -> list[_Item]:
+        """What is queued (at most MAX_BATCH items), waiting for the first one until the
+        next deadline; empty when the deadline came first."""
+        batch: list[_Item] = []
+        if self._inbox.empty():
+            try:
+                async with asyncio.timeout(self._until_deadline()):
+                    batch.append(await self._inbox.get())
+            except TimeoutError:
+                return batch
+        while len(batch) < MAX_BATCH and not self._inbox.empty():
+            batch.append(self._inbox.get_nowait())
+        return batch
 
     def _until_deadline(self) -> float | None:
         """Seconds until the engine's next deadline (0 when due), or None without one."""
         deadline = self.engine.next_deadline()
         return None if deadline is None else max(0.0, deadline - self._clock())
 
-    async def _adopt_conflicts(self) -> None:
-        while self._conflicts:
-            sensor_id = self._conflicts.pop()
-            stored = await self._writer.call(
-                partial(SessionRepository.active_for, sensor_id=sensor_id)
+    async def _turn(self, batch: list[_Item]) -> None:
+        """Decide the batch in order, commit it, then hand playback on."""
+        now = self._clock()
+        self.last_decision = now
+        turn = _Turn()
+        self._plan(self.engine.on_tick(now), turn)  # what is due ends first
+        for item in batch:
+            match item:
+                case MotionEvent():
+                    self.counters["motion"] += 1
+                    self._plan(self.engine.on_motion(item, now), turn)
+                case MotionCleared():
+                    self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
+                case _Started(session_id=session_id, result=result):
+                    answer = self.engine.on_playback_started(
+                        session_id,
+                        started=result.started,
+                        device_id=result.device_id,
+                        note=result.note,
+                        now=now,
+                    )
+                    self._plan(answer, turn)
+                case _Stopped(session_id=session_id, stopped=stopped):
+                    self._plan(
+                        self.engine.on_playback_stopped(session_id, stopped=stopped, now=now), turn
+                    )
+                case _Tick():
+                    pass
+                case StatusUpdate() | _Request() | _StoreCall():
+                    # These need the database's answer first: what came before is committed.
+                    await self._commit(turn)
+                    turn = _Turn()
+                    await self._serve(item, now)
+        await self._commit(turn)
+
+    def _plan(self, commands: Iterable[Command], turn: _Turn) -> None:
+        for command in commands:
+            match command:
+                case PersistSession(session=session, created=created, event=event):
+                    turn.saves.append(Save(session, created, event))
+                case StartPlayback() | StopPlayback():
+                    turn.playback.append(command)
+                case DropEvent(event=event, reason=reason):
+                    self._count(reason, event.sensor_id)
+                    _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
+                    if reason == "out_of_order":  # real motion of a known sensor: keep it
+                        turn.saves.append(Save(None, event=event))
+
+    async def _commit(self, turn: _Turn) -> set[str]:
+        """Write the turn's rows in one transaction; then publish and hand playback on.
+        Returns the ids of the sessions whose rows could not be saved."""
+        failed: set[str] = set()
+        outcomes = await self._writer.write(turn.saves)
+        for save, error in zip(turn.saves, outcomes, strict=True):
+            if error is None:
+                if save.session is not None:
+                    self._saved(save.session, created=save.created)
+                continue
+            self.counters["persist_failed"] += 1
+            if save.session is None:
+                _LOGGER.error("could not save a motion event: %s", error)
+                continue
+            _LOGGER.error("could not save session %s: %s", save.session.session_id, error)
+            if save.created:
+                failed.add(save.session.session_id)
+        for command in turn.playback:
+            if isinstance(command, StartPlayback) and command.session.session_id in failed:
+                continue  # no row, no music: the session does not exist
+            self._player_queue.put_nowait(command)
+        return failed
+
+    def _saved(self, session: Session, *, created: bool) -> None:
+        if created and session.playback_note in _SILENT_STARTS:
+            _LOGGER.info(
+                "session %s for %s: no music (%s)",
+                session.session_id,
+                session.sensor_id,
+                _SILENT_STARTS[session.playback_note],
+                extra={"SENSOR_ID": session.sensor_id, "SESSION_ID": session.session_id},
             )
-            if stored is not None:
-                self.engine.adopt(stored)
-                _LOGGER.warning(
-                    "sensor %s: adopted session %s, made outside the hub's own motion handling",
-                    sensor_id,
-                    stored.session_id,
-                )
+        if self._on_session is not None:
+            self._on_session(session)
 
-    async def _next_item(self) -> Inbound | None:
-        """The next decoded message, or None when a deadline (or a poke) comes first.
+    async def _serve(self, item: StatusUpdate | _Request | _StoreCall, now: float) -> None:
+        match item:
+            case StatusUpdate():
+                await self._record_availability(item)
+            case _StoreCall(function=function, answer=answer):
+                try:
+                    _settle(answer, await self._writer.call(function))
+                except HubError as exc:
+                    _settle(answer, error=exc)
+            case _Request(change=change, answer=answer):
+                try:
+                    _settle(answer, await self._carry_out(change, now))
+                except HubError as exc:
+                    _settle(answer, error=exc)
 
-        Under load no timer is armed per message: deciding any message ends what is due.
-        """
-        if not self._inbox.empty():
-            return self._inbox.get_nowait()
-        wait = self._until_deadline()
-        self._created = False
-        self._idle = True
-        try:
-            async with asyncio.timeout(wait) as self._waiting:
-                return await self._inbox.get()
-        except TimeoutError:
-            return None
-        finally:
-            self._idle = False
-            self._waiting = None
+    async def _carry_out(self, change: Change, now: float) -> Session:
+        stored: Session | None = None
+        if not isinstance(change, CreateSession) and not self.engine.tracks(change.session_id):
+            read = partial(SessionRepository.get, session_id=change.session_id)
+            stored = await self._writer.call(read)
+        session, commands = self.engine.on_change(change, stored, now)
+        turn = _Turn()
+        self._plan(commands, turn)
+        if session.session_id in await self._commit(turn):
+            raise StoreError(f"session {session.session_id} could not be saved (see the log)")
+        return session
 
     async def _record_availability(self, status: StatusUpdate) -> None:
+        if not self.engine.knows(status.sensor_id):
+            self._count("unknown_sensor_status", status.sensor_id)
+            return
+        self.counters["status"] += 1
+
         def record(repository: SessionRepository) -> bool:
             return SensorRepository(repository.db).record_availability(
                 status.sensor_id, online=status.online, at=status.received_at
@@ -227,33 +323,6 @@ class SessionRunner:
             self.counters["persist_failed"] += 1
             _LOGGER.exception("could not record the status of sensor %s", status.sensor_id)
 
-    def _execute(self, commands: Iterable[Command]) -> None:
-        """Hand writes to the writer without waiting for each commit (so a burst becomes
-        one group commit); playback waits for its session's row, in the player task."""
-        for command in commands:
-            match command:
-                case PersistSession(session=session, created=created, event=event):
-                    self._writer.save(session, created=created, event=event, then=self._persisted)
-                    self._saves_queued += 1
-                    self._created |= created
-                case StartPlayback() | StopPlayback():
-                    self._player_queue.put_nowait((command, self._saves_queued))
-                case DropEvent(event=event, reason=reason):
-                    self._count(reason, event.sensor_id)
-                    _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
-                    if reason == "out_of_order":  # real motion of a known sensor: keep it
-                        kept = self._writer.submit(
-                            partial(SessionRepository.record_event, event=event)
-                        )
-                        self._saves_queued += 1  # counted for back-pressure like a save
-                        kept.add_done_callback(self._event_recorded)
-
-    def _event_recorded(self, written: asyncio.Future[None]) -> None:
-        self._saves_reported += 1
-        if not written.cancelled() and (error := written.exception()) is not None:
-            self.counters["persist_failed"] += 1
-            _LOGGER.error("could not save a motion event: %s", error)
-
     def _count(self, reason: str, sensor_id: str) -> None:
         """A per-sensor counter; made-up sensor ids share one once there are many, so a
         flood of random topics cannot grow memory (or the stats topic) without bound."""
@@ -262,68 +331,92 @@ class SessionRunner:
             key = f"{reason}:(others)"
         self.counters[key] += 1
 
-    async def _bound_in_flight(self) -> None:
-        """Back-pressure: a disk slower than the radio must not grow memory without bound."""
-        while self._saves_queued - self._saves_reported > MAX_WRITES_IN_FLIGHT:
-            await self._writer.call(_nothing)
-
-    def _persisted(self, session: Session, created: bool, error: BaseException | None) -> None:
-        self._saves_reported += 1
-        if error is not None:
-            self.counters["persist_failed"] += 1
-            _LOGGER.error("could not save session %s: %s", session.session_id, error)
-            if created and session.playback_note is None:
-                # A StartPlayback for it is queued: the player task skips it (and forgets
-                # the entry), so this holds no more than the player queue does.
-                self._unsaved.add(session.session_id)
-            if created and isinstance(error, ConflictError):
-                # Another writer (invoke, the API) made the sensor's active session first:
-                # the decision loop adopts it, so motion extends the session that exists.
-                self._conflicts.append(session.sensor_id)
-                self.poke()
-            return
-        if created and session.playback_note in _SILENT_STARTS:
-            _LOGGER.info(
-                "session %s for %s: no music (%s)",
-                session.session_id,
-                session.sensor_id,
-                _SILENT_STARTS[session.playback_note],
-                extra={"SENSOR_ID": session.sensor_id, "SESSION_ID": session.session_id},
-            )
-        if self._on_session is not None:
-            self._on_session(session)
+    # --- the player --------------------------------------------------------------------------
 
     async def _play(self) -> None:
-        """One playback at a time, in order, each after its session's row is committed;
-        answers go back to the engine."""
+        """One playback at a time, in order; each answer goes back through the inbox."""
         while True:
-            command, saves_before = await self._player_queue.get()
-            if self._saves_reported < saves_before:
-                # Everything queued so far is committed (or failed) when this call runs.
-                await self._writer.call(_nothing)
-            session = command.session
-            match command:
-                case StartPlayback(sensor=sensor):
-                    if session.session_id in self._unsaved:
-                        self._unsaved.discard(session.session_id)
-                        continue  # no row, no music: the session does not exist
-                    result = await self._player.start(session, sensor)
-                    answer = self.engine.on_playback_started(
-                        session.session_id,
-                        started=result.started,
-                        device_id=result.device_id,
-                        note=result.note,
-                        now=self._clock(),
-                    )
-                case StopPlayback(sensor=stop_sensor):
-                    stopped = await self._player.stop(session, stop_sensor)
-                    answer = self.engine.on_playback_stopped(
-                        session.session_id, stopped=stopped, now=self._clock()
-                    )
-            self._execute(answer)
+            command = await self._player_queue.get()
+            call = asyncio.ensure_future(self._call_player(command))
+            self._in_flight = call
+            # Shielded: at shutdown `finish()` waits (bounded) for a start in flight.
+            answer = await asyncio.shield(call)
+            await self._inbox.put(answer)
+            self._in_flight = None  # only now: its answer is in the inbox
 
-    async def pause_all(self) -> None:
-        """At shutdown: pause what the hub started for sessions still active."""
-        for session in self.engine.active.values():
-            if session.playback_started:
-                await self._player.stop(session, None)
+    async def _call_player(self, command: PlayerCommand) -> _Started | _Stopped:
+        session = command.session
+        match command:
+            case StartPlayback(sensor=sensor):
+                return _Started(session.session_id, await self._player.start(session, sensor))
+            case StopPlayback(sensor=stop_sensor):
+                stopped = await self._player.stop(session, stop_sensor)
+                return _Stopped(session.session_id, stopped)
+
+    # --- shutdown ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Decide until `finish()`; then settle the player's work and record it."""
+        async with asyncio.TaskGroup() as group:
+            player = group.create_task(self._play(), name="runner-player")
+            await self._consume()
+            player.cancel()
+        await self._settle_playback()
+        if self._pause_active:
+            await self._pause_active_sessions()
+
+    def finish(self, *, pause_active: bool = True) -> None:
+        """Decide what is queued, then stop (the ingest adapters must have stopped first);
+        with `pause_active`, pause the music of sessions still active (the daemon stopping)."""
+        self._finishing = True
+        self._pause_active = pause_active
+        self.poke()
+
+    async def _settle_playback(self) -> None:
+        """The player's call in flight is awaited (at most START_WAIT s) and its answer
+        recorded; queued pauses (of sessions that ended) are carried out and recorded."""
+        in_flight = self._in_flight
+        if in_flight is not None:
+            await asyncio.wait([in_flight], timeout=START_WAIT)
+            if not in_flight.done():
+                _LOGGER.warning(
+                    "the player did not answer within %.1f s of stopping; "
+                    "music it was starting may play on",
+                    START_WAIT,
+                )
+            elif not in_flight.cancelled() and in_flight.exception() is None:
+                await self._turn([in_flight.result()])
+        while not self._player_queue.empty():  # sessions that ended with music to pause
+            command = self._player_queue.get_nowait()
+            if isinstance(command, StopPlayback):
+                await self._turn([await self._call_player(command)])
+
+    async def _pause_active_sessions(self) -> None:
+        """Pause what the hub started for sessions still active, and record it. The sessions
+        stay active: the next start restores them."""
+        now = self._clock()
+        paused: list[Save] = []
+        for session in list(self.engine.active.values()):
+            if session.playback_started and not session.playback_stopped:
+                stopped = await self._player.stop(session, None)
+                paused.append(Save(session.with_changes(playback_stopped=stopped, updated_at=now)))
+                _LOGGER.info(
+                    "session %s: %s at shutdown",
+                    session.session_id,
+                    "paused" if stopped else "nothing to pause",
+                )
+        for outcome in await self._writer.write(paused):
+            if outcome is not None:
+                _LOGGER.error("could not record a pause at shutdown: %s", outcome)
+
+
+def _settle(
+    answer: asyncio.Future[_T], result: _T | None = None, *, error: BaseException | None = None
+) -> None:
+    """Answer a request unless its caller gave up waiting."""
+    if answer.done():
+        return
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(result)  # type: ignore[arg-type]

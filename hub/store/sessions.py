@@ -123,8 +123,9 @@ class SessionRepository:
     def __init__(self, db: Database, *, ttl_days: float = 30.0) -> None:
         self.db = db
         self._event_ttl_seconds = int(ttl_days * SECONDS_PER_DAY)
-        # The sessions this repository last committed, by session id, to update only what
-        # changed. Another writer's change is overwritten only in columns we change too.
+        # The sessions this repository last committed, by session id, so an update writes
+        # only the columns that changed (flash wear). Sound because the daemon's runner is
+        # the one writer of sessions: no other program changes a row behind it.
         self._written: dict[str, Session] = {}
 
     # -- writes -------------------------------------------------------------------------
@@ -136,13 +137,16 @@ class SessionRepository:
         """
         self.save_many([(session, created, event)])
 
-    def save_many(self, items: list[tuple[Session, bool, MotionEvent | None]]) -> None:
+    def save_many(self, items: Sequence[tuple[Session | None, bool, MotionEvent | None]]) -> None:
         """Several saves in one transaction; repeated updates of a session write it once.
+        An item with no session keeps its event alone (motion that is part of no session).
 
         Raises like `save`; then nothing of the batch is written.
         """
         latest: dict[str, tuple[Session, bool]] = {}
         for session, created, _ in items:
+            if session is None:
+                continue
             previous = latest.get(session.session_id)
             latest[session.session_id] = (
                 session,
@@ -154,7 +158,8 @@ class SessionRepository:
                     self._write(session, created=created)
                 for session, _, event in items:
                     if event is not None:
-                        self.db.execute(_INSERT_EVENT, self._event_row(event, session.session_id))
+                        session_id = session.session_id if session is not None else None
+                        self.db.execute(_INSERT_EVENT, self._event_row(event, session_id))
         except sqlite3.IntegrityError as exc:
             for session_id in latest:  # rolled back: what we last wrote is unknown now
                 self._written.pop(session_id, None)

@@ -1,9 +1,10 @@
 """The one thread that writes SQLite for the daemon.
 
 sqlite3 connections belong to the thread that made them, and writes must never block the
-event loop. Everything queued while a transaction commits is written together in the
-next one (group commit): under a flood, many coalesced updates of one session become a
-single row write, and every motion event still gets its row.
+event loop. The session runner hands over each batch of decisions as one `write()`: one
+transaction, in which repeated updates of a session become a single row write and every
+motion event still gets its row. Batches form by themselves: while one commits, the
+runner's inbox fills with the next.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -27,32 +27,21 @@ from hub.store.sessions import SessionRepository
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-MAX_BATCH = 1_000
-BUSY_WITHIN = 0.005  # a commit this recent means writes are streaming in …
-LINGER = 0.001  # … so wait this long for more before the next transaction;
-FLOOD_BATCH = 32  # a batch this big means a flood …
-FLOOD_LINGER = 0.010  # … so gather for longer: fewer, larger commits, each session's
-# repeated updates written once, less WAL written per motion (flash wear). A lone motion
-# is never delayed: it finds no recent commit.
 
+@dataclass(frozen=True, slots=True)
+class Save:
+    """Write `session` (insert when `created`, else the columns that changed) and `event`
+    linked to it; with no session, `event` is kept on its own (motion of no session)."""
 
-def linger(since_commit: float, last_batch: int) -> float:
-    """Seconds to wait for more writes before starting a transaction."""
-    if since_commit >= BUSY_WITHIN:
-        return 0.0
-    return FLOOD_LINGER if last_batch >= FLOOD_BATCH else LINGER
-
-
-# Told, on the event loop, how one save ended: (session, created, None or the error).
-Persisted = Callable[[Session, bool, BaseException | None], None]
+    session: Session | None
+    created: bool = False
+    event: MotionEvent | None = None
 
 
 @dataclass(slots=True)
-class _Save:
-    session: Session
-    created: bool
-    event: MotionEvent | None
-    then: Persisted
+class _Batch:
+    saves: Sequence[Save]
+    done: asyncio.Future[list[BaseException | None]]
 
 
 @dataclass(slots=True)
@@ -75,7 +64,7 @@ class StoreWriter:
         self._path = path
         self._ttl_days = ttl_days
         self._integrity_check = integrity_check
-        self._queue: queue.SimpleQueue[_Save | _Call | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch | _Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = WriterStats()
@@ -97,27 +86,23 @@ class StoreWriter:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
-    def save(
-        self,
-        session: Session,
-        *,
-        created: bool,
-        event: MotionEvent | None = None,
-        then: Persisted,
-    ) -> None:
-        """Queue a write; `then` is called on the event loop once it is committed (or
-        failed), in the order saves were queued: one wake-up per batch, not per save."""
-        self._queue.put(_Save(session, created, event, then))
+    async def write(self, saves: Sequence[Save]) -> list[BaseException | None]:
+        """Commit `saves` in one transaction; each one's outcome (None or its StoreError),
+        in order. When the transaction fails, each save is tried alone, so one bad item
+        does not fail its neighbours."""
+        if not saves:
+            return []
+        done: asyncio.Future[list[BaseException | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put(_Batch(saves, done))
+        return await done
 
     async def call(self, function: Callable[[SessionRepository], _T]) -> _T:
         """Run `function(repository)` on the writer thread (reads that must see our writes)."""
-        return await self.submit(function)
-
-    def submit(self, function: Callable[[SessionRepository], _T]) -> asyncio.Future[_T]:
-        """Queue `function(repository)` for the writer thread; the future has its result."""
         done: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         self._queue.put(_Call(function, done))
-        return done
+        return await done
 
     # -- the writer thread ----------------------------------------------------------------
 
@@ -134,28 +119,12 @@ class StoreWriter:
             return
         self._to_loop(_settle, opened, None, None)
         repository = SessionRepository(db, ttl_days=self._ttl_days)
-        last_commit, last_batch = 0.0, 0
         try:
-            while True:
-                item = self._queue.get()
-                wait = linger(time.monotonic() - last_commit, last_batch)
-                if wait:
-                    time.sleep(wait)  # under load: many small commits become one
-                batch: list[_Save] = []
-                while item is not None:
-                    if isinstance(item, _Call):
-                        self._flush(repository, batch)
-                        batch = []
-                        self._run_call(repository, item)
-                    else:
-                        batch.append(item)
-                    if len(batch) >= MAX_BATCH or self._queue.empty():
-                        break
-                    item = self._queue.get()
-                self._flush(repository, batch)
-                last_commit, last_batch = time.monotonic(), len(batch)
-                if item is None:
-                    return
+            while (item := self._queue.get()) is not None:
+                if isinstance(item, _Call):
+                    self._run_call(repository, item)
+                else:
+                    self._to_loop(_settle, item.done, self._commit(repository, item.saves), None)
         finally:
             close_database(db)
 
@@ -167,42 +136,26 @@ class StoreWriter:
         else:
             self._to_loop(_settle, call.done, result, None)
 
-    def _flush(self, repository: SessionRepository, batch: list[_Save]) -> None:
-        if not batch:
-            return
+    def _commit(
+        self, repository: SessionRepository, saves: Sequence[Save]
+    ) -> list[BaseException | None]:
         try:
-            repository.save_many([(s.session, s.created, s.event) for s in batch])
+            repository.save_many([(s.session, s.created, s.event) for s in saves])
         except Exception:  # noqa: BLE001 - one bad item must not fail its neighbours
-            outcomes = self._save_one_by_one(repository, batch)
-        else:
-            self.stats.transactions += 1
-            self.stats.rows += len(batch)
-            outcomes = [(item, None) for item in batch]
-        self._to_loop(_report, outcomes)
+            return [self._commit_one(repository, save) for save in saves]
+        self.stats.transactions += 1
+        self.stats.rows += len(saves)
+        return [None] * len(saves)
 
-    def _save_one_by_one(
-        self, repository: SessionRepository, batch: list[_Save]
-    ) -> list[tuple[_Save, BaseException | None]]:
-        outcomes: list[tuple[_Save, BaseException | None]] = []
-        for item in batch:
-            try:
-                repository.save(item.session, created=item.created, event=item.event)
-            except Exception as exc:  # noqa: BLE001 - handed to the caller's `then`
-                self.stats.failures += 1
-                outcomes.append((item, _as_store_error(exc)))
-            else:
-                self.stats.transactions += 1
-                self.stats.rows += 1
-                outcomes.append((item, None))
-        return outcomes
-
-
-def _report(outcomes: list[tuple[_Save, BaseException | None]]) -> None:
-    for item, error in outcomes:
+    def _commit_one(self, repository: SessionRepository, save: Save) -> BaseException | None:
         try:
-            item.then(item.session, item.created, error)
-        except Exception:
-            _LOGGER.exception("a save's callback failed")
+            repository.save_many([(save.session, save.created, save.event)])
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            self.stats.failures += 1
+            return _as_store_error(exc)
+        self.stats.transactions += 1
+        self.stats.rows += 1
+        return None
 
 
 def _as_store_error(error: BaseException) -> BaseException:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
-from hub.ingest.mqtt_decode import StatusUpdate
-from hub.model import MotionEvent, Session, open_session
+from hub.errors import ConflictError, NotFoundError
+from hub.model import MotionEvent, Session
 from hub.playback.port import PlaybackResult
+from hub.sessions.changes import CreateSession, EndSession, UpdateSession
 from hub.sessions.engine import Command, EngineError, SessionEngine
-from hub.sessions.runner import MAX_WRITES_IN_FLIGHT, SessionRunner
+from hub.sessions.runner import MAX_BATCH, START_WAIT, SessionRunner
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.sessions import SessionQuery
 from hub.store.writer import StoreWriter
@@ -212,32 +213,59 @@ async def test_every_message_of_a_burst_is_decided(hub: Hub) -> None:
     assert hub.runner.counters["unknown_sensor:garden"] == 400
 
 
-def adopted(hub: Hub) -> bool:
-    return "session-bath-invoked" in {s.session_id for s in hub.runner.engine.active.values()}
-
-
-async def test_a_session_made_by_another_writer_is_adopted_not_duplicated(hub: Hub) -> None:
+async def test_an_end_request_ends_the_session_in_order_and_pauses_what_the_hub_started(
+    hub: Hub,
+) -> None:
     hub.player.gate.set()
-    # `spottypotty invoke create_session` beside the running daemon: the engine never saw it.
-    outsider = open_session(
-        session_id="session-bath-invoked",
-        sensor_id="bath",
-        user_id="u",
-        start=T0,
-        now=T0,
-        ttl_days=30,
-    )
-    await hub.runner._writer.call(partial(SessionRepository.save, session=outsider, created=True))
-    await hub.motion("bath")  # the engine makes its own session: the database refuses it
-    while not adopted(hub):  # noqa: ASYNC110 - until the runner adopts it
-        await asyncio.sleep(0)
+    await hub.motion("bath")
+    created = await hub.next_saved()
+    assert (await hub.next_saved()).playback_started
+    hub.clock.now = T0 + 30
+    ended = await hub.runner.change(EndSession(created.session_id))
+    assert (ended.is_active, ended.end) == (False, T0 + 30)
+    assert "bath" not in hub.runner.engine.active  # the engine knows: no second owner
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "start bath"
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "stop bath"
+    await hub.next_saved()  # the end, as committed
+    assert (await hub.next_saved()).playback_stopped is True
+    hub.clock.now = T0 + 40
+    await hub.motion("bath")  # the next motion starts a new session
+    fresh = await hub.next_saved()
+    assert fresh.session_id != created.session_id
+    assert fresh.is_active
+    by_id = {s.session_id: s for s in hub.rows()}
+    assert by_id[created.session_id].end == T0 + 30  # never overwritten by the deadline
+
+
+async def test_a_create_request_while_a_session_is_active_is_a_conflict(hub: Hub) -> None:
+    await hub.motion("bath")
+    created = await hub.next_saved()
+    with pytest.raises(ConflictError) as refused:
+        await hub.runner.change(CreateSession("bath"))
+    assert refused.value.session_id == created.session_id
+    assert [s.session_id for s in hub.rows()] == [created.session_id]
+
+
+async def test_a_created_session_takes_motion_and_plays_nothing(hub: Hub) -> None:
+    made = await hub.runner.change(CreateSession("bath"))
+    assert made.session_id in {s.session_id for s in hub.rows()}
     hub.clock.now = T0 + 30
     await hub.motion("bath")
-    extended = await hub.next_saved()
-    assert extended.session_id == "session-bath-invoked"
-    assert extended.motion_events_count == 2
-    assert [s.session_id for s in hub.rows()] == ["session-bath-invoked"]
-    assert hub.player.started == []  # no music for a session that never existed
+    while (await hub.next_saved()).motion_events_count < 2:
+        pass
+    assert [s.session_id for s in hub.rows()] == [made.session_id]
+    assert hub.player.started == []
+
+
+async def test_requests_for_unknown_or_ended_sessions_are_refused(hub: Hub) -> None:
+    with pytest.raises(NotFoundError):
+        await hub.runner.change(EndSession("session-nope"))
+    made = await hub.runner.change(CreateSession("hall"))
+    await hub.runner.change(EndSession(made.session_id))
+    with pytest.raises(ConflictError, match="already ended"):
+        await hub.runner.change(EndSession(made.session_id))
+    with pytest.raises(ConflictError, match="takes no more motion"):
+        await hub.runner.change(UpdateSession(made.session_id, increment_motion_count=True))
 
 
 async def test_out_of_order_motion_is_kept_as_an_event(hub: Hub) -> None:
@@ -265,112 +293,102 @@ async def test_made_up_sensor_ids_cannot_grow_the_counters_without_bound(hub: Hu
     assert hub.runner.counters["unknown_sensor:(others)"] > 0
 
 
-async def idle(runner: SessionRunner) -> None:
-    """Until the runner waits on an empty inbox (where `offer` may decide at once)."""
-    async with asyncio.timeout(5):
-        while not runner.offer_ready:  # noqa: ASYNC110 - the runner's own state
-            await asyncio.sleep(0)
-
-
-async def test_an_offered_motion_is_decided_at_once_by_an_idle_runner(hub: Hub) -> None:
-    await idle(hub.runner)
-    assert hub.runner.offer(MotionEvent("bath", occurred_at=T0, received_at=T0))
-    assert hub.runner.counters["motion"] == 1  # decided in the caller's turn, no task switch
-    assert set(hub.runner.engine.active) == {"bath"}
-    created = await hub.next_saved()
-    assert [s.session_id for s in hub.rows()] == [created.session_id]
-
-
-async def test_an_offer_never_overtakes_what_is_queued(hub: Hub) -> None:
-    await idle(hub.runner)
-    queued = MotionEvent("bath", occurred_at=T0, received_at=T0)
-    hub.runner.inbox.put_nowait(queued)
-    assert not hub.runner.offer(MotionEvent("hall", occurred_at=T0, received_at=T0))
-    assert hub.runner.counters["motion"] == 0
-    assert hub.runner.inbox.get_nowait() is queued
-
-
-async def test_only_motion_is_decided_at_once(hub: Hub) -> None:
-    await idle(hub.runner)
-    status = StatusUpdate("bath", online=True, received_at=T0)
-    assert not hub.runner.offer(status)  # recording availability awaits the writer
-
-
-async def test_an_offered_session_wakes_the_runner_for_its_deadline(hub: Hub) -> None:
+async def test_a_stale_session_wakes_the_runner_for_its_deadline(hub: Hub) -> None:
     # No session yet: the runner sleeps with no deadline at all. Motion from 10 minutes ago
-    # makes a session whose deadline has already passed: the runner must wake for it now.
-    await idle(hub.runner)
+    # makes a session whose deadline has already passed: the runner must end it unprompted.
     stale = T0 - 600
-    assert hub.runner.offer(MotionEvent("bath", occurred_at=stale, received_at=T0))
+    await hub.runner.inbox.put(MotionEvent("bath", occurred_at=stale, received_at=T0))
     created = await hub.next_saved()
-    assert created.is_active
-    ended = await hub.next_saved()  # no poke, no clock move: the re-armed timer did it
-    assert not ended.is_active
+    ended = await hub.next_saved()  # no poke, no clock move
+    assert (created.is_active, ended.is_active) == (True, False)
     assert ended.end == stale + 300
 
 
-async def test_an_engine_failure_in_an_offer_fails_the_runner(
+async def test_an_engine_failure_fails_the_runner(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await idle(hub.runner)
-
     def broken(event: MotionEvent, now: float) -> list[Command]:
         raise EngineError("no transition")
 
     monkeypatch.setattr(hub.runner.engine, "on_motion", broken)
-    assert hub.runner.offer(MotionEvent("bath", occurred_at=T0, received_at=T0))
-    # Failing: nothing more is decided on the engine's half-changed state.
-    assert not hub.runner.offer(MotionEvent("hall", occurred_at=T0, received_at=T0))
+    await hub.motion("bath")
     with pytest.raises(ExceptionGroup) as failed:
         await asyncio.wait_for(hub.task, 5)
     assert failed.group_contains(EngineError)
 
 
-async def test_poke_and_offer_while_the_runner_is_already_waking_up(hub: Hub) -> None:
-    # The runner's timer has fired, and the runner has not run yet: a poke or an offer in
-    # that moment (the same loop turn) must neither fail nor be lost.
-    await idle(hub.runner)
-    loop = asyncio.get_running_loop()
-    outcomes: list[object] = []
-
-    def attempt(action: Callable[[], object]) -> None:
-        try:
-            outcomes.append(action())
-        except Exception as exc:  # noqa: BLE001 - what the test looks for
-            outcomes.append(exc)
-
-    hub.runner.poke()  # the timer fires at the start of the next loop turn …
-    event = MotionEvent("bath", occurred_at=T0 - 600, received_at=T0)  # already due to end
-    loop.call_soon(attempt, hub.runner.poke)  # … and these run in that same turn, after it
-    loop.call_soon(attempt, partial(hub.runner.offer, event))
-    created = await hub.next_saved()
-    ended = await hub.next_saved()
-    assert outcomes == [None, True]
-    assert (created.is_active, ended.is_active) == (True, False)
-
-
-async def test_out_of_order_events_count_against_the_writes_in_flight(hub: Hub) -> None:
-    hub.player.gate.set()
-    await hub.motion("bath")
-    await hub.next_saved()
-    gate = threading.Event()
-    blocked = hub.runner._writer.submit(lambda _repository: gate.wait(5))  # a stuck disk
-    flood = MAX_WRITES_IN_FLIGHT + 50
-    for n in range(flood):  # buffered motion from before the session: kept, never decided
-        at = T0 - 1_000 + n * 0.01
-        hub.runner.inbox.put_nowait(MotionEvent("bath", occurred_at=at, received_at=T0))
-    for _ in range(5_000):  # the runner may go as far as the bound lets it
-        await asyncio.sleep(0)
-    assert hub.runner.counters["out_of_order:bath"] <= MAX_WRITES_IN_FLIGHT + 1
-    assert not hub.runner.inbox.empty()  # the rest waits: memory stays bounded
-    gate.set()
-    await blocked
-    while hub.runner.counters["out_of_order:bath"] < flood:  # noqa: ASYNC110 - runner's count
-        await asyncio.sleep(0)
-    await hub.runner._writer.call(lambda _repository: None)
-    db = open_database(hub.path)
+async def test_a_stuck_disk_fills_the_bounded_inbox_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    async with StoreWriter(path, ttl_days=30) as writer:
+        runner = SessionRunner(SessionEngine(CONFIG), writer, FakePlayer(), inbox_size=100)
+        task = asyncio.create_task(runner.run())
+        gate = threading.Event()
+        blocked = asyncio.ensure_future(writer.call(lambda _repository: gate.wait(5)))
+        accepted = 0
+        with contextlib.suppress(asyncio.QueueFull):
+            for n in range(10_000):  # buffered motion from before any session: kept as events
+                runner.inbox.put_nowait(MotionEvent("bath", T0 + n * 11, T0 + n * 11))
+                accepted += 1
+                await asyncio.sleep(0)
+        assert accepted < 100 + MAX_BATCH  # memory stays bounded: the inbox pushes back
+        gate.set()
+        await blocked
+        while runner.counters["motion"] < accepted:  # noqa: ASYNC110 - the runner's count
+            await asyncio.sleep(0)
+        await writer.call(lambda _repository: None)
+        runner.finish()
+        await asyncio.wait_for(task, 5)
+    db = open_database(path)
     try:
-        kept = db.execute("SELECT count(*) FROM motion_events WHERE sessionId IS NULL")
-        assert kept.fetchone()[0] == flood
+        (events,) = db.execute("SELECT count(*) FROM motion_events").fetchone()
+        assert events == accepted
     finally:
         close_database(db)
+
+
+@dataclass
+class HungStart(FakePlayer):
+    """Its start answers only when the test says so; its stop answers at once."""
+
+    async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult:
+        self.calls.put_nowait(f"start {session.sensor_id}")
+        await self.gate.wait()
+        self.started.append(session.session_id)
+        return PlaybackResult(started=True, device_id="dev-1", note="started")
+
+
+async def test_finishing_waits_for_a_start_in_flight_then_pauses_and_records_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hub.db"
+    player = HungStart()
+    async with StoreWriter(path, ttl_days=30) as writer:
+        runner = SessionRunner(SessionEngine(CONFIG), writer, player, clock=Clock())
+        task = asyncio.create_task(runner.run())
+        await runner.inbox.put(MotionEvent("bath", occurred_at=T0, received_at=T0))
+        assert await asyncio.wait_for(player.calls.get(), 5) == "start bath"  # in flight
+        runner.finish()  # SIGTERM now, while Spotify is still answering
+        await asyncio.sleep(0)
+        player.gate.set()  # the start lands after the stop began
+        await asyncio.wait_for(task, 5)
+    assert player.stopped == player.started  # what started was paused
+    db = open_database(path)
+    try:
+        (row,) = SessionRepository(db).all_active()
+    finally:
+        close_database(db)
+    assert (row.playback_started, row.playback_stopped) == (True, True)  # and recorded
+
+
+async def test_a_start_that_never_answers_does_not_hold_the_finish(tmp_path: Path) -> None:
+    player = HungStart()
+    async with StoreWriter(tmp_path / "hub.db", ttl_days=30) as writer:
+        runner = SessionRunner(SessionEngine(CONFIG), writer, player, clock=Clock())
+        task = asyncio.create_task(runner.run())
+        await runner.inbox.put(MotionEvent("bath", occurred_at=T0, received_at=T0))
+        await asyncio.wait_for(player.calls.get(), 5)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        runner.finish()
+        await asyncio.wait_for(task, START_WAIT + 2)
+        assert loop.time() - began < START_WAIT + 1

@@ -1,4 +1,4 @@
-"""The store writer thread: group commits, outcomes reported in order, errors kept apart."""
+"""The store writer thread: a batch is one transaction, each save's outcome kept apart."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hub.errors import ConflictError, StoreError
-from hub.model import Session, open_session
-from hub.store.writer import BUSY_WITHIN, FLOOD_BATCH, StoreWriter, linger
+from hub.model import MotionEvent, Session, open_session
+from hub.store.writer import Save, StoreWriter
 
 T0 = 1_800_000_000.0
 
@@ -21,94 +21,51 @@ def _session(session_id: str, sensor_id: str) -> Session:
     )
 
 
-class Outcomes:
-    """Each reported save: (session id, created, error), and whether its row was readable
-    from another connection at that moment (committed)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.reported: list[tuple[str, bool, BaseException | None]] = []
-        self.committed: list[bool] = []
-        self.all_in = asyncio.Event()
-        self.expected = 0
-
-    def __call__(self, session: Session, created: bool, error: BaseException | None) -> None:
-        self.reported.append((session.session_id, created, error))
-        with sqlite3.connect(self.path) as db:
-            found = db.execute(
-                "SELECT count(*) FROM sessions WHERE sessionId = ?", [session.session_id]
-            ).fetchone()[0]
-        self.committed.append(found == 1)
-        if len(self.reported) == self.expected:
-            self.all_in.set()
+def _committed(path: Path, session_id: str) -> bool:
+    with sqlite3.connect(path) as db:
+        found = db.execute("SELECT count(*) FROM sessions WHERE sessionId = ?", [session_id])
+        return bool(found.fetchone()[0])
 
 
-async def test_saves_are_reported_in_order_once_committed(tmp_path: Path) -> None:
+async def test_a_batch_is_one_transaction_committed_before_it_answers(tmp_path: Path) -> None:
     path = tmp_path / "hub.db"
-    outcomes = Outcomes(path)
-    outcomes.expected = 50
     async with StoreWriter(path, ttl_days=30) as writer:
-        for n in range(50):
-            writer.save(_session(f"s{n}", f"sensor-{n}"), created=True, then=outcomes)
-        await asyncio.wait_for(outcomes.all_in.wait(), 5)
-    assert outcomes.reported == [(f"s{n}", True, None) for n in range(50)]
-    assert all(outcomes.committed)
-    assert writer.stats.rows == 50
-    assert writer.stats.transactions < 50  # grouped
+        saves = [Save(_session(f"s{n}", f"sensor-{n}"), created=True) for n in range(50)]
+        outcomes = await writer.write(saves)
+        assert all(_committed(path, f"s{n}") for n in range(50))
+    assert outcomes == [None] * 50
+    assert (writer.stats.rows, writer.stats.transactions) == (50, 1)
 
 
 async def test_a_failing_save_fails_alone(tmp_path: Path) -> None:
     path = tmp_path / "hub.db"
-    outcomes = Outcomes(path)
-    outcomes.expected = 3
     async with StoreWriter(path, ttl_days=30) as writer:
         await writer.call(lambda repository: repository.save(_session("a", "bath"), created=True))
-        # Queued together: the middle one is a second active session for "bath".
-        writer.save(_session("b", "hall"), created=True, then=outcomes)
-        writer.save(_session("c", "bath"), created=True, then=outcomes)
-        writer.save(_session("d", "porch"), created=True, then=outcomes)
-        await asyncio.wait_for(outcomes.all_in.wait(), 5)
-    assert [(sid, error is None) for sid, _, error in outcomes.reported] == [
-        ("b", True),
-        ("c", False),
-        ("d", True),
-    ]
-    assert isinstance(outcomes.reported[1][2], ConflictError)
-    assert outcomes.committed == [True, False, True]
+        # One batch: the middle one is a second active session for "bath".
+        outcomes = await writer.write(
+            [
+                Save(_session("b", "hall"), created=True),
+                Save(_session("c", "bath"), created=True),
+                Save(_session("d", "porch"), created=True),
+            ]
+        )
+    assert [error is None for error in outcomes] == [True, False, True]
+    assert isinstance(outcomes[1], ConflictError)
+    assert [_committed(path, sid) for sid in "bcd"] == [True, False, True]
     assert writer.stats.failures == 1
 
 
-async def test_a_raising_callback_does_not_stop_the_others(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_an_event_of_no_session_is_kept_on_its_own(tmp_path: Path) -> None:
     path = tmp_path / "hub.db"
-    outcomes = Outcomes(path)
-    outcomes.expected = 1
-
-    def broken(session: Session, created: bool, error: BaseException | None) -> None:
-        raise RuntimeError("bug in a callback")
-
+    event = MotionEvent("bath", occurred_at=T0, received_at=T0)
     async with StoreWriter(path, ttl_days=30) as writer:
-        writer.save(_session("a", "bath"), created=True, then=broken)
-        writer.save(_session("b", "hall"), created=True, then=outcomes)
-        await asyncio.wait_for(outcomes.all_in.wait(), 5)
-    assert outcomes.reported == [("b", True, None)]
-    assert "a save's callback failed" in caplog.text
+        assert await writer.write([Save(None, event=event)]) == [None]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT sensorId, sessionId FROM motion_events").fetchall()
+    assert rows == [("bath", None)]
 
 
 async def test_sqlite_errors_reach_callers_as_store_errors(tmp_path: Path) -> None:
     async with StoreWriter(tmp_path / "hub.db", ttl_days=30) as writer:
         with pytest.raises(StoreError, match="database write failed: no such table"):
             await writer.call(lambda repository: repository.db.execute("SELECT * FROM nope"))
-
-
-def test_a_lone_write_is_never_delayed() -> None:
-    assert linger(since_commit=BUSY_WITHIN, last_batch=FLOOD_BATCH * 10) == 0.0
-    assert linger(since_commit=60.0, last_batch=1) == 0.0
-
-
-def test_streaming_writes_wait_a_moment_and_a_flood_waits_longer() -> None:
-    streaming = linger(since_commit=BUSY_WITHIN / 2, last_batch=1)
-    flood = linger(since_commit=BUSY_WITHIN / 2, last_batch=FLOOD_BATCH)
-    assert 0 < streaming < flood
-    assert flood <= 0.02  # a motion is still committed well within the latency budget

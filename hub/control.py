@@ -1,0 +1,189 @@
+"""The hub's lock file and control socket, beside the database in the state directory.
+
+One program at a time changes sessions. The daemon holds `hub.lock` (an exclusive `flock`)
+for as long as it runs and answers Session Manager events on `hub.sock` (a unix socket,
+mode 0660: the hub's user and group). `spottypotty invoke` takes the lock itself when it is
+free — no daemon runs — and does the work in-process with the same engine and writer;
+when the lock is held it sends the event to the daemon over the socket. Never both.
+
+The protocol is one JSON event in (the client then shuts down its sending side), one JSON
+response out, then the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from hub.errors import HubError, TransientError
+
+LOCK_NAME: Final = "hub.lock"
+SOCKET_NAME: Final = "hub.sock"
+MAX_REQUEST: Final = 64 * 1024  # bytes, as the HTTP API's body limit
+SOCKET_MODE: Final = 0o660
+READ_TIMEOUT: Final = 5.0  # seconds a client has to send its event
+ANSWER_TIMEOUT: Final = 30.0  # seconds `invoke` waits for the daemon's answer
+FIND_TIMEOUT: Final = 10.0  # seconds `invoke` waits for a starting or stopping daemon
+_MAX_SOCKET_PATH: Final = 107  # sun_path holds 108 bytes with its terminating NUL
+
+Answer = Callable[[object], Awaitable[dict[str, Any]]]
+
+
+class HubRunningError(HubError):
+    """Another daemon holds the lock."""
+
+
+def lock_path(database: Path) -> Path:
+    return database.parent / LOCK_NAME
+
+
+def socket_path(database: Path) -> Path:
+    return database.parent / SOCKET_NAME
+
+
+@contextlib.contextmanager
+def hub_lock(database: Path) -> Iterator[bool]:
+    """Try to take the lock without waiting: yields True when taken (released on exit),
+    False when another program holds it."""
+    path = lock_path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the descriptor releases the lock
+    finally:
+        os.close(fd)
+
+
+def _bad_request(message: str) -> dict[str, Any]:
+    return {
+        "statusCode": 400,
+        "action": None,
+        "error": "ValidationError",
+        "message": message,
+        "field": "event",
+    }
+
+
+async def serve(database: Path, answer: Answer) -> None:
+    """Answer events on the control socket until cancelled; the socket file goes with it."""
+    path = socket_path(database)
+    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        raise HubError(f"control socket path {path} is too long for a unix socket")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # left by a killed daemon; we hold the lock, so it is not in use
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            response = await _answer_one(reader, answer)
+            writer.write(json.dumps(response, ensure_ascii=False).encode("utf-8"))
+            await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass  # the client went away or never spoke: nothing to answer
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    old_umask = os.umask(0o117)  # the socket is born 0660: no window with wider access
+    try:
+        server = await asyncio.start_unix_server(connected, path=str(path))
+    finally:
+        os.umask(old_umask)
+    try:
+        path.chmod(SOCKET_MODE)
+        async with server:
+            await server.serve_forever()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+async def _answer_one(reader: asyncio.StreamReader, answer: Answer) -> dict[str, Any]:
+    async with asyncio.timeout(READ_TIMEOUT):
+        raw = await reader.read(MAX_REQUEST + 1)
+        while raw and len(raw) <= MAX_REQUEST and not reader.at_eof():
+            more = await reader.read(MAX_REQUEST + 1 - len(raw))
+            if not more:
+                break
+            raw += more
+    if len(raw) > MAX_REQUEST:
+        return _bad_request(f"the event is over {MAX_REQUEST} bytes")
+    try:
+        event = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return _bad_request(f"the event is not JSON: {exc}")
+    return await answer(event)
+
+
+def ask_daemon(database: Path, event: object, *, timeout: float = ANSWER_TIMEOUT) -> dict[str, Any]:
+    """Send one event to the running daemon and return its response.
+
+    Raises ConnectionError (or FileNotFoundError) when no daemon listens on the socket,
+    TransientError when it does not answer in time.
+    """
+    path = socket_path(database)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(json.dumps(event).encode("utf-8"))
+        sock.shutdown(socket.SHUT_WR)
+        chunks: list[bytes] = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError as exc:
+            raise TransientError(
+                f"the hub did not answer on {path} within {timeout:.0f} s"
+            ) from exc
+    if not chunks:
+        raise ConnectionResetError(errno.ECONNRESET, "the hub closed the connection", str(path))
+    answer = json.loads(b"".join(chunks))
+    if not isinstance(answer, dict):
+        raise TransientError(f"the hub answered {type(answer).__name__} on {path}")
+    return answer
+
+
+def route(
+    database: Path,
+    event: object,
+    in_process: Callable[[], dict[str, Any]],
+    *,
+    find_timeout: float = FIND_TIMEOUT,
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """The event's response from whoever owns the sessions: the running daemon over its
+    socket, or — when no daemon holds the lock — `in_process()`, run while holding it.
+
+    A daemon that is starting (lock held, socket not yet open) or stopping (socket closed,
+    lock not yet released) is waited for, at most `find_timeout` seconds.
+    """
+    give_up = clock() + find_timeout
+    while True:
+        with hub_lock(database) as taken:
+            if taken:
+                return in_process()
+        try:
+            return ask_daemon(database, event)
+        except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError) as exc:
+            if clock() >= give_up:
+                raise TransientError(
+                    f"a hub holds {lock_path(database)} but does not answer on "
+                    f"{socket_path(database)} ({exc.strerror or exc}); is it starting or stuck? "
+                    "See `systemctl status spottypotty`"
+                ) from exc
+        pause(0.05)

@@ -1,0 +1,74 @@
+"""Session Manager events with no daemon running: the daemon's own runner, engine and
+writer, in this process, for one event.
+
+The caller holds the lock file (`hub.control.route`), so no daemon starts meanwhile and
+the runner is the one owner of session state, as it is inside the daemon. Sessions a
+crashed daemon left active are taken over as the daemon would (`SessionEngine.restore`),
+so a deadline that passed ends its session first, exactly where the daemon would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hub.config import HubConfig, SensorConfig
+from hub.model import Session
+from hub.playback.port import PlaybackResult, Player
+from hub.sessions.engine import SessionEngine
+from hub.sessions.operations import invoke
+from hub.sessions.runner import SessionRunner
+from hub.store.sessions import SessionRepository
+from hub.store.writer import StoreWriter
+
+
+class _PlayerOnFirstUse:
+    """The configured player, built only if the event needs it (an end pausing music):
+    most events never touch Spotify, and building its client costs start-up time."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self._config = config
+        self._player: Player | None = None
+
+    def _built(self) -> Player:
+        if self._player is None:
+            from hub.playback.spotify import make_player  # noqa: PLC0415 - spotipy on first use
+
+            self._player = make_player(self._config)
+        return self._player
+
+    async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult:
+        return await self._built().start(session, sensor)
+
+    async def stop(self, session: Session, sensor: SensorConfig | None) -> bool:
+        return await self._built().stop(session, sensor)
+
+
+async def invoke_here(
+    config: HubConfig,
+    event: object,
+    *,
+    player: Player | None = None,
+    clock: Callable[[], float] = time.time,
+    new_id: Callable[[str, float], str] | None = None,
+) -> dict[str, Any]:
+    """One event, answered as the daemon would answer it (the caller holds the lock)."""
+    async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
+        engine = SessionEngine(config) if new_id is None else SessionEngine(config, new_id=new_id)
+        engine.restore(await writer.call(SessionRepository.all_active))
+        runner = SessionRunner(
+            engine, writer, player if player is not None else _PlayerOnFirstUse(config), clock=clock
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(runner.run(), name="session-runner")
+            try:
+                return await invoke(
+                    event,
+                    config,
+                    change=runner.change,
+                    read=lambda function: writer.call(lambda repository: function(repository.db)),
+                )
+            finally:
+                runner.finish(pause_active=False)  # the music of sessions still active plays on
