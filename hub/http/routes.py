@@ -44,8 +44,10 @@ from hub.http.server import (
     ApiState,
     json_response,
 )
+from hub.model import Session
 from hub.playback.detached import run_detached
-from hub.sessions.operations import ID_PATTERN, OperationContext, handle
+from hub.sessions.changes import Change
+from hub.sessions.operations import ID_PATTERN, OperationContext, handle, invoke
 from hub.timeutil import iso, local_zone, parse_instant
 
 if TYPE_CHECKING:
@@ -168,14 +170,25 @@ def _operation_error(response: Mapping[str, Any]) -> ApiError:
 
 async def _operate(state: ApiState, event: object) -> dict[str, Any]:
     """Any Session Manager event: changes go to the one owner of session state — the
-    daemon's runner, or with no daemon (the API run on its own) `invoke`'s in-process
-    path under the lock file."""
+    daemon's runner, or with no daemon in this process (the API run on its own) to
+    whoever holds the lock file, as `spottypotty invoke` does; reads to the read pool."""
     if state.daemon is not None:
         return await state.daemon.invoke(event)
-    return await asyncio.to_thread(_invoke_without_daemon, state.config, event)
+
+    async def change(_request: Change) -> Session:
+        raise _Routed  # validated here; the owner carries out the whole event
+
+    try:
+        return await invoke(event, state.config, change=change, read=state.pool.run)
+    except _Routed:
+        return await asyncio.to_thread(_invoke_elsewhere, state.config, event)
 
 
-def _invoke_without_daemon(config: HubConfig, event: object) -> dict[str, Any]:
+class _Routed(Exception):  # noqa: N818 - private control flow
+    pass
+
+
+def _invoke_elsewhere(config: HubConfig, event: object) -> dict[str, Any]:
     from hub.control import route  # noqa: PLC0415
     from hub.sessions.local import invoke_here  # noqa: PLC0415
 

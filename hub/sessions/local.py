@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from hub.config import HubConfig, SensorConfig
+from hub.errors import HubError
 from hub.model import Session
 from hub.playback.port import PlaybackResult, Player
 from hub.sessions.engine import SessionEngine
-from hub.sessions.operations import invoke
+from hub.sessions.operations import failure, invoke
 from hub.sessions.runner import SessionRunner
 from hub.store.sessions import SessionRepository
 from hub.store.writer import StoreWriter
@@ -55,6 +56,20 @@ async def invoke_here(
     new_id: Callable[[str, float], str] | None = None,
 ) -> dict[str, Any]:
     """One event, answered as the daemon would answer it (the caller holds the lock)."""
+    try:
+        return await _invoke_here(config, event, player=player, clock=clock, new_id=new_id)
+    except HubError as exc:  # the store cannot be opened (locked, damaged): still JSON
+        return failure(event, exc)
+
+
+async def _invoke_here(
+    config: HubConfig,
+    event: object,
+    *,
+    player: Player | None,
+    clock: Callable[[], float],
+    new_id: Callable[[str, float], str] | None,
+) -> dict[str, Any]:
     async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
         engine = SessionEngine(config) if new_id is None else SessionEngine(config, new_id=new_id)
         engine.restore(await writer.call(SessionRepository.all_active))

@@ -91,6 +91,12 @@ def handle(event: object, ctx: OperationContext) -> dict[str, Any]:
     return _response(action, started, body)
 
 
+def failure(event: object, exc: HubError | sqlite3.Error) -> dict[str, Any]:
+    """The response for an event that could not be run at all (e.g. the database is
+    locked or damaged)."""
+    return _response(_action_of(event), time.perf_counter(), exc)
+
+
 def _action_of(event: object) -> str | None:
     action = event.get("action") if isinstance(event, Mapping) else None
     return action if isinstance(action, str) else None

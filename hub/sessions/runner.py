@@ -238,10 +238,10 @@ class SessionRunner:
                     if reason == "out_of_order":  # real motion of a known sensor: keep it
                         turn.saves.append(Save(None, event=event))
 
-    async def _commit(self, turn: _Turn) -> set[str]:
+    async def _commit(self, turn: _Turn) -> dict[str, BaseException]:
         """Write the turn's rows in one transaction; then publish and hand playback on.
-        Returns the ids of the sessions whose rows could not be saved."""
-        failed: set[str] = set()
+        Returns the sessions whose rows could not be saved, with why."""
+        failed: dict[str, BaseException] = {}
         outcomes = await self._writer.write(turn.saves)
         for save, error in zip(turn.saves, outcomes, strict=True):
             if error is None:
@@ -253,11 +253,10 @@ class SessionRunner:
                 _LOGGER.error("could not save a motion event: %s", error)
                 continue
             _LOGGER.error("could not save session %s: %s", save.session.session_id, error)
-            if save.created:
-                failed.add(save.session.session_id)
+            failed[save.session.session_id] = error
         for command in turn.playback:
             if isinstance(command, StartPlayback) and command.session.session_id in failed:
-                continue  # no row, no music: the session does not exist
+                continue  # no row, no music: the session does not exist (or is not as decided)
             self._player_queue.put_nowait(command)
         return failed
 
@@ -296,8 +295,9 @@ class SessionRunner:
         session, commands = self.engine.on_change(change, stored, now)
         turn = _Turn()
         self._plan(commands, turn)
-        if session.session_id in await self._commit(turn):
-            raise StoreError(f"session {session.session_id} could not be saved (see the log)")
+        error = (await self._commit(turn)).get(session.session_id)
+        if error is not None:
+            raise StoreError(f"session {session.session_id} could not be saved: {error}")
         return session
 
     async def _record_availability(self, status: StatusUpdate) -> None:
@@ -384,6 +384,7 @@ class SessionRunner:
                     "music it was starting may play on",
                     START_WAIT,
                 )
+                in_flight.cancel()  # nobody waits for its answer any more
             elif not in_flight.cancelled() and in_flight.exception() is None:
                 await self._turn([in_flight.result()])
         while not self._player_queue.empty():  # sessions that ended with music to pause

@@ -21,6 +21,7 @@ from schemathesis import checks
 
 from hub.config import HubConfig, load_config
 from hub.http.server import MAX_BODY, OPENAPI_FILE, TokenCheck, run_server
+from hub.store import close_database, open_database
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +72,9 @@ class ServerThread:
 
     def _main(self) -> None:
         async def main() -> None:
+            # Created (and migrated) once before the API's readers and `invoke`'s writer
+            # open it side by side, as the daemon's writer does before serving.
+            close_database(open_database(self.config.hub.database))
             self._loop = asyncio.get_running_loop()
             self._task = asyncio.current_task()
             await run_server(self.config, None, port=0, on_started=self._on_started)

@@ -1,20 +1,28 @@
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlite_utils import Database
 
-from hub.config import HubConfig, HubSection, SensorConfig
-from hub.sessions.operations import OperationContext, handle
+from hub.config import HubConfig, HubSection, SensorConfig, SessionsSection
+from hub.playback.dry_run import DryRunPlayer
+from hub.sessions.local import invoke_here
+from hub.timeutil import parse_iso
 
 # 2026-02-08 23:11:12 UTC, a Sunday; the hub lives in London (UTC+0 in February).
 T0 = 1_770_592_272.0
 CONFIG = HubConfig(
     hub=HubSection(timezone="Europe/London"),
+    # Sessions here end by request; the hour keeps the active ones active while the test
+    # moves the clock (the runner ends a session at its deadline, as the daemon does).
+    sessions=SessionsSection(timeout_minutes=60),
     sensors=(
         SensorConfig(id="bathroom_main", user_id="user-123", context_uri="spotify:playlist:abc"),
     ),
@@ -34,24 +42,39 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@dataclass
+class Hub:
+    """The six operations as `spottypotty invoke` runs them with no daemon: the runner,
+    engine and writer in this process, on a real SQLite file."""
+
+    config: HubConfig
+    clock: FakeClock
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def invoke(self, event: object) -> dict[str, Any]:
+        def new_id(sensor: str, start: float) -> str:
+            return f"session-{sensor}-{int(start)}-{next(self.ids):08x}"
+
+        response = asyncio.run(
+            invoke_here(self.config, event, player=DryRunPlayer(), clock=self.clock, new_id=new_id)
+        )
+        assert isinstance(response.pop("duration_ms"), float)
+        stamp = response.pop("timestamp")
+        assert abs(parse_iso(stamp) - time.time()) < 60  # the seed's: now, ISO-8601 UTC
+        assert stamp.endswith("+00:00")
+        return response
+
+
 @pytest.fixture
-def ctx(db: Database, clock: FakeClock) -> OperationContext:
-    counter = itertools.count(1)
-    return OperationContext(
-        config=CONFIG,
-        db=db,
-        clock=clock,
-        new_id=lambda sensor, start: f"session-{sensor}-{int(start)}-{next(counter):08x}",
-    )
+def ctx(tmp_path: Path, clock: FakeClock) -> Hub:
+    return Hub(replace(CONFIG, hub=replace(CONFIG.hub, database=tmp_path / "hub.db")), clock)
 
 
-def run(ctx: OperationContext, **event: Any) -> dict[str, Any]:
-    response = handle(event, ctx)
-    assert isinstance(response.pop("duration_ms"), float)
-    return response
+def run(ctx: Hub, **event: Any) -> dict[str, Any]:
+    return ctx.invoke(event)
 
 
-def test_create_session_answers_the_seed_record(ctx: OperationContext) -> None:
+def test_create_session_answers_the_seed_record(ctx: Hub) -> None:
     response = run(
         ctx,
         action="create_session",
@@ -80,13 +103,13 @@ def test_create_session_answers_the_seed_record(ctx: OperationContext) -> None:
     }
 
 
-def test_create_takes_user_and_playlist_from_the_config(ctx: OperationContext) -> None:
+def test_create_takes_user_and_playlist_from_the_config(ctx: Hub) -> None:
     session = run(ctx, action="create_session", sensorId="bathroom_main")["session"]
     assert session["userId"] == "user-123"
     assert session["spotifyContextUri"] == "spotify:playlist:abc"
 
 
-def test_second_create_is_a_conflict_naming_the_active_session(ctx: OperationContext) -> None:
+def test_second_create_is_a_conflict_naming_the_active_session(ctx: Hub) -> None:
     first = run(ctx, action="create_session", sensorId="bathroom_main")["session"]
     response = run(ctx, action="create_session", sensorId="bathroom_main")
     assert response["statusCode"] == 409
@@ -97,7 +120,7 @@ def test_second_create_is_a_conflict_naming_the_active_session(ctx: OperationCon
     assert listed["count"] == 1
 
 
-def test_update_then_end_computes_duration(ctx: OperationContext, clock: FakeClock) -> None:
+def test_update_then_end_computes_duration(ctx: Hub, clock: FakeClock) -> None:
     session_id = run(ctx, action="create_session", sensorId="bathroom_main")["session"]["sessionId"]
     clock.now = T0 + 60
     updated = run(
@@ -122,9 +145,9 @@ def test_update_then_end_computes_duration(ctx: OperationContext, clock: FakeClo
     assert motion["statusCode"] == 409
 
 
-def test_get_active_session(ctx: OperationContext) -> None:
+def test_get_active_session(ctx: Hub) -> None:
     missing = run(ctx, action="get_active_session", sensorId="bathroom_main")
-    assert (missing["statusCode"], missing["error"]) == (404, "ResourceNotFoundError")
+    assert missing == {"statusCode": 200, "action": "get_active_session", "session": None}
     created = run(ctx, action="create_session", sensorId="bathroom_main")["session"]
     found = run(ctx, action="get_active_session", sensorId="bathroom_main")
     assert found == {"statusCode": 200, "action": "get_active_session", "session": created}
@@ -156,27 +179,25 @@ def test_get_active_session(ctx: OperationContext) -> None:
         ({}, "action"),
     ],
 )
-def test_bad_input_is_a_400_naming_the_field(
-    ctx: OperationContext, event: dict[str, Any], field: str
-) -> None:
-    response = handle(event, ctx)
+def test_bad_input_is_a_400_naming_the_field(ctx: Hub, event: dict[str, Any], field: str) -> None:
+    response = ctx.invoke(event)
     assert response["statusCode"] == 400
     assert response["error"] == "ValidationError"
     assert response["field"] == field
     assert isinstance(response["message"], str)
 
 
-def test_a_non_object_event_is_a_400(ctx: OperationContext) -> None:
-    assert handle(["create_session"], ctx)["statusCode"] == 400
-    assert handle(None, ctx)["statusCode"] == 400
+def test_a_non_object_event_is_a_400(ctx: Hub) -> None:
+    assert ctx.invoke(["create_session"])["statusCode"] == 400
+    assert ctx.invoke(None)["statusCode"] == 400
 
 
-def test_unknown_session_is_a_404(ctx: OperationContext) -> None:
+def test_unknown_session_is_a_404(ctx: Hub) -> None:
     response = run(ctx, action="update_session", sessionId="session-123", incrementMotionCount=True)
     assert (response["statusCode"], response["error"]) == (404, "ResourceNotFoundError")
 
 
-def _history(ctx: OperationContext, clock: FakeClock, starts: list[float]) -> list[str]:
+def _history(ctx: Hub, clock: FakeClock, starts: list[float]) -> list[str]:
     ids = []
     for start in starts:
         clock.now = start
@@ -189,9 +210,7 @@ def _history(ctx: OperationContext, clock: FakeClock, starts: list[float]) -> li
     return ids
 
 
-def test_a_date_only_end_date_covers_the_whole_local_day(
-    ctx: OperationContext, clock: FakeClock
-) -> None:
+def test_a_date_only_end_date_covers_the_whole_local_day(ctx: Hub, clock: FakeClock) -> None:
     # London is UTC+1 in July: the local day 2026-07-01 is 2026-06-30T23:00Z..2026-07-01T23:00Z.
     day_start = 1_782_860_400.0  # 2026-07-01T00:00+01:00
     ids = _history(ctx, clock, [day_start - 1, day_start, day_start + 86_399, day_start + 86_400])
@@ -207,7 +226,7 @@ def test_a_date_only_end_date_covers_the_whole_local_day(
     assert "lastEvaluatedKey" not in response
 
 
-def test_pagination_with_last_evaluated_key(ctx: OperationContext, clock: FakeClock) -> None:
+def test_pagination_with_last_evaluated_key(ctx: Hub, clock: FakeClock) -> None:
     ids = _history(ctx, clock, [T0 + 1000 * i for i in range(5)])
     seen: list[str] = []
     event: dict[str, Any] = {"action": "query_sessions", "sensorId": "bathroom_main", "limit": 2}
@@ -220,20 +239,20 @@ def test_pagination_with_last_evaluated_key(ctx: OperationContext, clock: FakeCl
     assert seen == list(reversed(ids))
 
 
-def test_huge_limits_are_capped(ctx: OperationContext, clock: FakeClock) -> None:
+def test_huge_limits_are_capped(ctx: Hub, clock: FakeClock) -> None:
     _history(ctx, clock, [T0])
     response = run(ctx, action="query_sessions", sensorId="bathroom_main", limit=10**12)
     assert response["statusCode"] == 200
     assert response["count"] == 1
 
 
-def test_analytics_over_a_small_history(ctx: OperationContext, clock: FakeClock) -> None:
+def test_analytics_over_a_small_history(ctx: Hub, clock: FakeClock) -> None:
     # Three completed 2-minute sessions at 23:11, 23:28 and 23:45 London time on
     # 2026-02-08, then an active one with music at 23:47; a kitchen one at 00:01 on the 9th.
     _history(ctx, clock, [T0, T0 + 1000, T0 + 2000])
     session_id = run(ctx, action="create_session", sensorId="bathroom_main")["session"]["sessionId"]
     run(ctx, action="update_session", sessionId=session_id, playbackStarted=True)
-    clock.now = T0 + 3000
+    clock.now = T0 + 3000  # within the bathroom session's hour: it stays active
     run(ctx, action="create_session", sensorId="kitchen", userId="user-123")
     a = run(ctx, action="get_session_analytics", sensorId="bathroom_main")["analytics"]
     assert a["totalSessions"] == 4
@@ -260,20 +279,17 @@ def test_analytics_over_a_small_history(ctx: OperationContext, clock: FakeClock)
     assert (bounded["totalSessions"], bounded["peakHour"]) == (1, 0)
 
 
-def test_a_locked_database_is_a_500_not_a_traceback(tmp_path: Path) -> None:
-    from hub.store import close_database, open_database  # noqa: PLC0415
-
-    path = tmp_path / "hub.db"
-    db = open_database(path)
-    db.execute("PRAGMA busy_timeout = 10")  # fail fast, instead of the 5 s a CLI waits
-    other = sqlite3.connect(path)
+def test_a_locked_database_is_a_500_not_a_traceback(
+    ctx: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(ctx, action="get_active_session", sensorId="bathroom_main")  # the file exists
+    monkeypatch.setattr("hub.store.database.BUSY_TIMEOUT_MS", 10)  # fail fast, not in 5 s
+    other = sqlite3.connect(ctx.config.hub.database)
     other.execute("BEGIN EXCLUSIVE")  # someone else holds the write lock
     try:
-        ctx = OperationContext(config=CONFIG, db=db, clock=FakeClock())
-        response = handle({"action": "create_session", "sensorId": "bathroom_main"}, ctx)
+        response = run(ctx, action="create_session", sensorId="bathroom_main")
     finally:
         other.rollback()
         other.close()
-        close_database(db)
     assert (response["statusCode"], response["error"]) == (500, "InternalError")
     assert "locked" in response["message"]
