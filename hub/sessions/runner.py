@@ -61,7 +61,10 @@ _SILENT_STARTS: Final = {
 }
 MAX_BATCH: Final = 1_000  # items decided and committed together at most
 MAX_COUNTERS: Final = 200
-START_WAIT: Final = 1.5  # seconds shutdown waits for a playback start in flight
+# Shutdown (SIGTERM ends the hub within 5 s): the wait for a playback start in flight, then
+# for the pauses of what the hub started.
+START_WAIT: Final = 1.0
+PAUSE_WAIT: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,20 +396,33 @@ class SessionRunner:
                 await self._turn([await self._call_player(command)])
 
     async def _pause_active_sessions(self) -> None:
-        """Pause what the hub started for sessions still active, and record it. The sessions
-        stay active: the next start restores them."""
+        """Pause what the hub started for sessions still active (at most PAUSE_WAIT s in
+        all), and record it: a pause that did not answer in time counts as not done. The
+        sessions stay active: the next start restores them."""
+        playing = [
+            session
+            for session in self.engine.active.values()
+            if session.playback_started and not session.playback_stopped
+        ]
+        paused: dict[str, bool] = {}
+        try:
+            async with asyncio.timeout(PAUSE_WAIT):
+                for session in playing:
+                    paused[session.session_id] = await self._player.stop(session, None)
+        except TimeoutError:
+            _LOGGER.warning("the player did not pause within %.1f s of stopping", PAUSE_WAIT)
         now = self._clock()
-        paused: list[Save] = []
-        for session in list(self.engine.active.values()):
-            if session.playback_started and not session.playback_stopped:
-                stopped = await self._player.stop(session, None)
-                paused.append(Save(session.with_changes(playback_stopped=stopped, updated_at=now)))
-                _LOGGER.info(
-                    "session %s: %s at shutdown",
-                    session.session_id,
-                    "paused" if stopped else "nothing to pause",
-                )
-        for outcome in await self._writer.write(paused):
+        saves: list[Save] = []
+        for session in playing:
+            stopped = paused.get(session.session_id, False)
+            saves.append(Save(session.with_changes(playback_stopped=stopped, updated_at=now)))
+            _LOGGER.info(
+                "session %s: %s at shutdown",
+                session.session_id,
+                "paused" if stopped else "not paused",
+                extra={"SENSOR_ID": session.sensor_id, "SESSION_ID": session.session_id},
+            )
+        for outcome in await self._writer.write(saves):
             if outcome is not None:
                 _LOGGER.error("could not record a pause at shutdown: %s", outcome)
 
