@@ -134,7 +134,7 @@ async def watching(broker: Broker) -> AsyncIterator[tuple[aiomqtt.Client, States
 
         async def read() -> None:
             async for message in client.messages:
-                record = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                record = json.loads(bytes(message.payload))
                 states.latest[record["sessionId"]] = record
                 states.changed.set()
 
