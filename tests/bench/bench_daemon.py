@@ -49,6 +49,7 @@ from hub.playback.port import PlaybackResult
 from hub.systemd import Notifier
 from hub.timeutil import parse_iso
 from tests.bench._dataset import CACHE_DIR, REPO, Dataset
+from tests.bench._process import installed_env
 from tests.bench._report import (
     BYTES_PER_EVENT,
     MB,
@@ -86,7 +87,6 @@ DEBOUNCE_SECONDS = 10.0  # the default [sessions].debounce_seconds, used as is
 CONTEXT_URI = "spotify:playlist:37i9dQZF1DX0XUsuxWHRQd"
 HOST = "127.0.0.1"
 WAL_FRAME = 4096 + 24  # one page plus its frame header
-PYCACHE = CACHE_DIR / "pycache"  # shared with bench_invoke: bytecode compiled as installed
 
 
 def _ingest_count() -> int:
@@ -486,8 +486,7 @@ async def _ingest(broker: Broker, tmp: Path, count: int) -> list[Figure]:
 
 
 def _installed_env(notify: Path | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    env = installed_env()
     env.pop("JOURNAL_STREAM", None)
     env.pop("NOTIFY_SOCKET", None)
     if notify is not None:
