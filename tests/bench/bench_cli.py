@@ -95,7 +95,7 @@ def run(dataset: Dataset) -> list[Figure]:
             show_ms(min(samples[case.label].ms)),
             show_ms(samples[case.label].p50),
             f"{min(samples[case.label].ms) / min(base.ms):.2f}x",
-            show_ms(min(samples[case.label].ms) - min(base.ms)),
+            show_ms(min(samples[case.label].ms) - min(base.ms)) if case.command else "-",
             f"{modules[case.label]:,}",
         )
         for case in cases
