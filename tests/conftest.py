@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlite_utils import Database
 
 from hub.store import close_database, open_database
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 class _FormatCheckingHandler(logging.Handler):
@@ -49,7 +51,8 @@ def db() -> Iterator[Database]:
 
 
 @pytest.fixture
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} is missing: clone the project beside its shared/ folder")
-    return SHARED
+def bthome_vectors() -> list[dict[str, Any]]:
+    """The BTHome v2 test vectors (where they come from: tests/fixtures/README.md)."""
+    document = json.loads((FIXTURES / "bthome-v2.json").read_text(encoding="utf-8"))
+    vectors: list[dict[str, Any]] = document["vectors"]
+    return vectors

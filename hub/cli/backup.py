@@ -12,10 +12,11 @@ def add_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
+    # The one-line summary `spottypotty --help` shows is in hub.cli.main: it lists this
+    # group without importing this module.
     parser = subparsers.add_parser(
         "backup",
         parents=[common],
-        help="copy the database to PATH while the hub runs (SQLite backup API)",
         description=(
             "A consistent copy of [hub] database as of now, safe while the daemon writes. "
             "Written to a temporary file and renamed, so PATH is complete or absent."

@@ -45,9 +45,9 @@ def add_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
-    parser = subparsers.add_parser(
-        "ble", parents=[common], help="BTHome Bluetooth sensors: scan nearby, decode an advert"
-    )
+    # The one-line summary `spottypotty --help` shows is in hub.cli.main: it lists this
+    # group without importing this module.
+    parser = subparsers.add_parser("ble", parents=[common])
     sub = parser.add_subparsers(metavar="WHAT", required=True)
 
     scan = sub.add_parser(

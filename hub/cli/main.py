@@ -1,25 +1,22 @@
 """Argument parsing and dispatch. Every command calls the library; no logic lives here.
 
-Imports are lazy per command so `spottypotty invoke` starts in tens of milliseconds.
+Imports are lazy per command so `spottypotty invoke` starts in tens of milliseconds: the
+command groups with a module of their own (`sensors`, `sync`, `spotify`, `ble`, `backup`)
+are listed here by name and summary, and their module is imported only when chosen.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import __version__
-from hub.cli import backup as backup_command
-from hub.cli import ble as ble_command
-from hub.cli import sensors as sensors_command
-from hub.cli import spotify as spotify_command
-from hub.cli import sync as sync_command
 from hub.cli.common import EXIT_CONFIG, EXIT_FAILURE, load_args_config
+from hub.cli.lazy import add_subcommands
 from hub.errors import ConfigError, HubError
 
 if TYPE_CHECKING:
@@ -33,6 +30,8 @@ CLOUD_ANALYTICS_LIMIT = 100_000  # sessions read back for `analytics --cloud`
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging  # noqa: PLC0415 - not before the parse: `--help` and its errors do not log
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -75,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     # The subcommands' copies must not overwrite `spottypotty --config X run` with a default.
     common = _common_options(suppress=True)
-    sub = parser.add_subparsers(metavar="COMMAND", required=True)
+    sub = add_subcommands(parser, metavar="COMMAND", required=True)
 
     run = sub.add_parser(
         "run", parents=[common], help="the hub daemon, in the foreground (systemd Type=notify)"
@@ -113,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print JSON")
     doctor.set_defaults(command=_doctor)
 
-    sensors_command.add_parser(sub, common)
+    sub.add_module(
+        "sensors", "hub.cli.sensors", common, summary="register, revoke and list sensors"
+    )
 
     simulate = sub.add_parser(
         "simulate", parents=[common], help="publish sensor messages as the firmware does"
@@ -129,10 +130,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     motion.set_defaults(command=_simulate_motion)
 
-    sync_command.add_parser(sub, common)
-    spotify_command.add_parser(sub, common)
-    ble_command.add_parser(sub, common)
-    backup_command.add_parser(sub, common)
+    sub.add_module(
+        "sync",
+        "hub.cli.sync",
+        common,
+        summary="upload new and changed sessions to the cloud table ([cloud] in the config)",
+    )
+    sub.add_module(
+        "spotify",
+        "hub.cli.spotify",
+        common,
+        summary="Spotify login (headless), devices, play test",
+    )
+    sub.add_module(
+        "ble",
+        "hub.cli.ble",
+        common,
+        summary="BTHome Bluetooth sensors: scan nearby, decode an advert",
+    )
+    sub.add_module(
+        "backup",
+        "hub.cli.backup",
+        common,
+        summary="copy the database to PATH while the hub runs (SQLite backup API)",
+    )
 
     demo = sub.add_parser(
         "demo", parents=[common], help="a simulated sensor driving real sessions, then analytics"

@@ -27,9 +27,9 @@ def add_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
-    sensors = subparsers.add_parser(
-        "sensors", parents=[common], help="register, revoke and list sensors"
-    )
+    # The one-line summary `spottypotty --help` shows is in hub.cli.main: it lists this
+    # group without importing this module.
+    sensors = subparsers.add_parser("sensors", parents=[common])
     which = sensors.add_subparsers(metavar="WHAT", required=True)
 
     broker = argparse.ArgumentParser(add_help=False)

@@ -17,9 +17,9 @@ def add_parser(
     common: argparse.ArgumentParser,
 ) -> None:
     """Register `spotify` and its three commands under the main parser's subcommands."""
-    spotify = subparsers.add_parser(
-        "spotify", parents=[common], help="Spotify login (headless), devices, play test"
-    )
+    # The one-line summary `spottypotty --help` shows is in hub.cli.main: it lists this
+    # group without importing this module.
+    spotify = subparsers.add_parser("spotify", parents=[common])
     commands = spotify.add_subparsers(metavar="SPOTIFY_COMMAND", required=True)
 
     login = commands.add_parser(

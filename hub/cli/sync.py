@@ -36,10 +36,11 @@ def add_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
+    # The one-line summary `spottypotty --help` shows is in hub.cli.main: it lists this
+    # group without importing this module.
     parser = subparsers.add_parser(
         "sync",
         parents=[common],
-        help="upload new and changed sessions to the cloud table ([cloud] in the config)",
         description=(
             "Upload sessions (and motion events, with [cloud] events_table) created or "
             "changed since their last upload. Safe to run beside the daemon and to "

@@ -58,26 +58,54 @@ class Samples:
 
 
 @dataclass(frozen=True, slots=True)
+class Unit:
+    """What a figure counts, and which way is better: targets are ≤ or ≥ accordingly."""
+
+    symbol: str
+    higher_is_better: bool = False
+
+    def show(self, value: float) -> str:
+        if value >= 100:
+            return f"{value:,.0f} {self.symbol}"
+        if value >= 10:
+            return f"{value:.1f} {self.symbol}"
+        return f"{value:.3f} {self.symbol}"
+
+
+MS = Unit("ms")
+MB = Unit("MB")
+BYTES_PER_EVENT = Unit("B/event")
+PER_SECOND = Unit("/s", higher_is_better=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Figure:
-    """One row of the summary: a statistic in ms, its target (≤) and its baseline."""
+    """One row of the summary: a statistic in its unit, its target and its baseline."""
 
     name: str
-    value_ms: float
-    target_ms: float | None = None
-    baseline_ms: float | None = None
+    value: float
+    target: float | None = None  # a ceiling, or a floor when the unit's higher is better
+    baseline: float | None = None  # the same statistic of the baseline, in the same unit
     note: str = ""  # a caveat printed under the summary, e.g. a noisy baseline
+    unit: Unit = MS
 
     @property
     def ratio(self) -> float | None:
-        if self.baseline_ms is None or self.baseline_ms <= 0:
+        if self.baseline is None or self.baseline <= 0:
             return None
-        return self.value_ms / self.baseline_ms
+        return self.value / self.baseline
 
     @property
     def verdict(self) -> str:
-        if self.target_ms is None:
+        if self.target is None:
             return "-"
-        return "PASS" if self.value_ms <= self.target_ms else "MISS"
+        met = self.value >= self.target if self.unit.higher_is_better else self.value <= self.target
+        return "PASS" if met else "MISS"
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return "-"
+        return f"{'≥' if self.unit.higher_is_better else '≤'} {self.unit.show(self.target)}"
 
 
 def header(title: str) -> None:
@@ -86,11 +114,7 @@ def header(title: str) -> None:
 
 
 def show_ms(value: float) -> str:
-    if value >= 100:
-        return f"{value:,.0f} ms"
-    if value >= 10:
-        return f"{value:.1f} ms"
-    return f"{value:.3f} ms"
+    return MS.show(value)
 
 
 def table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -131,8 +155,8 @@ def summary(figures: Sequence[Figure]) -> str:
         rows.append(
             (
                 figure.name,
-                show_ms(figure.value_ms),
-                "-" if figure.target_ms is None else f"≤ {show_ms(figure.target_ms)}",
+                figure.unit.show(figure.value),
+                figure.target_text(),
                 "-" if figure.ratio is None else f"{figure.ratio:.2f}x",
                 figure.verdict + mark,
             )

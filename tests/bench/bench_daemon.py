@@ -21,7 +21,6 @@
    counted repeat after it. Log lines go to a pipe, so they are in `wchar` only. The
    flood is `BENCH_INGEST` / 5 repeats.
 
-`Figure` holds milliseconds only: the MB and bytes rows say their unit in their names.
 """
 
 from __future__ import annotations
@@ -50,7 +49,16 @@ from hub.playback.port import PlaybackResult
 from hub.systemd import Notifier
 from hub.timeutil import parse_iso
 from tests.bench._dataset import CACHE_DIR, REPO, Dataset
-from tests.bench._report import Figure, Samples, noise_note, show_ms
+from tests.bench._process import installed_env
+from tests.bench._report import (
+    BYTES_PER_EVENT,
+    MB,
+    PER_SECOND,
+    Figure,
+    Samples,
+    noise_note,
+    show_ms,
+)
 from tests.broker import Broker
 
 ORDER = 3
@@ -79,7 +87,6 @@ DEBOUNCE_SECONDS = 10.0  # the default [sessions].debounce_seconds, used as is
 CONTEXT_URI = "spotify:playlist:37i9dQZF1DX0XUsuxWHRQd"
 HOST = "127.0.0.1"
 WAL_FRAME = 4096 + 24  # one page plus its frame header
-PYCACHE = CACHE_DIR / "pycache"  # shared with bench_invoke: bytecode compiled as installed
 
 
 def _ingest_count() -> int:
@@ -460,19 +467,17 @@ async def _ingest(broker: Broker, tmp: Path, count: int) -> list[Figure]:
     if any(r.decided < count for r in hub):
         stalled = min(r.decided for r in hub)
         print(f"  MISSING: the runner stalled after {stalled:,} of {count:,} motion events")
-    hub_ms = 1_000_000 / hub_rate  # per 1,000 events
-    base_ms = 1_000_000 / base_rate
-    target_ms = min(base_ms / INGEST_RATIO_TARGET, 1_000_000 / INGEST_RATE_TARGET)
     return [
         Figure(
-            f"daemon ingest {count:,} motion events, per 1,000",
-            hub_ms,
-            target_ms,
-            base_ms,
-            note=f"{hub_rate:,.0f} events/s, {ratio:.2f}x the bare aiomqtt loop's "
-            f"{base_rate:,.0f}/s (best of {INGEST_ROUNDS} alternating rounds each); target: "
-            f">= {INGEST_RATIO_TARGET}x it and >= {INGEST_RATE_TARGET:,.0f}/s, whichever "
+            f"daemon ingest {count:,} motion events, rate",
+            hub_rate,
+            max(base_rate * INGEST_RATIO_TARGET, INGEST_RATE_TARGET),
+            base_rate,
+            note=f"motion events decided and committed per second; baseline: the bare aiomqtt "
+            f"loop (best of {INGEST_ROUNDS} alternating rounds each); target: >= "
+            f"{INGEST_RATIO_TARGET}x its rate and >= {INGEST_RATE_TARGET:,.0f}/s, whichever "
             "is stricter",
+            unit=PER_SECOND,
         )
     ]
 
@@ -481,8 +486,7 @@ async def _ingest(broker: Broker, tmp: Path, count: int) -> list[Figure]:
 
 
 def _installed_env(notify: Path | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    env = installed_env()
     env.pop("JOURNAL_STREAM", None)
     env.pop("NOTIFY_SOCKET", None)
     if notify is not None:
@@ -781,31 +785,34 @@ async def _process(broker: Broker, tmp: Path, count: int) -> list[Figure]:
 
     size = (tmp / "process.db").stat().st_size
     print(f"  database file after shutdown (checkpointed): {size:,} B")
-    unit_note = (
-        f"not ms: bytes of /proc/PID/io {counted} per motion event, for each kind of motion "
-        "(SQLite writes whole 4 KiB pages to the WAL); no target: reported"
+    writes_note = (
+        f"/proc/PID/io {counted} per motion event, for each kind of motion (SQLite writes "
+        "whole 4 KiB pages to the WAL); no target: reported"
     )
     return [
         Figure("daemon start → READY=1 median", ready.p50, READY_TARGET_MS, empty.p50),
         Figure(
-            "daemon VmRSS after READY [MB, not ms]",
+            "daemon VmRSS after READY",
             rss_ready,
             RSS_TARGET_MB,
             bare_mb,
-            note="not ms: MB of VmRSS (100 sensors); baseline: a bare interpreter",
+            note="100 sensors; baseline: a bare interpreter",
+            unit=MB,
         ),
         Figure(
-            f"daemon VmRSS after {flood:,} motion events [MB, not ms]",
+            f"daemon VmRSS after {flood:,} motion events",
             rss_load,
             RSS_TARGET_MB,
             bare_mb,
-            note=f"not ms: MB of VmRSS; peak VmHWM {hwm:.1f} MB",
+            note=f"peak VmHWM {hwm:.1f} MB",
+            unit=MB,
         ),
         *(
             Figure(
-                f"daemon disk writes per motion, {p.short} [bytes, not ms]",
+                f"daemon disk writes per motion, {p.short}",
                 per_event(p),
-                note=unit_note if n == 0 else "",
+                note=writes_note if n == 0 else "",
+                unit=BYTES_PER_EVENT,
             )
             for n, p in enumerate(phases)
         ),

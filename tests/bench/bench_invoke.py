@@ -28,6 +28,7 @@ from typing import Any
 
 from hub.store import close_database, open_database
 from tests.bench._dataset import CACHE_DIR, REPO, Dataset
+from tests.bench._process import PYCACHE, installed_env
 from tests.bench._report import Figure, Samples, show_ms, table, timed
 
 ORDER = 2
@@ -39,15 +40,8 @@ WARMUP, RUNS = 2, 20
 INHERITED_RUNS = 5
 OPEN_RUNS = 5
 TOP_IMPORTS = 5
-PYCACHE = CACHE_DIR / "pycache"
 
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S.*)$")
-
-
-def _installed_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
-    return env
 
 
 def run(dataset: Dataset) -> list[Figure]:
@@ -62,7 +56,7 @@ def run(dataset: Dataset) -> list[Figure]:
             f"[hub]\ndatabase = {database}\ntimezone = {timezone}\n", encoding="utf-8"
         )
         invoke = [sys.executable, "-m", "hub", "invoke", "--config", str(config)]
-        env = _installed_env()
+        env = installed_env()
         process, empty, version, inside = _invoke_loop(invoke, env, WARMUP, RUNS, "installed")
         inherited_flag = os.environ.get("PYTHONDONTWRITEBYTECODE", "")
         inherited, _, _, _ = _invoke_loop(invoke, os.environ, 1, INHERITED_RUNS, "inherited")

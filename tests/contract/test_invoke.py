@@ -1,4 +1,8 @@
-"""The seed's own example events, run unchanged through `spottypotty invoke` as a process."""
+"""The seed's own example events, run unchanged through `spottypotty invoke` as a process.
+
+The events are copied out of the seed document into tests/fixtures/seed-events.json
+(its `_source` key says from where and how).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,13 @@ import pytest
 
 from tests.cli import spottypotty
 
-SEED = "seed/000_78b826f41758a61a.md"
+SEED_EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "seed-events.json"
 _GET_ACTIVE = '{"action": "get_active_session", "sensorId": "x"}'
 
 
-def seed_events(shared: Path) -> list[dict[str, Any]]:
-    text = (shared / SEED).read_text(encoding="utf-8")
-    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)
-    events = [json.loads(block) for block in blocks]
-    return [e for e in events if "action" in e and "statusCode" not in e]
+def seed_events() -> list[dict[str, Any]]:
+    document = json.loads(SEED_EVENTS.read_text(encoding="utf-8"))
+    return [example["event"] for example in document["events"]]
 
 
 @pytest.fixture
@@ -46,8 +48,8 @@ def invoke(config: Path, stdin: str, *extra: str) -> tuple[int, dict[str, Any], 
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
-def test_the_seed_document_has_the_six_operations(shared_dir: Path) -> None:
-    actions = {e["action"] for e in seed_events(shared_dir)}
+def test_the_seed_document_has_the_six_operations() -> None:
+    actions = {e["action"] for e in seed_events()}
     assert actions == {
         "create_session",
         "update_session",
@@ -58,9 +60,9 @@ def test_the_seed_document_has_the_six_operations(shared_dir: Path) -> None:
     }
 
 
-def test_every_seed_example_runs_unchanged(shared_dir: Path, config_file: Path) -> None:
+def test_every_seed_example_runs_unchanged(config_file: Path) -> None:
     answers: dict[str, tuple[int, dict[str, Any]]] = {}
-    for event in seed_events(shared_dir):
+    for event in seed_events():
         code, response, stderr = invoke(config_file, json.dumps(event))
         assert "Traceback" not in stderr
         assert response["action"] == event["action"]
@@ -87,8 +89,8 @@ def test_every_seed_example_runs_unchanged(shared_dir: Path, config_file: Path) 
     assert isinstance(created["startTime"], int)
 
 
-def test_the_seed_lifecycle_with_real_ids(shared_dir: Path, config_file: Path) -> None:
-    events = {e["action"]: e for e in seed_events(shared_dir)}
+def test_the_seed_lifecycle_with_real_ids(config_file: Path) -> None:
+    events = {e["action"]: e for e in seed_events()}
     _, created, _ = invoke(config_file, json.dumps(events["create_session"]))
     session_id = created["session"]["sessionId"]
     for action in ("update_session", "end_session"):

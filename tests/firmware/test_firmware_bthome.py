@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +19,8 @@ ADDRESS = "54:48:E6:8F:80:A5"
 
 
 @pytest.fixture
-def vectors(shared_dir: Path) -> dict[str, dict[str, Any]]:
-    document = json.loads((shared_dir / "vectors" / "bthome-v2.json").read_text("utf-8"))
-    return {vector["name"]: vector for vector in document["vectors"]}
+def vectors(bthome_vectors: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {vector["name"]: vector for vector in bthome_vectors}
 
 
 def test_the_specifications_encryption_example_byte_for_byte(

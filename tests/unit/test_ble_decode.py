@@ -38,12 +38,6 @@ PLAIN_ADDRESS = "A4:C1:38:8D:18:B2"
 NOW = 1_704_412_800.0
 
 
-def vectors(shared_dir: Path) -> list[dict[str, Any]]:
-    data = json.loads((shared_dir / "vectors" / "bthome-v2.json").read_text())
-    result: list[dict[str, Any]] = data["vectors"]
-    return result
-
-
 def keyed_guard() -> BleGuard:
     return BleGuard({ADDRESS: BleSensor("bathroom", KEY), PLAIN_ADDRESS: BleSensor("hall")})
 
@@ -52,12 +46,14 @@ def sealed(payload: bytes, counter: int, key: bytes = KEY) -> bytes:
     return enc.encrypted(payload, address=ADDRESS, bindkey=key, counter=counter)
 
 
-# --- the shared vectors ---------------------------------------------------------------------
+# --- the test vectors (tests/fixtures) ------------------------------------------------------
 
 
-def test_every_vector_with_decoded_values_decodes_exactly(shared_dir: Path) -> None:
+def test_every_vector_with_decoded_values_decodes_exactly(
+    bthome_vectors: list[dict[str, Any]],
+) -> None:
     checked = 0
-    for vector in vectors(shared_dir):
+    for vector in bthome_vectors:
         if "decoded" not in vector:
             continue
         key = bytes.fromhex(vector["bindkey"]) if "bindkey" in vector else None
@@ -69,8 +65,8 @@ def test_every_vector_with_decoded_values_decodes_exactly(shared_dir: Path) -> N
     assert checked == 3
 
 
-def test_shelly_motion_vector(shared_dir: Path) -> None:
-    vector = next(v for v in vectors(shared_dir) if v["name"].startswith("Shelly"))
+def test_shelly_motion_vector(bthome_vectors: list[dict[str, Any]]) -> None:
+    vector = next(v for v in bthome_vectors if v["name"].startswith("Shelly"))
     data = bytes.fromhex(vector["service_data"])
     advert = decode_service_data(vector["address"], data, KEY)
     assert advert == Advert(Encryption.DECRYPTED, counter=857870592, values={"motion": True})
@@ -92,8 +88,8 @@ def test_shelly_motion_vector(shared_dir: Path) -> None:
     assert isinstance(guard.feed(vector["address"], data, NOW).event, MotionEvent)
 
 
-def test_plain_vector_whole_advert(shared_dir: Path) -> None:
-    vector = next(v for v in vectors(shared_dir) if v["name"].startswith("plain"))
+def test_plain_vector_whole_advert(bthome_vectors: list[dict[str, Any]]) -> None:
+    vector = next(v for v in bthome_vectors if v["name"].startswith("plain"))
     advert = decode_service_data(vector["address"], bytes.fromhex(vector["service_data"]), None)
     assert advert == Advert(
         Encryption.NONE,
@@ -123,8 +119,8 @@ def test_spec_encryption_example_byte_for_byte() -> None:
     assert decode_service_data("54:48:E6:8F:80:A6", data, KEY).encryption is Encryption.WRONG_KEY
 
 
-def test_counter_wrap_sequence_is_accepted(shared_dir: Path) -> None:
-    vector = next(v for v in vectors(shared_dir) if "sequence" in v)
+def test_counter_wrap_sequence_is_accepted(bthome_vectors: list[dict[str, Any]]) -> None:
+    vector = next(v for v in bthome_vectors if "sequence" in v)
     guard = BleGuard({vector["address"]: BleSensor("s", bytes.fromhex(vector["bindkey"]))})
     first, second = (bytes.fromhex(h) for h in vector["sequence"])
     v1 = guard.feed(vector["address"], first, NOW)

@@ -189,9 +189,8 @@ def sealed(payload: bytes, counter: int) -> bytes:
 # --- the callback ---------------------------------------------------------------------------
 
 
-def test_shelly_vector_through_the_callback(shared_dir: Path) -> None:
-    data = json.loads((shared_dir / "vectors" / "bthome-v2.json").read_text())
-    shelly = next(v for v in data["vectors"] if v["name"].startswith("Shelly"))
+def test_shelly_vector_through_the_callback(bthome_vectors: list[dict[str, Any]]) -> None:
+    shelly = next(v for v in bthome_vectors if v["name"].startswith("Shelly"))
     scanner, inbox = make_scanner(FakeFactory(), FakeClock())
     scanner._on_advert(
         device(shelly["address"]),
