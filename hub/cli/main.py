@@ -266,12 +266,16 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _invoke_owner(args: argparse.Namespace, event: object) -> dict[str, Any]:
-    """The running daemon answers over its control socket; with none, this process does
-    the same work with the same engine and writer, holding the lock file meanwhile."""
+    """Changes: the running daemon answers over its control socket; with none, this
+    process does the same work with the same engine and writer, holding the lock file
+    meanwhile. Reads change nothing: they are answered from the database directly."""
     import asyncio  # noqa: PLC0415
 
     from hub.control import route  # noqa: PLC0415
+    from hub.sessions.operations import CHANGES  # noqa: PLC0415
 
+    if not isinstance(event, dict) or event.get("action") not in CHANGES:
+        return _operation(args, event)
     config = load_args_config(args)
 
     def here() -> dict[str, Any]:
