@@ -8,10 +8,14 @@ will: retained `offline`) → flush pending publishes → take messages: decode
 (`mqtt_decode.TopicRouter`), drop QoS-1 redeliveries by `seq`, hand each on.
 
 Reading is aiomqtt's public API: `async for message in client.messages`, decode, and
-`await inbox.put(...)` — the runner's bounded inbox. While the inbox is full the reader
-waits, and messages wait in aiomqtt's own queue (back-pressure). Messages still in that
-queue when a connection breaks were acknowledged by paho on receipt and are lost: they are
-counted (`lost_on_disconnect`) and logged.
+`await inbox.put(...)` — the runner's bounded inbox — then acknowledge. QoS-1 messages are
+acknowledged by the hub, not by paho on receipt (paho's `manual_ack`), and only once they
+are in the inbox. So memory stays bounded under a flood: while the inbox is full the reader
+waits, nothing more is acknowledged, and the broker sends no more than its in-flight window
+(`max_inflight_messages`, 20 by default) — the rest waits at the broker. And what was
+delivered but not yet taken when a connection breaks is not lost: it was never
+acknowledged, so the broker sends it again after the reconnect (duplicates are dropped by
+`seq`).
 
 On a broker error the link logs once per outage, sleeps a full-jitter capped backoff
 (`uniform(0, min(cap, base * 2**attempt))`; refused credentials jump to the cap), and makes a
@@ -72,6 +76,24 @@ PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor
 # password) and 5 (not authorised), and their MQTT 5 reason codes 134 and 135.
 _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
 _MAX_EXPONENT: Final = 32  # 2**attempt stays a small float
+
+
+def _acknowledge_manually(client: aiomqtt.Client) -> Callable[[aiomqtt.Message], None]:
+    """Turn off paho's acknowledge-on-receipt for `client`; the returned function
+    acknowledges one message (QoS 1 or 2).
+
+    aiomqtt 2.x does not pass paho's `manual_ack` through, so this reaches the paho client
+    it wraps and calls paho's own public API on it (`manual_ack_set`, `ack`): the one place
+    the hub touches aiomqtt's insides, checked by a test.
+    """
+    paho = client._client  # noqa: SLF001 - see the docstring
+    paho.manual_ack_set(on=True)
+
+    def acknowledge(message: aiomqtt.Message) -> None:
+        if message.qos > 0:
+            paho.ack(message.mid, message.qos)
+
+    return acknowledge
 
 
 def _as_bytes(payload: object) -> bytes:
@@ -270,36 +292,26 @@ class MqttLink:
             will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
             logger=logging.getLogger(f"{__name__}.aiomqtt"),
         )
-        try:
-            async with client:
-                self._session_started = True
-                try:
-                    await self._established(client)
-                except asyncio.CancelledError:
-                    # Cancelled without publish_offline(): the graceful DISCONNECT on the way
-                    # out discards the last will, so say offline ourselves (best effort).
-                    if self.connected and not self._stop.is_set():
-                        with contextlib.suppress(aiomqtt.MqttError):
-                            await client.publish(
-                                HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True, timeout=1.0
-                            )
-                    raise
-                finally:
-                    self.connected_event.clear()
-        finally:
-            self._count_lost(len(client.messages))
+        acknowledge = _acknowledge_manually(client)
+        async with client:
+            self._session_started = True
+            try:
+                await self._established(client, acknowledge)
+            except asyncio.CancelledError:
+                # Cancelled without publish_offline(): the graceful DISCONNECT on the way
+                # out discards the last will, so say offline ourselves (best effort).
+                if self.connected and not self._stop.is_set():
+                    with contextlib.suppress(aiomqtt.MqttError):
+                        await client.publish(
+                            HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True, timeout=1.0
+                        )
+                raise
+            finally:
+                self.connected_event.clear()
 
-    def _count_lost(self, queued: int) -> None:
-        """Messages paho acknowledged on receipt but the hub never read are gone with the
-        connection: say so (a full inbox at a broken connection, or a stop)."""
-        if queued:
-            self._counters["lost_on_disconnect"] += queued
-            _LOGGER.warning(
-                "%d MQTT message(s) received but not yet read were lost with the connection",
-                queued,
-            )
-
-    async def _established(self, client: aiomqtt.Client) -> None:
+    async def _established(
+        self, client: aiomqtt.Client, acknowledge: Callable[[aiomqtt.Message], None]
+    ) -> None:
         mqtt = self._config.mqtt
         filters = [*self._router.subscriptions(), HA_STATUS_TOPIC]
         granted = await client.subscribe([(topic, QOS) for topic in filters])
@@ -318,7 +330,9 @@ class MqttLink:
         self._pending_changed.set()
         async with asyncio.TaskGroup() as group:
             if self._reading:
-                self._reader = group.create_task(self._read(client), name="mqtt-reader")
+                self._reader = group.create_task(
+                    self._read(client, acknowledge), name="mqtt-reader"
+                )
             publisher = group.create_task(self._publish_pending(client), name="mqtt-publisher")
             await self._stop.wait()
             self.stop_reading()
@@ -358,12 +372,16 @@ class MqttLink:
             self._reader.cancel()
             self._reader = None
 
-    async def _read(self, client: aiomqtt.Client) -> None:
-        """Every message in arrival order into the inbox, waiting while it is full."""
+    async def _read(
+        self, client: aiomqtt.Client, acknowledge: Callable[[aiomqtt.Message], None]
+    ) -> None:
+        """Every message in arrival order into the inbox (waiting while it is full), then
+        acknowledged."""
         async for message in client.messages:
             value = self._accept(message)
             if value is not None:
                 await self._inbox.put(value)
+            acknowledge(message)
 
     def _accept(self, message: aiomqtt.Message) -> Inbound | None:
         """The message decoded, or None when it is not for the inbox (counted, logged)."""

@@ -42,23 +42,27 @@ class DatabasePool:
         self._path = path
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._opening = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"db-read-{n}", daemon=True)
-            for n in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._size = size
+        self._threads: list[threading.Thread] = []  # started by the first job
 
     async def run(self, function: Callable[[Database], _T]) -> _T:
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._work, name=f"db-read-{n}", daemon=True)
+                for n in range(self._size)
+            ]
+            for thread in self._threads:
+                thread.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
         self._jobs.put(_Job(function, future, loop))
         return await future
 
     async def close(self) -> None:
-        for _ in self._threads:
+        threads, self._threads = self._threads, []
+        for _ in threads:
             self._jobs.put(None)
-        for thread in self._threads:
+        for thread in threads:
             await asyncio.to_thread(thread.join)
 
     def _work(self) -> None:

@@ -20,6 +20,9 @@
    inside the debounce window (coalesced: the row is rewritten, no event row) and a
    counted repeat after it. Log lines go to a pipe, so they are in `wchar` only. The
    flood is `BENCH_INGEST` / 5 repeats.
+6. Memory under a sustained flood: the same process, flooded by the publisher processes
+   as fast as they go for `BENCH_FLOOD_SECONDS` (default 60); VmRSS sampled every 0.25 s
+   and its peak (or VmHWM) against the same 60 MB target.
 
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -35,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +81,9 @@ INGEST_ROUNDS = 2  # alternating bare / daemon rounds; the best of each is compa
 PUBLISHERS = 2  # processes
 PUBLISH_WORKERS = 64  # concurrent QoS-1 publishes per publisher
 STALL_SECONDS = 10.0  # no progress this long: give up and report what was counted
+
+FLOOD_ENV = "BENCH_FLOOD_SECONDS"
+DEFAULT_FLOOD_SECONDS = 60.0
 
 SENSORS = 100
 SENTINELS = ("end-new", "end-repeat", "end-counted")
@@ -185,7 +192,7 @@ async def _running(daemon: Daemon) -> AsyncIterator[Daemon]:
             print(f"  (the in-process daemon took {took:.1f} s to stop)")
 
 
-async def _publish_all(client: aiomqtt.Client, messages: Sequence[tuple[str, bytes]]) -> None:
+async def _publish_all(client: aiomqtt.Client, messages: Iterable[tuple[str, bytes]]) -> None:
     """Every message at QoS 1, PUBLISH_WORKERS in flight, each PUBACKed."""
     pending = iter(messages)
 
@@ -343,13 +350,26 @@ class Publishers:
 
     async def finish(self) -> float:
         """The slowest publisher's seconds from `go` to its last PUBACK."""
+        return (await self.finish_counted())[0]
+
+    async def finish_counted(self) -> tuple[float, int]:
+        """(the slowest publisher's seconds from `go` to its last PUBACK, messages sent)."""
         seconds: list[float] = []
+        sent = 0
         for process in self._processes:
             assert process.stdout is not None
-            line = await asyncio.wait_for(process.stdout.readline(), 120)
+            line = await asyncio.wait_for(process.stdout.readline(), 600)
             await process.wait()
             seconds.append(float(line.split()[1]))
-        return max(seconds)
+            sent += int(line.split()[2])
+        return max(seconds), sent
+
+
+def _endless(prefix: str, first: int, step: int) -> Iterator[tuple[str, bytes]]:
+    """The same pattern as `_messages`, without end (a flood bounded by time)."""
+    for k in itertools.count(first, step):
+        sensor = f"s{k % SENSORS:03d}"
+        yield f"{prefix}/{sensor}/motion", encode_seed_motion(sensor, seq=k // SENSORS + 1)
 
 
 def _messages(prefix: str, first: int, step: int, count: int) -> list[tuple[str, bytes]]:
@@ -364,18 +384,43 @@ def _messages(prefix: str, first: int, step: int, count: int) -> list[tuple[str,
 
 
 async def _publisher_main(port: int, prefix: str, first: int, step: int, count: int) -> None:
-    """One publisher process: connect, say ready, wait for go, publish, say how long."""
-    messages = _messages(prefix, first, step, count)
+    """One publisher process: connect, say ready, wait for go, publish, say how long.
+    A negative `count` floods for -count seconds instead, and says how many it sent."""
     loop = asyncio.get_running_loop()
     async with aiomqtt.Client(
         HOST, port, max_inflight_messages=PUBLISH_WORKERS, timeout=60
     ) as client:
         client.pending_calls_threshold = PUBLISH_WORKERS  # many in flight is the point
+        messages = _Counted(_messages(prefix, first, step, count) if count >= 0 else ())
         print("ready", flush=True)
         await loop.run_in_executor(None, sys.stdin.readline)
         started = time.perf_counter()
+        if count < 0:  # the flood's time starts at "go"
+            ends = time.monotonic() - count
+            messages = _Counted(
+                itertools.takewhile(
+                    lambda _m: time.monotonic() < ends, _endless(prefix, first, step)
+                )
+            )
         await _publish_all(client, messages)
-        print(f"done {time.perf_counter() - started:.6f}", flush=True)
+        sent = messages.count
+        print(f"done {time.perf_counter() - started:.6f} {sent}", flush=True)
+
+
+class _Counted:
+    """An iterable that counts what was taken from it."""
+
+    def __init__(self, items: Iterable[tuple[str, bytes]]) -> None:
+        self._items = iter(items)
+        self.count = 0
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        return self
+
+    def __next__(self) -> tuple[str, bytes]:
+        item = next(self._items)
+        self.count += 1
+        return item
 
 
 async def _bare_loop(broker: Broker, prefix: str, count: int) -> tuple[float, float]:
@@ -750,14 +795,16 @@ async def _process(broker: Broker, tmp: Path, count: int) -> list[Figure]:
             await daemon.quiet()
             rss_ready = _proc_kb(daemon.pid, "VmRSS") / 1024
             phases, rss_load, hwm = await _drive(daemon, broker, tmp, prefix, count)
+            flood = await _flood(daemon, broker, prefix, _flood_seconds())
         finally:
             await daemon.stop()
     finally:
         listener.close()
 
-    flood = phases[1].events
+    print(flood.line())
+    repeats = phases[1].events
     print(
-        f"  VmRSS: {rss_ready:.1f} MB after READY, {rss_load:.1f} MB after {flood:,} motion "
+        f"  VmRSS: {rss_ready:.1f} MB after READY, {rss_load:.1f} MB after {repeats:,} motion "
         f"events (peak VmHWM {hwm:.1f} MB); a bare interpreter: {bare_mb:.1f} MB"
     )
     for phase in phases:
@@ -800,11 +847,22 @@ async def _process(broker: Broker, tmp: Path, count: int) -> list[Figure]:
             unit=MB,
         ),
         Figure(
-            f"daemon VmRSS after {flood:,} motion events",
+            f"daemon VmRSS after {repeats:,} motion events",
             rss_load,
             RSS_TARGET_MB,
             bare_mb,
             note=f"peak VmHWM {hwm:.1f} MB",
+            unit=MB,
+        ),
+        Figure(
+            f"daemon VmRSS peak during a {flood.seconds:.0f} s flood",
+            flood.peak_mb,
+            RSS_TARGET_MB,
+            bare_mb,
+            note=(
+                f"{flood.sent:,} motions at {flood.sent / flood.seconds:,.0f} /s; "
+                f"drained {flood.drain_seconds:.1f} s after the last publish"
+            ),
             unit=MB,
         ),
         *(
@@ -817,6 +875,47 @@ async def _process(broker: Broker, tmp: Path, count: int) -> list[Figure]:
             for n, p in enumerate(phases)
         ),
     ]
+
+
+def _flood_seconds() -> float:
+    raw = os.environ.get(FLOOD_ENV, "").strip()
+    try:
+        return float(raw) if raw else DEFAULT_FLOOD_SECONDS
+    except ValueError:
+        raise SystemExit(f"{FLOOD_ENV} must be a number of seconds, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Flood:
+    seconds: float
+    sent: int
+    peak_mb: float  # the highest VmRSS sampled, or VmHWM if higher
+    drain_seconds: float  # from the last PUBACK until the daemon is idle again
+
+    def line(self) -> str:
+        return (
+            f"  {self.seconds:.0f} s flood: {self.sent:,} motions "
+            f"({self.sent / self.seconds:,.0f} /s), VmRSS peak {self.peak_mb:.1f} MB, "
+            f"the daemon idle again {self.drain_seconds:.1f} s after the last publish"
+        )
+
+
+async def _flood(daemon: DaemonProcess, broker: Broker, prefix: str, seconds: float) -> Flood:
+    """Publishers flood for `seconds` as fast as they go; VmRSS is sampled every 0.25 s
+    (the inbox is bounded; what waits beyond it waits in aiomqtt's queue and the broker)."""
+    publishers = await Publishers.connect(broker.port, prefix, -max(1, round(seconds)))
+    peak = 0.0
+    publishers.go()
+    finishing = asyncio.create_task(publishers.finish_counted())
+    while not finishing.done():
+        peak = max(peak, _proc_kb(daemon.pid, "VmRSS") / 1024)
+        await asyncio.sleep(0.25)
+    took, sent = await finishing
+    drained = time.perf_counter()
+    await daemon.quiet()
+    drain = time.perf_counter() - drained
+    peak = max(peak, _proc_kb(daemon.pid, "VmHWM") / 1024)
+    return Flood(took, sent, peak, drain)
 
 
 async def _drive(
