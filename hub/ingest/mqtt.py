@@ -9,13 +9,18 @@ will: retained `offline`) → flush pending publishes → take messages: decode
 
 Reading is aiomqtt's public API: `async for message in client.messages`, decode, and
 `await inbox.put(...)` — the runner's bounded inbox — then acknowledge. QoS-1 messages are
-acknowledged by the hub, not by paho on receipt (paho's `manual_ack`), and only once they
-are in the inbox. So memory stays bounded under a flood: while the inbox is full the reader
-waits, nothing more is acknowledged, and the broker sends no more than its in-flight window
-(`max_inflight_messages`, 20 by default) — the rest waits at the broker. And what was
-delivered but not yet taken when a connection breaks is not lost: it was never
-acknowledged, so the broker sends it again after the reconnect (duplicates are dropped by
-`seq`).
+acknowledged by the hub once they are in the inbox, not by paho on receipt (paho's
+`manual_ack`): what was delivered but not yet taken when a connection ends is sent again by
+the broker after the reconnect (duplicates are dropped by `seq`), so nothing is lost.
+
+Back-pressure, so that a flood faster than the hub waits at the broker and the hub's memory
+stays bounded: aiomqtt's queue holds at most INTAKE_LIMIT messages (mosquitto 2.0 does not
+keep to its in-flight window once acknowledgements flow: measured, so the broker alone
+would not stop). What arrives while it is full is discarded by aiomqtt unacknowledged —
+the broker still holds it for the persistent session. Once the reader has emptied the
+queue, the link reconnects ("catches up") and the broker sends those again; they arrive
+later than messages sent after them, as if delayed in the network. Nothing is lost
+(`max_queued_messages` in deploy/mosquitto bounds what the broker keeps).
 
 On a broker error the link logs once per outage, sleeps a full-jitter capped backoff
 (`uniform(0, min(cap, base * 2**attempt))`; refused credentials jump to the cap), and makes a
@@ -69,6 +74,10 @@ AUTH_REFUSED_BACKOFF: Final = 60.0
 # Where the broker password may also come from (hub.secrets): env var, systemd credential.
 CREDENTIAL_ENV: Final = "SPOTTYPOTTY_MQTT_PASSWORD"
 CREDENTIAL_NAME: Final = "mqtt_password"
+# Messages aiomqtt may queue for the reader (back-pressure, see the module docstring).
+INTAKE_LIMIT: Final = 1_000
+# aiomqtt's words when its queue is full and it discards a message (counted, not logged).
+_DISCARDED: Final = "Message queue is full"
 UNKNOWN_SENSOR: Final = "unknown"  # counter label for topics of no configured sensor
 PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor's bad payloads
 
@@ -76,6 +85,24 @@ PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor
 # password) and 5 (not authorised), and their MQTT 5 reason codes 134 and 135.
 _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
 _MAX_EXPONENT: Final = 32  # 2**attempt stays a small float
+
+
+class _CatchUp(Exception):  # noqa: N818 - control flow, never seen outside this module
+    """aiomqtt discarded messages while its queue was full: reconnect to get them again."""
+
+
+class _DiscardCounter(logging.Filter):
+    """Counts aiomqtt's "queue is full, discarding" warnings instead of logging each one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(_DISCARDED):
+            self.count += 1
+            return False
+        return True
 
 
 def _acknowledge_manually(client: aiomqtt.Client) -> Callable[[aiomqtt.Message], None]:
@@ -141,6 +168,7 @@ class MqttLink:
         backoff_base: float = 0.5,
         backoff_cap: float = 1.5,
         rng: random.Random | None = None,
+        intake_limit: int = INTAKE_LIMIT,
     ) -> None:
         if backoff_base <= 0 or backoff_cap <= 0:
             raise ValueError("backoff_base and backoff_cap must be positive")
@@ -165,6 +193,12 @@ class MqttLink:
         self._parse_logged_at: dict[str, float] = {}
         self._reading = True  # False once `stop_reading()`: no more messages decided
         self._reader: asyncio.Task[None] | None = None
+        self._intake_limit = intake_limit
+        # A logger of its own: its filter counts this link's discards only.
+        self._aiomqtt_logger = logging.getLogger(f"{__name__}.aiomqtt.{client_id}")
+        self._discarded = _DiscardCounter()
+        self._discarded_at_connect = 0
+        self._aiomqtt_logger.addFilter(self._discarded)
         self.connected_event = asyncio.Event()
         self.ha_online = asyncio.Event()  # set when Home Assistant says "online": re-announce
 
@@ -232,6 +266,10 @@ class MqttLink:
             except aiomqtt.MqttError as exc:
                 error: aiomqtt.MqttError = exc
             except BaseExceptionGroup as group:
+                catch_up, rest = group.split(_CatchUp)
+                if catch_up is not None and rest is None:
+                    attempt = 0
+                    continue  # at once: the broker has what was discarded
                 found = _only_mqtt_error(group)
                 if found is None:
                     raise
@@ -290,9 +328,11 @@ class MqttLink:
             keepalive=KEEPALIVE,
             timeout=CALL_TIMEOUT,
             will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
-            logger=logging.getLogger(f"{__name__}.aiomqtt"),
+            logger=self._aiomqtt_logger,
+            max_queued_incoming_messages=self._intake_limit,
         )
         acknowledge = _acknowledge_manually(client)
+        self._discarded_at_connect = self._discarded.count  # the first burst may overflow
         async with client:
             self._session_started = True
             try:
@@ -376,12 +416,17 @@ class MqttLink:
         self, client: aiomqtt.Client, acknowledge: Callable[[aiomqtt.Message], None]
     ) -> None:
         """Every message in arrival order into the inbox (waiting while it is full), then
-        acknowledged."""
+        acknowledged; once aiomqtt has discarded some and the queue is empty, catch up."""
+        discarded_before = self._discarded_at_connect
         async for message in client.messages:
             value = self._accept(message)
             if value is not None:
                 await self._inbox.put(value)
             acknowledge(message)
+            if self._discarded.count > discarded_before and not len(client.messages):
+                self._counters["catch_ups"] += 1
+                self._counters["discarded"] += self._discarded.count - discarded_before
+                raise _CatchUp
 
     def _accept(self, message: aiomqtt.Message) -> Inbound | None:
         """The message decoded, or None when it is not for the inbox (counted, logged)."""
