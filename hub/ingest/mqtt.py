@@ -14,13 +14,12 @@ acknowledged by the hub once they are in the inbox, not by paho on receipt (paho
 the broker after the reconnect (duplicates are dropped by `seq`), so nothing is lost.
 
 Back-pressure, so that a flood faster than the hub waits at the broker and the hub's memory
-stays bounded: aiomqtt's queue holds at most INTAKE_LIMIT messages (mosquitto 2.0 does not
-keep to its in-flight window once acknowledgements flow: measured, so the broker alone
-would not stop). What arrives while it is full is discarded by aiomqtt unacknowledged —
-the broker still holds it for the persistent session. Once the reader has emptied the
-queue, the link reconnects ("catches up") and the broker sends those again; they arrive
-later than messages sent after them, as if delayed in the network. Nothing is lost
-(`max_queued_messages` in deploy/mosquitto bounds what the broker keeps).
+stays bounded: paho reads the socket and aiomqtt queues what it decodes as fast as it
+comes, and mosquitto 2.0 does not keep to its in-flight window once acknowledgements flow
+(measured), so neither stops by itself. `_ReadPause` takes the socket out of the event
+loop while aiomqtt's queue holds PAUSE_AT messages and puts it back at RESUME_AT: the
+flood waits in the kernel's socket buffer and at the broker (`max_queued_messages` in
+deploy/mosquitto bounds what the broker keeps).
 
 On a broker error the link logs once per outage, sleeps a full-jitter capped backoff
 (`uniform(0, min(cap, base * 2**attempt))`; refused credentials jump to the cap), and makes a
@@ -40,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -74,10 +74,10 @@ AUTH_REFUSED_BACKOFF: Final = 60.0
 # Where the broker password may also come from (hub.secrets): env var, systemd credential.
 CREDENTIAL_ENV: Final = "SPOTTYPOTTY_MQTT_PASSWORD"
 CREDENTIAL_NAME: Final = "mqtt_password"
-# Messages aiomqtt may queue for the reader (back-pressure, see the module docstring).
-INTAKE_LIMIT: Final = 1_000
-# aiomqtt's words when its queue is full and it discards a message (counted, not logged).
-_DISCARDED: Final = "Message queue is full"
+# aiomqtt's queue of decoded messages: reading the socket stops at PAUSE_AT, starts again
+# at RESUME_AT (back-pressure, see the module docstring).
+PAUSE_AT: Final = 500
+RESUME_AT: Final = 100
 UNKNOWN_SENSOR: Final = "unknown"  # counter label for topics of no configured sensor
 PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor's bad payloads
 
@@ -87,22 +87,41 @@ _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
 _MAX_EXPONENT: Final = 32  # 2**attempt stays a small float
 
 
-class _CatchUp(Exception):  # noqa: N818 - control flow, never seen outside this module
-    """aiomqtt discarded messages while its queue was full: reconnect to get them again."""
+class _ReadPause:
+    """Stops and restarts paho's reading of one connection's socket.
 
+    aiomqtt has no public way to stop reading, so this uses paho's public API on the paho
+    client aiomqtt wraps (`socket()`, `loop_read()`) and asyncio's `remove_reader` /
+    `add_reader`. While the reader is taken out, the socket's data waits in the kernel and
+    the broker; put back, paho reads it as aiomqtt's own callback would have. Should
+    aiomqtt ever stop registering the socket with the loop, nothing is paused (and nothing
+    breaks).
+    """
 
-class _DiscardCounter(logging.Filter):
-    """Counts aiomqtt's "queue is full, discarding" warnings instead of logging each one."""
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._paho = client._client  # noqa: SLF001 - see the class docstring
+        self._loop = asyncio.get_running_loop()
+        self._paused: int | None = None  # the socket's file descriptor while paused
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
+    def taken(self, queued: int) -> None:
+        """The reader took a message and `queued` wait behind it."""
+        if self._paused is None:
+            if queued >= PAUSE_AT:
+                sock = self._paho.socket()
+                if sock is not None and self._loop.remove_reader(sock.fileno()):
+                    self._paused = sock.fileno()
+        elif queued <= RESUME_AT:
+            sock = self._paho.socket()
+            if sock is not None and sock.fileno() == self._paused:
+                self._loop.add_reader(self._paused, self._read)
+            self._paused = None
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith(_DISCARDED):
-            self.count += 1
-            return False
-        return True
+    def _read(self) -> None:
+        try:
+            self._paho.loop_read()  # a broken connection ends in paho's on_disconnect
+        except Exception:
+            _LOGGER.debug("reading from the broker failed; disconnecting", exc_info=True)
+            self._paho.disconnect()
 
 
 def _acknowledge_manually(client: aiomqtt.Client) -> Callable[[aiomqtt.Message], None]:
@@ -168,7 +187,6 @@ class MqttLink:
         backoff_base: float = 0.5,
         backoff_cap: float = 1.5,
         rng: random.Random | None = None,
-        intake_limit: int = INTAKE_LIMIT,
     ) -> None:
         if backoff_base <= 0 or backoff_cap <= 0:
             raise ValueError("backoff_base and backoff_cap must be positive")
@@ -193,12 +211,7 @@ class MqttLink:
         self._parse_logged_at: dict[str, float] = {}
         self._reading = True  # False once `stop_reading()`: no more messages decided
         self._reader: asyncio.Task[None] | None = None
-        self._intake_limit = intake_limit
-        # A logger of its own: its filter counts this link's discards only.
-        self._aiomqtt_logger = logging.getLogger(f"{__name__}.aiomqtt.{client_id}")
-        self._discarded = _DiscardCounter()
-        self._discarded_at_connect = 0
-        self._aiomqtt_logger.addFilter(self._discarded)
+        self._queued: Callable[[], int] = lambda: 0  # the current connection's backlog
         self.connected_event = asyncio.Event()
         self.ha_online = asyncio.Event()  # set when Home Assistant says "online": re-announce
 
@@ -207,6 +220,12 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self.connected_event.is_set()
+
+    @property
+    def backlog(self) -> int:
+        """Messages aiomqtt has decoded that the reader has not taken yet (bounded by the
+        back-pressure: about PAUSE_AT at most)."""
+        return self._queued()
 
     @property
     def counters(self) -> Mapping[str, int]:
@@ -266,10 +285,6 @@ class MqttLink:
             except aiomqtt.MqttError as exc:
                 error: aiomqtt.MqttError = exc
             except BaseExceptionGroup as group:
-                catch_up, rest = group.split(_CatchUp)
-                if catch_up is not None and rest is None:
-                    attempt = 0
-                    continue  # at once: the broker has what was discarded
                 found = _only_mqtt_error(group)
                 if found is None:
                     raise
@@ -328,11 +343,9 @@ class MqttLink:
             keepalive=KEEPALIVE,
             timeout=CALL_TIMEOUT,
             will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
-            logger=self._aiomqtt_logger,
-            max_queued_incoming_messages=self._intake_limit,
+            logger=logging.getLogger(f"{__name__}.aiomqtt"),
         )
         acknowledge = _acknowledge_manually(client)
-        self._discarded_at_connect = self._discarded.count  # the first burst may overflow
         async with client:
             self._session_started = True
             try:
@@ -353,26 +366,28 @@ class MqttLink:
         self, client: aiomqtt.Client, acknowledge: Callable[[aiomqtt.Message], None]
     ) -> None:
         mqtt = self._config.mqtt
-        filters = [*self._router.subscriptions(), HA_STATUS_TOPIC]
-        granted = await client.subscribe([(topic, QOS) for topic in filters])
-        for topic, code in zip(filters, granted, strict=False):
-            value = getattr(code, "value", code)  # an int (MQTT 3.1.1) or a ReasonCode
-            if isinstance(value, int) and value >= 0x80:  # noqa: PLR2004 - SUBACK failure
-                _LOGGER.warning("broker refused the subscription to %s", topic)
-        await client.publish(HUB_STATUS_TOPIC, ONLINE, qos=QOS, retain=True)
-        self._counters["connects"] += 1
-        if self._counters["connects"] > 1:
-            self._counters["reconnects"] += 1
-        _LOGGER.info("connected to MQTT broker %s:%d", mqtt.host, mqtt.port)
-        self.connected_event.set()
-        for topic, data in self._retained.items():
-            self._pending.setdefault(topic, (data, True))
-        self._pending_changed.set()
         async with asyncio.TaskGroup() as group:
+            # Reading starts first: what the broker kept for this session may come before
+            # the SUBACK, and the back-pressure only works while the reader takes.
             if self._reading:
                 self._reader = group.create_task(
                     self._read(client, acknowledge), name="mqtt-reader"
                 )
+            filters = [*self._router.subscriptions(), HA_STATUS_TOPIC]
+            granted = await client.subscribe([(topic, QOS) for topic in filters])
+            for topic, code in zip(filters, granted, strict=False):
+                value = getattr(code, "value", code)  # an int (MQTT 3.1.1) or a ReasonCode
+                if isinstance(value, int) and value >= 0x80:  # noqa: PLR2004 - SUBACK failure
+                    _LOGGER.warning("broker refused the subscription to %s", topic)
+            await client.publish(HUB_STATUS_TOPIC, ONLINE, qos=QOS, retain=True)
+            self._counters["connects"] += 1
+            if self._counters["connects"] > 1:
+                self._counters["reconnects"] += 1
+            _LOGGER.info("connected to MQTT broker %s:%d", mqtt.host, mqtt.port)
+            self.connected_event.set()
+            for topic, data in self._retained.items():
+                self._pending.setdefault(topic, (data, True))
+            self._pending_changed.set()
             publisher = group.create_task(self._publish_pending(client), name="mqtt-publisher")
             await self._stop.wait()
             self.stop_reading()
@@ -399,7 +414,9 @@ class MqttLink:
             topic = next(iter(self._pending))
             payload, retain = self._pending.pop(topic)
             try:
-                await client.publish(topic, payload, qos=QOS, retain=retain)
+                # No PUBACK deadline: under back-pressure the PUBACK waits behind the motion
+                # the broker sent first; a dead connection still ends this (keepalive).
+                await client.publish(topic, payload, qos=QOS, retain=retain, timeout=math.inf)
             except BaseException:
                 # Not sent (or not acknowledged): keep it unless something newer came.
                 self._pending.setdefault(topic, (payload, retain))
@@ -416,17 +433,15 @@ class MqttLink:
         self, client: aiomqtt.Client, acknowledge: Callable[[aiomqtt.Message], None]
     ) -> None:
         """Every message in arrival order into the inbox (waiting while it is full), then
-        acknowledged; once aiomqtt has discarded some and the queue is empty, catch up."""
-        discarded_before = self._discarded_at_connect
+        acknowledged; reading the socket pauses while too many wait (back-pressure)."""
+        pause = _ReadPause(client)
+        self._queued = lambda: len(client.messages)
         async for message in client.messages:
+            pause.taken(len(client.messages))
             value = self._accept(message)
             if value is not None:
                 await self._inbox.put(value)
             acknowledge(message)
-            if self._discarded.count > discarded_before and not len(client.messages):
-                self._counters["catch_ups"] += 1
-                self._counters["discarded"] += self._discarded.count - discarded_before
-                raise _CatchUp
 
     def _accept(self, message: aiomqtt.Message) -> Inbound | None:
         """The message decoded, or None when it is not for the inbox (counted, logged)."""
