@@ -60,6 +60,8 @@ _SILENT_STARTS: Final = {
     "stale": "the motion is older than the timeout",
 }
 MAX_BATCH: Final = 1_000  # items decided and committed together at most
+BUSY_BATCH: Final = 4  # a turn this big means a flood …
+LINGER: Final = 0.002  # … so the next turn gathers this long before it decides
 MAX_COUNTERS: Final = 200
 # Shutdown (SIGTERM ends the hub within 5 s): the wait for a playback start in flight, then
 # for the pauses of what the hub started.
@@ -137,6 +139,7 @@ class SessionRunner:
         self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
         self._in_flight: asyncio.Future[_Started | _Stopped] | None = None  # the player's call
         self._finishing = False
+        self._last_batch = 0
         self._pause_active = True
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
@@ -184,8 +187,13 @@ class SessionRunner:
                     batch.append(await self._inbox.get())
             except TimeoutError:
                 return batch
+        if self._last_batch >= BUSY_BATCH:
+            # Under a flood each turn's commit costs about the same however many rows it
+            # has: let more arrive first. A lone motion never waits (its last turn was small).
+            await asyncio.sleep(LINGER)
         while len(batch) < MAX_BATCH and not self._inbox.empty():
             batch.append(self._inbox.get_nowait())
+        self._last_batch = len(batch)
         return batch
 
     def _until_deadline(self) -> float | None:
