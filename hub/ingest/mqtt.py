@@ -10,8 +10,9 @@ will: retained `offline`) → flush pending publishes → take messages: decode
 Reading is aiomqtt's public API: `async for message in client.messages`, decode, and
 `await inbox.put(...)` — the runner's bounded inbox — then acknowledge. QoS-1 messages are
 acknowledged by the hub once they are in the inbox (up to ACK_BATCH together), not by paho
-on receipt (paho's `manual_ack`): what was delivered but not yet taken when a connection ends is sent again by
-the broker after the reconnect (duplicates are dropped by `seq`), so nothing is lost.
+on receipt (paho's `manual_ack`): what was delivered but not yet taken when a connection
+ends is sent again by the broker after the reconnect (duplicates are dropped by `seq`), so
+nothing is lost.
 
 Back-pressure, so that a flood faster than the hub waits at the broker and the hub's memory
 stays bounded: paho reads the socket and aiomqtt queues what it decodes as fast as it
