@@ -25,6 +25,24 @@ class StoreError(HubError):
     """The database cannot be used as it is (corrupt, locked, unwritable)."""
 
 
+class DamagedDatabaseError(StoreError):
+    """The file is not a database, is malformed, or fails its integrity check.
+
+    A restart cannot heal it, so the daemon exits with EX_DATAERR (65), which its unit
+    does not restart; a person has to restore a backup or move the file aside.
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        # SQLite's integrity reports span lines; stderr and the journal get one line.
+        self.detail = " ".join(detail.split())
+        super().__init__(
+            f"{path} is damaged ({self.detail}). Restore a backup made with "
+            "`spottypotty backup`, or move the file (and any -wal/-shm file beside it) "
+            "aside: the hub then starts with a new empty database"
+        )
+
+
 class ParseError(HubError):
     """Input from a peer (payload, advert, event) is malformed: drop it and count it."""
 
