@@ -36,10 +36,11 @@ class DamagedDatabaseError(StoreError):
         self.path = path
         # SQLite's integrity reports span lines; stderr and the journal get one line.
         self.detail = " ".join(detail.split())
+        # The -wal/-shm go too: SQLite would replay a stale WAL onto a restored backup.
         super().__init__(
-            f"{path} is damaged ({self.detail}). Restore a backup made with "
-            "`spottypotty backup`, or move the file (and any -wal/-shm file beside it) "
-            "aside: the hub then starts with a new empty database"
+            f"{path} is damaged ({self.detail}): move it and any -wal/-shm file beside it "
+            "aside, then restore a backup made with `spottypotty backup` in its place, or "
+            "start the hub without one to begin a new empty database"
         )
 
 

@@ -111,7 +111,7 @@ def test_a_damaged_database_is_refused_by_name_and_left_byte_for_byte(
     assert str(path) in message
     assert "\n" not in message
     assert "spottypotty backup" in message
-    assert "move the file" in message
+    assert "-wal/-shm file beside it aside" in message
     assert refused.value.path == str(path)
     assert path.read_bytes() == bad
     assert [p.name for p in tmp_path.iterdir()] == ["hub.db"]  # no -wal/-shm left either
