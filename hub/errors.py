@@ -25,6 +25,25 @@ class StoreError(HubError):
     """The database cannot be used as it is (corrupt, locked, unwritable)."""
 
 
+class DamagedDatabaseError(StoreError):
+    """The file is not a database, is malformed, or fails its integrity check.
+
+    A restart cannot heal it, so the daemon exits with EX_DATAERR (65), which its unit
+    does not restart; a person has to restore a backup or move the file aside.
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        # SQLite's integrity reports span lines; stderr and the journal get one line.
+        self.detail = " ".join(detail.split())
+        # The -wal/-shm go too: SQLite would replay a stale WAL onto a restored backup.
+        super().__init__(
+            f"{path} is damaged ({self.detail}): move it and any -wal/-shm file beside it "
+            "aside, then restore a backup made with `spottypotty backup` in its place, or "
+            "start the hub without one to begin a new empty database"
+        )
+
+
 class ParseError(HubError):
     """Input from a peer (payload, advert, event) is malformed: drop it and count it."""
 

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus= keeps it from looping
+EXIT_DATA = 65  # EX_DATAERR: a damaged database; not restarted either (same unit line)
 
 
 def load_args_config(args: argparse.Namespace) -> HubConfig:

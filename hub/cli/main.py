@@ -12,16 +12,18 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub import __version__
-from hub.cli.common import EXIT_CONFIG, EXIT_FAILURE, load_args_config
+from hub.cli.common import EXIT_CONFIG, EXIT_DATA, EXIT_FAILURE, load_args_config
 from hub.cli.lazy import add_subcommands
-from hub.errors import ConfigError, HubError
+from hub.errors import ConfigError, DamagedDatabaseError, HubError
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
+
+_E = TypeVar("_E", bound=BaseException)
 
 _FIRST_ERROR_STATUS = 400
 CLOUD_ANALYTICS_LIMIT = 100_000  # sessions read back for `analytics --cloud`
@@ -39,15 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = args.command
     try:
         return command(args)
-    except ConfigError as exc:
-        _print_config_problems(exc)
-        return EXIT_CONFIG
+    except (ConfigError, DamagedDatabaseError) as exc:
+        return _refuse(exc)
     except ExceptionGroup as group:  # from the daemon's TaskGroup, e.g. an unsafe secret file
-        config_errors, rest = group.split(ConfigError)
-        if config_errors is None or rest is not None:
+        refusals, rest = group.split((ConfigError, DamagedDatabaseError))
+        if refusals is None or rest is not None:
             raise
-        _print_config_problems(_first_leaf(config_errors))
-        return EXIT_CONFIG
+        return _refuse(_first_leaf(refusals))
     except HubError as exc:
         print(f"spottypotty: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -60,9 +60,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def _first_leaf(group: BaseExceptionGroup[ConfigError]) -> ConfigError:
+def _refuse(exc: HubError) -> int:
+    """A ConfigError or DamagedDatabaseError: restarting cannot fix either, so it is said
+    once, with a status the systemd unit does not restart on."""
+    if isinstance(exc, ConfigError):
+        _print_config_problems(exc)
+        return EXIT_CONFIG
+    print(f"spottypotty: {exc}", file=sys.stderr)
+    return EXIT_DATA
+
+
+def _first_leaf(group: BaseExceptionGroup[_E]) -> _E:
     first = group.exceptions[0]
-    return first if isinstance(first, ConfigError) else _first_leaf(first)
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import textwrap
 from pathlib import Path
 
 from sqlite_utils import Database
 
-from hub.errors import StoreError
+from hub.errors import DamagedDatabaseError, StoreError
 from hub.store.schema import KNOWN_MIGRATIONS, MIGRATIONS
 
 _LOGGER = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5_000
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_DETAIL_CHARS = 200  # of the first integrity problem: enough to recognise it, one line
 
 
 def open_database(path: Path | None, *, integrity_check: bool = False) -> Database:
     """Open (creating if needed) and migrate the database at `path`; None = in memory.
 
-    A file that is not a database, is corrupt, or was written by a newer hub raises
-    StoreError naming the file — and is never written to.
+    A file that is not a database or is corrupt raises DamagedDatabaseError, one written
+    by a newer hub StoreError, each naming the file. With `integrity_check` (the daemon)
+    a corrupt file is found before anything is written to it.
     """
     where = str(path) if path is not None else ":memory:"
     try:
@@ -48,12 +52,11 @@ def _prepare(db: Database, where: str, *, integrity_check: bool) -> None:
     try:
         # A read first: on a file that is not a database this fails before any write.
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{where} is not a readable SpottyPotty database ({exc}); "
-            "it was left untouched — restore a backup or move it aside"
-        ) from exc
+    except sqlite3.Error as exc:
+        raise _store_error(f"cannot read database {where}", where, exc) from exc
     if integrity_check:
+        # Before any pragma that writes (journal mode, migrations): a damaged file stays
+        # byte for byte as it was, for a backup to be restored or the file to be rescued.
         _check_integrity(db, where)
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -64,17 +67,37 @@ def _prepare(db: Database, where: str, *, integrity_check: bool) -> None:
         _refuse_newer_schema(db, where)
         MIGRATIONS.apply(db)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot prepare database {where}: {exc}") from exc
+        raise _store_error(f"cannot prepare database {where}", where, exc) from exc
 
 
 def _check_integrity(db: Database, where: str) -> None:
-    rows = db.execute("PRAGMA quick_check").fetchall()
-    problems = [str(row[0]) for row in rows if row[0] != "ok"]
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.Error as exc:  # a page too broken to even report on
+        raise _store_error(f"cannot check database {where}", where, exc) from exc
+    problems = [_without_banner(str(row[0])) for row in rows if row[0] != "ok"]
     if problems:
-        raise StoreError(
-            f"{where} failed its integrity check: {'; '.join(problems[:5])}; "
-            "it was left untouched — restore a backup (spottypotty backup) or move it aside"
-        )
+        more = f", and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+        first = textwrap.shorten(problems[0], _DETAIL_CHARS, placeholder=" …")
+        raise DamagedDatabaseError(where, f"integrity check: {first}{more}")
+
+
+def is_damage(error: sqlite3.Error) -> bool:
+    """SQLITE_CORRUPT or SQLITE_NOTADB (extended codes too): the file's bytes are wrong,
+    unlike a locked, read-only or full database, which a retry or a person at the disk fixes."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _DAMAGE_CODES
+
+
+def _store_error(doing: str, where: str, error: sqlite3.Error) -> StoreError:
+    if is_damage(error):
+        return DamagedDatabaseError(where, str(error))
+    return StoreError(f"{doing}: {error}")
+
+
+def _without_banner(problem: str) -> str:
+    """quick_check prefixes its first problem with `*** in database main ***`."""
+    return problem.removeprefix("*** in database main ***").strip()
 
 
 def _refuse_newer_schema(db: Database, where: str) -> None:

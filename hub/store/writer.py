@@ -77,14 +77,17 @@ class StoreWriter:
         try:
             await opened
         except BaseException:
-            self._thread.join()
+            # Refused, or cancelled while opening: once open, the thread waits on its queue
+            # for the stop sentinel, so send it, and wait for the thread off the loop.
+            self._queue.put(None)
+            await _join(self._thread)
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._queue.put(None)  # drains what is queued, then checkpoints and closes
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+            await _join(self._thread)
 
     async def write(self, saves: Sequence[Save]) -> list[BaseException | None]:
         """Commit `saves` in one transaction; each one's outcome (None or its StoreError),
@@ -114,7 +117,8 @@ class StoreWriter:
     def _work(self, opened: asyncio.Future[None]) -> None:
         try:
             db = open_database(self._path, integrity_check=self._integrity_check)
-        except StoreError as exc:
+        except BaseException as exc:  # noqa: BLE001 - whatever it is, the opener must hear it
+            # Unsettled, `opened` would leave the daemon waiting forever (no READY=1).
             self._to_loop(_settle, opened, None, exc)
             return
         self._to_loop(_settle, opened, None, None)
@@ -165,6 +169,21 @@ def _as_store_error(error: BaseException) -> BaseException:
         wrapped.__cause__ = error
         return wrapped
     return error
+
+
+async def _join(thread: threading.Thread) -> None:
+    """Wait for `thread` to end without blocking the event loop, through cancellation too:
+    the thread reports to the loop until it ends, so it must not outlive the loop. A cancel
+    that comes meanwhile is raised once the thread has ended."""
+    joined = asyncio.ensure_future(asyncio.to_thread(thread.join))
+    cancelled = False
+    while not joined.done():
+        try:
+            await asyncio.shield(joined)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:

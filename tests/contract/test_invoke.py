@@ -138,7 +138,8 @@ def test_a_corrupt_database_is_named_and_left_alone(tmp_path: Path, config_file:
     database = tmp_path / "hub.db"
     database.write_bytes(b"\x00garbage" * 1000)
     done = spottypotty("invoke", "--config", str(config_file), stdin=_GET_ACTIVE)
-    assert done.returncode == 1
-    assert str(database) in done.stderr
+    assert done.returncode == 65  # EX_DATAERR, as a broken config is 78 for every command
+    assert done.stderr.startswith(f"spottypotty: {database} is damaged (")
+    assert done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr
     assert database.read_bytes() == b"\x00garbage" * 1000

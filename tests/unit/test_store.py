@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -8,11 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
-from hub.errors import ConflictError, StoreError
+from hub.errors import ConflictError, DamagedDatabaseError, StoreError
 from hub.model import MotionEvent, Session, SessionStatus, open_session
 from hub.store import SessionRepository, close_database, open_database
+from hub.store.database import is_damage
 from hub.store.schema import KNOWN_MIGRATIONS
 from hub.store.sessions import SessionQuery, record_from_row, session_row
+from tests.damage import build_hub_database, damage, page_size
 from tests.strategies import sessions
 
 T0 = 1_770_592_272.410166
@@ -63,10 +66,111 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_untouched(tmp_path: P
     path = tmp_path / "hub.db"
     garbage = b"this is not sqlite at all\n" * 200
     path.write_bytes(garbage)
-    with pytest.raises(StoreError, match=str(path)):
+    with pytest.raises(DamagedDatabaseError, match=str(path)):
         open_database(path)
     assert path.read_bytes() == garbage
     assert not (tmp_path / "hub.db-wal").exists()
+
+
+@pytest.fixture(scope="module")
+def hub_database(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a real, VACUUMed hub database of a few hundred sessions."""
+    path = tmp_path_factory.mktemp("healthy") / "hub.db"
+    build_hub_database(path, sessions=200)
+    return path.read_bytes()
+
+
+def _truncated(original: bytes) -> bytes:
+    return original[: len(original) // 2]
+
+
+def _zeroed(original: bytes) -> bytes:
+    """Pages 3 and 4 zero-filled, as a torn write on a bad SD card can leave them."""
+    size = page_size(original)
+    return original[: 2 * size] + bytes(2 * size) + original[4 * size :]
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        pytest.param(lambda original: damage(original, 0)[0], id="random-pages-malformed"),
+        pytest.param(lambda original: damage(original, 2)[0], id="random-pages-quick-check"),
+        pytest.param(_zeroed, id="zeroed-pages"),
+        pytest.param(_truncated, id="truncated"),
+    ],
+)
+def test_a_damaged_database_is_refused_by_name_and_left_byte_for_byte(
+    tmp_path: Path, hub_database: bytes, damaged: Callable[[bytes], bytes]
+) -> None:
+    path = tmp_path / "hub.db"
+    bad = damaged(hub_database)
+    path.write_bytes(bad)
+    with pytest.raises(DamagedDatabaseError) as refused:
+        open_database(path, integrity_check=True)
+    message = str(refused.value)
+    assert str(path) in message
+    assert "\n" not in message
+    assert "spottypotty backup" in message
+    assert "-wal/-shm file beside it aside" in message
+    assert refused.value.path == str(path)
+    assert path.read_bytes() == bad
+    assert [p.name for p in tmp_path.iterdir()] == ["hub.db"]  # no -wal/-shm left either
+
+
+def _error_of(database: str, sql: str, *, timeout: float = 5.0) -> sqlite3.Error:
+    connection = sqlite3.connect(database, uri=True, timeout=timeout)
+    try:
+        connection.execute(sql).fetchall()
+    except sqlite3.Error as exc:
+        return exc
+    finally:
+        connection.close()
+    raise AssertionError(f"{sql} succeeded on {database}")
+
+
+def _locked(path: Path) -> sqlite3.Error:
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        return _error_of(str(path), "SELECT * FROM sqlite_master", timeout=0)
+    finally:
+        holder.close()
+
+
+def _read_only(path: Path) -> sqlite3.Error:
+    return _error_of(f"file:{path}?mode=ro", "CREATE TABLE t (x)")
+
+
+def _malformed(path: Path) -> sqlite3.Error:
+    path.write_bytes(damage(path.read_bytes(), 0)[0])
+    return _error_of(str(path), "PRAGMA quick_check")
+
+
+def _not_a_database(path: Path) -> sqlite3.Error:
+    path.write_bytes(b"not sqlite\n" * 1000)
+    return _error_of(str(path), "SELECT * FROM sqlite_master")
+
+
+@pytest.mark.parametrize(
+    ("provoke", "damaged"),
+    [(_malformed, True), (_not_a_database, True), (_locked, False), (_read_only, False)],
+)
+def test_only_wrong_bytes_count_as_damage_not_a_lock_or_a_read_only_file(
+    tmp_path: Path,
+    hub_database: bytes,
+    provoke: Callable[[Path], sqlite3.Error],
+    damaged: bool,
+) -> None:
+    """A lock passes and a read-only file is a person's fix: exit 1 and restart, not 65."""
+    path = tmp_path / "hub.db"
+    path.write_bytes(hub_database)
+    # Rollback journal: an exclusive lock then keeps readers out, as the test needs.
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode = DELETE")
+    connection.close()
+    error = provoke(path)
+    assert isinstance(error, sqlite3.DatabaseError)  # OperationalError is one too
+    assert is_damage(error) is damaged
 
 
 def test_a_database_from_a_newer_hub_is_refused(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hub import systemd as sd
-from hub.cli.common import EXIT_CONFIG
+from hub.cli.common import EXIT_CONFIG, EXIT_DATA
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "spottypotty-hub.service"
 
@@ -385,7 +385,7 @@ def test_unit_matches_the_daemon() -> None:
     assert settings["NotifyAccess"] == ["main"]
     # The watchdog must be fed at half WatchdogSec; watchdog_interval() derives it.
     assert settings["WatchdogSec"] == ["30"]
-    assert settings["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+    assert settings["RestartPreventExitStatus"] == [f"{EXIT_CONFIG} {EXIT_DATA}"]
     # exec'd directly: a wrapper shell would be the main PID and swallow notifications.
     [exec_start] = settings["ExecStart"]
     assert exec_start.split()[0] == "/opt/spottypotty/venv/bin/spottypotty"
