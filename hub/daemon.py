@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,8 @@ STATUS_EVERY_SECONDS = 10.0
 # finish (queued decisions, the start in flight, pausing) gets RUNNER_STOP_SECONDS of it,
 # the MQTT link's goodbye its own SHUTDOWN_TIMEOUT (1.5 s), the rest is slack.
 RUNNER_STOP_SECONDS = 2.5
+HARD_STOP_SECONDS = 4.8  # SIGTERM → exit, whatever hangs (systemd kills at 10 s)
+EXIT_STOP_TIMEOUT = 1
 LOCK_WAIT_SECONDS = 10.0  # an in-process `invoke` holds the lock for a moment
 # The runner must have decided something (or be idle-waiting) this recently to be healthy.
 STALL_SECONDS = 60.0
@@ -66,6 +70,7 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         client_id: str = "spottypotty-hub",
         status_interval: float = STATUS_EVERY_SECONDS,
+        hard_stop: float | None = None,
     ) -> None:
         self._config = config
         self._status_interval = status_interval
@@ -74,6 +79,7 @@ class Daemon:
         self._clock = clock
         self._client_id = client_id
         self._stop = asyncio.Event()
+        self._hard_stop = hard_stop  # seconds from stop() to a forced exit (None: never)
         self.ready = asyncio.Event()
         self.runner: SessionRunner | None = None
         self.link: MqttLink | None = None
@@ -84,6 +90,13 @@ class Daemon:
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
 
     def stop(self) -> None:
+        if not self._stop.is_set() and self._hard_stop is not None:
+            # The ordered stop is bounded at every step; this is the backstop should any
+            # of it ever not end (a library that swallows a cancellation): SIGTERM always
+            # ends the hub (SQLite's WAL keeps the database consistent either way).
+            timer = threading.Timer(self._hard_stop, _exit_now, args=(self._hard_stop,))
+            timer.daemon = True
+            timer.start()
         self._stop.set()
 
     async def run(self) -> int:
@@ -279,4 +292,10 @@ class Daemon:
 def serve(config: HubConfig) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
     notifier = Notifier.from_environment()
-    return asyncio.run(Daemon(config, notifier=notifier).run())
+    return asyncio.run(Daemon(config, notifier=notifier, hard_stop=HARD_STOP_SECONDS).run())
+
+
+def _exit_now(after: float) -> None:
+    _LOGGER.critical("stopping took over %.1f s; exiting now", after)
+    logging.shutdown()
+    os._exit(EXIT_STOP_TIMEOUT)

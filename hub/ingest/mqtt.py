@@ -113,10 +113,16 @@ class _ReadPause:
                 if sock is not None and self._loop.remove_reader(sock.fileno()):
                     self._paused = sock.fileno()
         elif queued <= RESUME_AT:
-            sock = self._paho.socket()
-            if sock is not None and sock.fileno() == self._paused:
-                self._loop.add_reader(self._paused, self._read)
-            self._paused = None
+            self.resume()
+
+    def resume(self) -> None:
+        """Read the socket again (also when the reader stops: PUBACKs must still come in)."""
+        if self._paused is None:
+            return
+        sock = self._paho.socket()
+        if sock is not None and sock.fileno() == self._paused:
+            self._loop.add_reader(self._paused, self._read)
+        self._paused = None
 
     def _read(self) -> None:
         try:
@@ -455,6 +461,7 @@ class MqttLink:
                     self._acknowledge(taken, acknowledge)
         finally:
             self._acknowledge(taken, acknowledge)  # stopping: what was taken is ours
+            pause.resume()
 
     @staticmethod
     def _acknowledge(
