@@ -77,7 +77,8 @@ class Attempt:
                 found.append(f"{where}: the message does not name {self.path}")
             if self.path.read_bytes() != self.damaged:
                 found.append(f"{where}: the refused file was written to")
-            if self.left != ["hub.db", "hub.toml", "notify.sock"]:
+            # hub.lock is the daemon's lock file (hub.control), never the database's.
+            if self.left != ["hub.db", "hub.lock", "hub.toml", "notify.sock"]:
                 found.append(f"{where}: left {self.left}")
         elif self.status is not None and not self.ready:
             found.append(f"{where}: exit status {self.status} without READY=1:\n{self.output}")
