@@ -67,15 +67,14 @@ class Notifier:
     ) -> Notifier:
         """Build a notifier for `$NOTIFY_SOCKET` in `environ`.
 
-        `use_library=None` uses systemd-python when it is importable and `environ` is the
-        process environment (the library reads `os.environ` itself); `False` forces the
-        pure-Python fallback.
+        By default notifications go out on a non-blocking socket of our own: sd_notify in
+        libsystemd (systemd-python) blocks when the receiver's queue is full, and that would
+        stop the event loop — and with it SIGTERM — until someone reads. `use_library=True`
+        sends through systemd-python instead (it reads `os.environ` itself).
         """
         address = environ.get("NOTIFY_SOCKET", "")
         if not address:
             return cls(None)
-        if use_library is None:
-            use_library = environ is os.environ
         if use_library:
             library = _library_send()
             if library is not None:
@@ -157,6 +156,8 @@ class _SocketSend:
     def __call__(self, message: str) -> bool:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never wait: a full receiver drops this one (BlockingIOError, an OSError).
+                sock.settimeout(0)
                 sock.sendto(message.encode(), self.address)
         except OSError as exc:
             _LOGGER.debug("sd_notify(%r) to %r failed: %s", message, self.address, exc)

@@ -148,7 +148,7 @@ def test_library_path_uses_process_environment(
     pytest.importorskip("systemd.daemon")
     sock, address = receiver
     monkeypatch.setenv("NOTIFY_SOCKET", address)
-    notifier = sd.Notifier.from_environment()
+    notifier = sd.Notifier.from_environment(use_library=True)
     assert not isinstance(notifier._send, sd._SocketSend)  # systemd-python's sd_notify
     assert notifier.ready("up") is True
     assert sock.recv(4096) == b"READY=1\nSTATUS=up"
@@ -157,7 +157,19 @@ def test_library_path_uses_process_environment(
 def test_library_failure_does_not_raise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("systemd.daemon")
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "missing"))
-    assert sd.Notifier.from_environment().watchdog() is False
+    assert sd.Notifier.from_environment(use_library=True).watchdog() is False
+
+
+def test_a_receiver_that_stops_reading_never_blocks_the_hub(
+    receiver: tuple[socket.socket, str],
+) -> None:
+    # The receiver's queue fills (a few datagrams); every send after that is dropped at
+    # once instead of blocking the event loop until someone reads.
+    _, address = receiver
+    notifier = sd.Notifier.from_environment({"NOTIFY_SOCKET": address})
+    sent = [notifier.status(f"status {n}") for n in range(2_000)]
+    assert sent[0] is True
+    assert sent[-1] is False
 
 
 # -- watchdog_interval ----------------------------------------------------------------
