@@ -279,13 +279,14 @@ def _invoke_owner(args: argparse.Namespace, event: object) -> dict[str, Any]:
     """Changes: the running daemon answers over its control socket; with none, this
     process does the same work with the same engine and writer, holding the lock file
     meanwhile. Reads change nothing: they are answered from the database directly."""
-    import asyncio  # noqa: PLC0415
-
-    from hub.control import route  # noqa: PLC0415
     from hub.sessions.operations import CHANGES  # noqa: PLC0415
 
     if not isinstance(event, dict) or event.get("action") not in CHANGES:
         return _operation(args, event)
+    import asyncio  # noqa: PLC0415 - only a change may run the runner here
+
+    from hub.control import route  # noqa: PLC0415
+
     config = load_args_config(args)
 
     def here() -> dict[str, Any]:

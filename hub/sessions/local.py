@@ -70,7 +70,11 @@ async def _invoke_here(
     clock: Callable[[], float],
     new_id: Callable[[str, float], str] | None,
 ) -> dict[str, Any]:
-    async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
+    # No integrity check per event (a year of sessions takes seconds to scan): the
+    # daemon checks at its start, and a damaged page still fails the write as a StoreError.
+    async with StoreWriter(
+        config.hub.database, ttl_days=config.sessions.ttl_days, integrity_check=False
+    ) as writer:
         engine = SessionEngine(config) if new_id is None else SessionEngine(config, new_id=new_id)
         engine.restore(await writer.call(SessionRepository.all_active))
         runner = SessionRunner(
