@@ -236,7 +236,11 @@ class SessionRepository:
         return self._one(f"{_SELECT} WHERE sensorId = ? AND status = 'active'", [sensor_id])
 
     def all_active(self) -> list[Session]:
-        return self._many(f"{_SELECT} WHERE status = 'active' ORDER BY startTime", [])
+        # Sorted here, not in SQL: ORDER BY startTime makes SQLite walk the time index over
+        # every session (0.85 s for a year of 100 sensors) instead of the small partial
+        # index of active ones (0.5 ms).
+        active = self._many(f"{_SELECT} WHERE status = 'active'", [])
+        return sorted(active, key=lambda session: (session.start, session.session_id))
 
     def query(self, query: SessionQuery) -> tuple[list[Session], bool]:
         """One page of sessions, newest first, and whether more follow."""
