@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from hub.errors import HubError, TransientError
+
+_LOGGER = logging.getLogger(__name__)
 
 LOCK_NAME: Final = "hub.lock"
 SOCKET_NAME: Final = "hub.sock"
@@ -55,8 +58,14 @@ def hub_lock(database: Path) -> Iterator[bool]:
     """Try to take the lock without waiting: yields True when taken (released on exit),
     False when another program holds it."""
     path = lock_path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+    except PermissionError as exc:
+        raise HubError(
+            f"cannot open the lock file {path} ({exc.strerror}): run this as the hub's user "
+            "or a member of its group (sudo -u spottypotty …)"
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -79,10 +88,15 @@ def _bad_request(message: str) -> dict[str, Any]:
 
 
 async def serve(database: Path, answer: Answer) -> None:
-    """Answer events on the control socket until cancelled; the socket file goes with it."""
+    """Answer events on the control socket until cancelled; the socket file goes with it.
+
+    A socket that cannot be made is logged, not fatal: motion and music go on, and
+    `spottypotty invoke` says it cannot reach the hub.
+    """
     path = socket_path(database)
     if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
-        raise HubError(f"control socket path {path} is too long for a unix socket")
+        _LOGGER.error("no control socket: %s is too long for a unix socket", path)
+        return
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # left by a killed daemon; we hold the lock, so it is not in use
 
@@ -101,6 +115,9 @@ async def serve(database: Path, answer: Answer) -> None:
     old_umask = os.umask(0o117)  # the socket is born 0660: no window with wider access
     try:
         server = await asyncio.start_unix_server(connected, path=str(path))
+    except OSError as exc:
+        _LOGGER.error("no control socket at %s: %s", path, exc.strerror or exc)  # noqa: TRY400 - one line says it
+        return
     finally:
         os.umask(old_umask)
     try:
