@@ -453,7 +453,14 @@ class MqttLink:
                 if value is not None:
                     if self._inbox.full():  # about to wait: what is in goes acknowledged
                         self._acknowledge(taken, acknowledge)
-                    await self._inbox.put(value)
+                    try:
+                        await self._inbox.put(value)
+                    except asyncio.CancelledError:
+                        # Not handed on, not acknowledged: the broker sends it again after
+                        # the reconnect, and that redelivery must not count as a duplicate.
+                        if isinstance(value, MotionEvent):
+                            self._dedup.forget(value.sensor_id, value.seq)
+                        raise
                 taken.append(message)
                 if not queued or len(taken) >= ACK_BATCH:
                     # Together, in one loop turn: one write of PUBACKs, not one per message

@@ -494,5 +494,13 @@ class SeqDeduplicator:
         """Forget a sensor's seqs (it rebooted: its counter starts again)."""
         self._sensors.pop(sensor_id, None)
 
+    def forget(self, sensor_id: str, seq: int | None) -> None:
+        """Take back one seq: its message was never handed on, so its redelivery is new."""
+        window = self._sensors.get(sensor_id)
+        if seq is None or window is None or seq not in window.seen:
+            return
+        window.seen.discard(seq)
+        window.order.remove(seq)
+
     def _fresh(self, seq: int) -> _Window:
         return _Window(order=deque((seq,)), seen={seq}, highest=seq)

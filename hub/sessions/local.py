@@ -24,6 +24,8 @@ from hub.sessions.runner import SessionRunner
 from hub.store.sessions import SessionRepository
 from hub.store.writer import StoreWriter
 
+ONE_OFF_PLAYBACK_WAIT = 15.0  # seconds: two Spotify calls of 5 s each, and a margin
+
 
 class _PlayerOnFirstUse:
     """The configured player, built only if the event needs it (an end pausing music):
@@ -90,4 +92,6 @@ async def _invoke_here(
                     read=lambda function: writer.call(lambda repository: function(repository.db)),
                 )
             finally:
-                runner.finish(pause_active=False)  # the music of sessions still active plays on
+                # The music of sessions still active plays on; a pause this event asked for
+                # (end_session) gets the time Spotify's own timeouts allow: no SIGTERM here.
+                runner.finish(pause_active=False, playback_wait=ONE_OFF_PLAYBACK_WAIT)

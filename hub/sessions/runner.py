@@ -63,10 +63,8 @@ MAX_BATCH: Final = 1_000  # items decided and committed together at most
 BUSY_BATCH: Final = 4  # a turn this big means a flood …
 LINGER: Final = 0.002  # … so the next turn gathers this long before it decides
 MAX_COUNTERS: Final = 200
-# Shutdown (SIGTERM ends the hub within 5 s): the wait for a playback start in flight, then
-# for the pauses of what the hub started.
-START_WAIT: Final = 1.0
-PAUSE_WAIT: Final = 1.0
+# Shutdown (SIGTERM ends the hub within 5 s): the player's work gets this much in all.
+PLAYBACK_WAIT: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +139,7 @@ class SessionRunner:
         self._finishing = False
         self._last_batch = 0
         self._pause_active = True
+        self._playback_wait = PLAYBACK_WAIT
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
 
@@ -372,57 +371,66 @@ class SessionRunner:
             player = group.create_task(self._play(), name="runner-player")
             await self._consume()
             player.cancel()
-        await self._settle_playback()
-        if self._pause_active:
-            await self._pause_active_sessions()
+        await self._finish_playback()
 
-    def finish(self, *, pause_active: bool = True) -> None:
-        """Decide what is queued, then stop (the ingest adapters must have stopped first);
-        with `pause_active`, pause the music of sessions still active (the daemon stopping)."""
+    def finish(self, *, pause_active: bool = True, playback_wait: float = PLAYBACK_WAIT) -> None:
+        """Decide what is queued, then stop (the ingest adapters must have stopped first).
+
+        Then, within `playback_wait` seconds in all, the player's work is settled: see
+        `_finish_playback`. `pause_active`: also pause the music of sessions still active
+        (the daemon stopping; not a one-off `invoke`).
+        """
         self._finishing = True
         self._pause_active = pause_active
+        self._playback_wait = playback_wait
         self.poke()
 
-    async def _settle_playback(self) -> None:
-        """The player's call in flight is awaited (at most START_WAIT s) and its answer
-        recorded; queued pauses (of sessions that ended) are carried out and recorded."""
-        in_flight = self._in_flight
-        if in_flight is not None:
-            await asyncio.wait([in_flight], timeout=START_WAIT)
-            if not in_flight.done():
-                _LOGGER.warning(
-                    "the player did not answer within %.1f s of stopping; "
-                    "music it was starting may play on",
-                    START_WAIT,
-                )
-                in_flight.cancel()  # nobody waits for its answer any more
-            elif not in_flight.cancelled() and in_flight.exception() is None:
-                await self._turn([in_flight.result()])
+    async def _finish_playback(self) -> None:
+        """Side by side, within `playback_wait` seconds in all: the player's call in flight
+        is awaited and its answer recorded; pauses queued for sessions that ended are
+        carried out; with `pause_active`, what the hub started for sessions still active is
+        paused (and a start in flight that lands in time, after it). What has not answered
+        by the deadline counts as not paused, and everything is recorded. Sessions still
+        active stay active: the next start takes them over."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._playback_wait
+        ended: dict[asyncio.Future[bool], Session] = {}
         while not self._player_queue.empty():  # sessions that ended with music to pause
             command = self._player_queue.get_nowait()
             if isinstance(command, StopPlayback):
-                await self._turn([await self._call_player(command)])
-
-    async def _pause_active_sessions(self) -> None:
-        """Pause what the hub started for sessions still active (at most PAUSE_WAIT s in
-        all), and record it: a pause that did not answer in time counts as not done. The
-        sessions stay active: the next start restores them."""
-        playing = [
-            session
-            for session in self.engine.active.values()
-            if session.playback_started and not session.playback_stopped
-        ]
-        paused: dict[str, bool] = {}
-        try:
-            async with asyncio.timeout(PAUSE_WAIT):
-                for session in playing:
-                    paused[session.session_id] = await self._player.stop(session, None)
-        except TimeoutError:
-            _LOGGER.warning("the player did not pause within %.1f s of stopping", PAUSE_WAIT)
+                stop = asyncio.ensure_future(self._player.stop(command.session, command.sensor))
+                ended[stop] = command.session
+        active = {
+            asyncio.ensure_future(self._player.stop(session, None)): session
+            for session in self._playing_sessions()
+        }
+        in_flight = self._in_flight
+        if in_flight is not None:
+            await asyncio.wait([in_flight], timeout=max(0.0, deadline - loop.time()))
+            if in_flight.done() and not in_flight.cancelled() and in_flight.exception() is None:
+                await self._turn([in_flight.result()])  # a start that landed is playing now
+                pausing = {session.session_id for session in active.values()}
+                for session in self._playing_sessions():
+                    if session.session_id not in pausing:
+                        active[asyncio.ensure_future(self._player.stop(session, None))] = session
+        pauses = [*ended, *active]
+        if pauses:
+            await asyncio.wait(pauses, timeout=max(0.0, deadline - loop.time()))
+        late = [task for task in [*pauses, in_flight] if task is not None and not task.done()]
+        for task in late:
+            task.cancel()
+        if late:
+            _LOGGER.warning(
+                "%d player call(s) did not answer within %.1f s of stopping: music may play on",
+                len(late),
+                self._playback_wait,
+            )
+        answers: list[_Item] = [_Stopped(s.session_id, _paused(t)) for t, s in ended.items()]
+        await self._turn(answers)  # through the engine, as any pause
         now = self._clock()
-        saves: list[Save] = []
-        for session in playing:
-            stopped = paused.get(session.session_id, False)
+        saves = []
+        for task, session in active.items():
+            stopped = _paused(task)
             saves.append(Save(session.with_changes(playback_stopped=stopped, updated_at=now)))
             _LOGGER.info(
                 "session %s: %s at shutdown",
@@ -433,6 +441,21 @@ class SessionRunner:
         for outcome in await self._writer.write(saves):
             if outcome is not None:
                 _LOGGER.error("could not record a pause at shutdown: %s", outcome)
+
+    def _playing_sessions(self) -> list[Session]:
+        """Active sessions whose music the hub started and has not paused (when asked to)."""
+        if not self._pause_active:
+            return []
+        return [
+            session
+            for session in self.engine.active.values()
+            if session.playback_started and not session.playback_stopped
+        ]
+
+
+def _paused(task: asyncio.Future[bool]) -> bool:
+    """A pause's answer; one that failed or did not come in time counts as not paused."""
+    return task.done() and not task.cancelled() and task.exception() is None and task.result()
 
 
 def _settle(

@@ -630,3 +630,14 @@ def test_dedup_state_stays_consistent(seqs: list[tuple[str, int | None]]) -> Non
     for window in dedup._sensors.values():
         assert set(window.order) == window.seen
         assert len(window.order) <= 8
+
+
+def test_a_seq_taken_back_is_new_again_and_only_once() -> None:
+    # The link takes back the seq of a message it could not hand on (its put was cancelled
+    # as the connection broke): the broker's redelivery must then be accepted, once.
+    dedup = SeqDeduplicator(window=4)
+    assert not dedup.is_duplicate("bath", 5)
+    dedup.forget("bath", 5)
+    dedup.forget("bath", 99)  # never seen: nothing to take back
+    assert not dedup.is_duplicate("bath", 5)
+    assert dedup.is_duplicate("bath", 5)

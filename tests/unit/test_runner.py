@@ -17,7 +17,7 @@ from hub.model import MotionEvent, Session
 from hub.playback.port import PlaybackResult
 from hub.sessions.changes import CreateSession, EndSession, UpdateSession
 from hub.sessions.engine import Command, EngineError, SessionEngine
-from hub.sessions.runner import MAX_BATCH, START_WAIT, SessionRunner
+from hub.sessions.runner import MAX_BATCH, PLAYBACK_WAIT, SessionRunner
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.sessions import SessionQuery
 from hub.store.writer import StoreWriter
@@ -390,5 +390,63 @@ async def test_a_start_that_never_answers_does_not_hold_the_finish(tmp_path: Pat
         loop = asyncio.get_running_loop()
         began = loop.time()
         runner.finish()
-        await asyncio.wait_for(task, START_WAIT + 2)
-        assert loop.time() - began < START_WAIT + 1
+        await asyncio.wait_for(task, PLAYBACK_WAIT + 2)
+        assert loop.time() - began < PLAYBACK_WAIT + 1
+
+
+@dataclass
+class GatedStops(FakePlayer):
+    """Starts answer at once; every stop waits for the gate (a slow Spotify)."""
+
+    async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult:
+        self.started.append(session.session_id)
+        return PlaybackResult(started=True, device_id="dev-1", note="started")
+
+    async def stop(self, session: Session, sensor: SensorConfig | None) -> bool:
+        self.calls.put_nowait(f"stop {session.sensor_id}")
+        await self.gate.wait()
+        self.stopped.append(session.sensor_id)
+        return True
+
+
+async def test_finishing_pauses_ended_and_active_sessions_side_by_side(tmp_path: Path) -> None:
+    # bath ended (its stop in flight), hall ended (its stop queued), porch still plays:
+    # the finish pauses all three together, within its one deadline, and records them.
+    config = HubConfig(
+        sessions=SessionsSection(timeout_minutes=5, debounce_seconds=10),
+        sensors=tuple(SensorConfig(id=s, user_id="u") for s in ("bath", "hall", "porch")),
+    )
+    clock, player = Clock(), GatedStops()
+    path = tmp_path / "hub.db"
+    saved: asyncio.Queue[Session] = asyncio.Queue()
+    async with StoreWriter(path, ttl_days=30) as writer:
+        runner = SessionRunner(
+            SessionEngine(config), writer, player, clock=clock, on_session=saved.put_nowait
+        )
+        task = asyncio.create_task(runner.run())
+        for sensor in ("bath", "hall"):
+            await runner.inbox.put(MotionEvent(sensor, T0, T0))
+        clock.now = T0 + 200
+        await runner.inbox.put(MotionEvent("porch", clock.now, clock.now))
+        while len(list(player.started)) < 3:  # noqa: ASYNC110 - the player's record
+            await asyncio.sleep(0)
+        clock.now = T0 + 301  # bath and hall end
+        runner.poke()
+        assert await asyncio.wait_for(player.calls.get(), 5) == "stop bath"  # in flight
+        runner.finish()  # SIGTERM now
+        for _ in range(2):  # hall's queued stop and porch's pause start without waiting
+            assert (await asyncio.wait_for(player.calls.get(), 5)).startswith("stop ")
+        player.gate.set()
+        await asyncio.wait_for(task, PLAYBACK_WAIT + 2)
+    assert sorted(player.stopped) == ["bath", "hall", "porch"]
+    db = open_database(path)
+    try:
+        rows = {s.sensor_id: s for s in SessionRepository(db).query(SessionQuery(limit=10))[0]}
+    finally:
+        close_database(db)
+    assert {sensor: row.playback_stopped for sensor, row in rows.items()} == {
+        "bath": True,
+        "hall": True,
+        "porch": True,
+    }
+    assert rows["porch"].is_active  # kept for the next start to take over
