@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -146,28 +145,45 @@ async def _answer_one(reader: asyncio.StreamReader, answer: Answer) -> dict[str,
     return await answer(event)
 
 
+class NotListeningError(ConnectionError):
+    """Nobody accepts on the control socket: nothing was sent, so trying again is safe."""
+
+
 def ask_daemon(database: Path, event: object, *, timeout: float = ANSWER_TIMEOUT) -> dict[str, Any]:
     """Send one event to the running daemon and return its response.
 
-    Raises ConnectionError (or FileNotFoundError) when no daemon listens on the socket,
-    TransientError when it does not answer in time.
+    Raises NotListeningError when no daemon accepts on the socket (nothing was sent), and
+    TransientError when the daemon took the event but gave no answer: then the change may
+    or may not have been made, and it must not be replayed.
     """
     path = socket_path(database)
+    payload = json.dumps(event, ensure_ascii=False).encode("utf-8")
+    if len(payload) > MAX_REQUEST:
+        return _bad_request(f"the event is over {MAX_REQUEST} bytes")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(json.dumps(event).encode("utf-8"))
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NotListeningError(exc.errno, exc.strerror, str(path)) from exc
         chunks: list[bytes] = []
         try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         except TimeoutError as exc:
             raise TransientError(
-                f"the hub did not answer on {path} within {timeout:.0f} s"
+                f"the hub did not answer on {path} within {timeout:.0f} s; the change may "
+                "or may not have been made (look with get_active_session or query_sessions)"
             ) from exc
+        except OSError as exc:
+            raise TransientError(f"the hub closed {path} without an answer: {exc}") from exc
     if not chunks:
-        raise ConnectionResetError(errno.ECONNRESET, "the hub closed the connection", str(path))
+        raise TransientError(
+            f"the hub closed {path} without an answer (it may be stopping); the change may "
+            "or may not have been made (look with get_active_session or query_sessions)"
+        )
     answer = json.loads(b"".join(chunks))
     if not isinstance(answer, dict):
         raise TransientError(f"the hub answered {type(answer).__name__} on {path}")
@@ -196,7 +212,7 @@ def route(
                 return in_process()
         try:
             return ask_daemon(database, event)
-        except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError) as exc:
+        except NotListeningError as exc:  # nothing was sent: asking again cannot repeat it
             if clock() >= give_up:
                 raise TransientError(
                     f"a hub holds {lock_path(database)} but does not answer on "

@@ -130,3 +130,32 @@ async def test_a_socket_path_too_long_is_logged_not_fatal(
 
     await asyncio.wait_for(control.serve(deep, never), 5)  # returns at once
     assert "too long" in caplog.text
+
+
+@pytest.mark.usefixtures("held")
+def test_an_event_over_the_limit_is_a_400_without_asking_the_daemon(database: Path) -> None:
+    event = {"action": "create_session", "sensorId": "x" * control.MAX_REQUEST}
+    answer = control.route(database, event, pytest.fail)  # no socket either: not needed
+    assert (answer["statusCode"], answer["field"]) == (400, "event")
+
+
+@pytest.mark.usefixtures("held")
+def test_a_daemon_that_took_the_event_but_did_not_answer_is_never_replayed(
+    database: Path,
+) -> None:
+    # The daemon stopped while it carried the change out: it may have been made, so the
+    # client must not run it again in-process once the lock is free.
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(control.socket_path(database)))
+        server.listen()
+
+        def take_and_hang_up() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+
+        taker = threading.Thread(target=take_and_hang_up)
+        taker.start()
+        with pytest.raises(TransientError, match="may or may not have been made"):
+            control.route(database, {"action": "end_session"}, pytest.fail)
+        taker.join(5)

@@ -428,8 +428,11 @@ async def test_finishing_pauses_ended_and_active_sessions_side_by_side(tmp_path:
             await runner.inbox.put(MotionEvent(sensor, T0, T0))
         clock.now = T0 + 200
         await runner.inbox.put(MotionEvent("porch", clock.now, clock.now))
-        while len(list(player.started)) < 3:  # noqa: ASYNC110 - the player's record
-            await asyncio.sleep(0)
+        started: set[str] = set()
+        while len(started) < 3:  # every start answered and recorded before anything ends
+            session = await asyncio.wait_for(saved.get(), 5)
+            if session.playback_started:
+                started.add(session.sensor_id)
         clock.now = T0 + 301  # bath and hall end
         runner.poke()
         assert await asyncio.wait_for(player.calls.get(), 5) == "stop bath"  # in flight
