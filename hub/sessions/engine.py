@@ -333,15 +333,8 @@ class SessionEngine:
     ) -> tuple[Session, list[Command]]:
         """Ended now (by a person or another program): pause what the hub started for it;
         the sensor's next motion starts a new session."""
-        session = ended(tracked.session, change, now)
-        commands = self._end(tracked, now, at=session.end)
-        ended_session = self._tracked[session.session_id].session
-        if change.playback_stopped is not None:
-            ended_session = ended_session.with_changes(playback_stopped=change.playback_stopped)
-            tracked.session = ended_session
-            self._put(tracked)
-            commands[0] = PersistSession(ended_session, event=None, created=False)
-        return ended_session, commands
+        commands = self._end(tracked, now, ended_as=ended(tracked.session, change, now))
+        return tracked.session, commands
 
     def on_tick(self, now: float) -> list[Command]:
         """End every active session whose deadline <= now (rule 1), earliest first."""
@@ -503,13 +496,15 @@ class SessionEngine:
         self._put(tracked)
         return [PersistSession(tracked.session, event=counted, created=False)]
 
-    def _end(self, tracked: _Tracked, now: float, *, at: float | None = None) -> list[Command]:
-        """Rule 1: end exactly at the deadline, whenever the tick runs (or `at`, earlier,
-        when a request ends the session)."""
+    def _end(
+        self, tracked: _Tracked, now: float, *, ended_as: Session | None = None
+    ) -> list[Command]:
+        """Rule 1: end exactly at the deadline, whenever the tick runs — or as `ended_as`
+        (earlier) when a request ends the session."""
         phase, stop = self._step(tracked.phase, _Input.END)
-        session = tracked.session.with_changes(
+        session = ended_as or tracked.session.with_changes(
             status=SessionStatus.COMPLETED,
-            end=self.deadline(tracked.session) if at is None else at,
+            end=self.deadline(tracked.session),
             updated_at=now,
         )
         awaiting_stops = tracked.awaiting_stops + (1 if stop else 0)
