@@ -283,18 +283,9 @@ def _invoke_owner(args: argparse.Namespace, event: object) -> dict[str, Any]:
 
     if not isinstance(event, dict) or event.get("action") not in CHANGES:
         return _operation(args, event)
-    import asyncio  # noqa: PLC0415 - only a change may run the runner here
+    from hub.sessions.local import invoke_owned  # noqa: PLC0415 - only a change runs the runner
 
-    from hub.control import route  # noqa: PLC0415
-
-    config = load_args_config(args)
-
-    def here() -> dict[str, Any]:
-        from hub.sessions.local import invoke_here  # noqa: PLC0415
-
-        return asyncio.run(invoke_here(config, event))
-
-    return route(config.hub.database, event, here)
+    return invoke_owned(load_args_config(args), event)
 
 
 def _sessions(args: argparse.Namespace) -> int:

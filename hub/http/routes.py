@@ -47,7 +47,7 @@ from hub.http.server import (
 from hub.model import Session
 from hub.playback.detached import run_detached
 from hub.sessions.changes import Change
-from hub.sessions.operations import ID_PATTERN, OperationContext, handle, invoke
+from hub.sessions.operations import CHANGES, ID_PATTERN, OperationContext, handle, invoke
 from hub.timeutil import iso, local_zone, parse_instant
 
 if TYPE_CHECKING:
@@ -170,29 +170,19 @@ def _operation_error(response: Mapping[str, Any]) -> ApiError:
 
 async def _operate(state: ApiState, event: object) -> dict[str, Any]:
     """Any Session Manager event: changes go to the one owner of session state — the
-    daemon's runner, or with no daemon in this process (the API run on its own) to
-    whoever holds the lock file, as `spottypotty invoke` does; reads to the read pool."""
+    daemon's runner, or with no daemon in this process (the API run on its own) whoever
+    holds the lock file, as `spottypotty invoke` does; reads to the read pool."""
     if state.daemon is not None:
         return await state.daemon.invoke(event)
+    if isinstance(event, dict) and event.get("action") in CHANGES:
+        from hub.sessions.local import invoke_owned  # noqa: PLC0415
 
-    async def change(_request: Change) -> Session:
-        raise _Routed  # validated here; the owner carries out the whole event
+        return await asyncio.to_thread(invoke_owned, state.config, event)
 
-    try:
-        return await invoke(event, state.config, change=change, read=state.pool.run)
-    except _Routed:
-        return await asyncio.to_thread(_invoke_elsewhere, state.config, event)
+    async def no_change(_request: Change) -> Session:
+        raise AssertionError("a change reached the read path")  # CHANGES were routed above
 
-
-class _Routed(Exception):  # noqa: N818 - private control flow
-    pass
-
-
-def _invoke_elsewhere(config: HubConfig, event: object) -> dict[str, Any]:
-    from hub.control import route  # noqa: PLC0415
-    from hub.sessions.local import invoke_here  # noqa: PLC0415
-
-    return route(config.hub.database, event, lambda: asyncio.run(invoke_here(config, event)))
+    return await invoke(event, state.config, change=no_change, read=state.pool.run)
 
 
 # --- pages ------------------------------------------------------------------------------------

@@ -49,6 +49,14 @@ class _PlayerOnFirstUse:
         return await self._built().stop(session, sensor)
 
 
+def invoke_owned(config: HubConfig, event: object) -> dict[str, Any]:
+    """A change answered by the owner of session state: the running daemon over its
+    control socket, or — with none — this process, holding the lock file meanwhile."""
+    from hub.control import route  # noqa: PLC0415 - only a change needs it
+
+    return route(config.hub.database, event, lambda: asyncio.run(invoke_here(config, event)))
+
+
 async def invoke_here(
     config: HubConfig,
     event: object,
