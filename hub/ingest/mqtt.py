@@ -17,7 +17,7 @@ nothing is lost.
 Back-pressure, so that a flood faster than the hub waits at the broker and the hub's memory
 stays bounded: paho reads the socket and aiomqtt queues what it decodes as fast as it
 comes, and mosquitto 2.0 does not keep to its in-flight window once acknowledgements flow
-(measured), so neither stops by itself. `_ReadPause` takes the socket out of the event
+(measured), so neither stops by itself. `_PahoFlow` takes the socket out of the event
 loop while aiomqtt's queue holds PAUSE_AT messages and puts it back at RESUME_AT: the
 flood waits in the kernel's socket buffer and at the broker (`max_queued_messages` in
 deploy/mosquitto bounds what the broker keeps).
@@ -78,8 +78,8 @@ CREDENTIAL_NAME: Final = "mqtt_password"
 # aiomqtt's queue of decoded messages: reading the socket stops at PAUSE_AT, starts again
 # at RESUME_AT (back-pressure, see the module docstring).
 PAUSE_AT: Final = 500
-ACK_BATCH: Final = 100  # messages acknowledged together at most (once in the inbox)
 RESUME_AT: Final = 100
+ACK_BATCH: Final = 100  # messages acknowledged together at most (once in the inbox)
 UNKNOWN_SENSOR: Final = "unknown"  # counter label for topics of no configured sensor
 PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor's bad payloads
 
@@ -89,28 +89,40 @@ _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
 _MAX_EXPONENT: Final = 32  # 2**attempt stays a small float
 
 
-class _ReadPause:
-    """Stops and restarts paho's reading of one connection's socket.
+class _PahoFlow:
+    """What the hub controls of one connection's flow: when a message is acknowledged, and
+    whether paho reads the socket (see the module docstring).
 
-    aiomqtt has no public way to stop reading, so this uses paho's public API on the paho
-    client aiomqtt wraps (`socket()`, `loop_read()`) and asyncio's `remove_reader` /
-    `add_reader`. While the reader is taken out, the socket's data waits in the kernel and
-    the broker; put back, paho reads it as aiomqtt's own callback would have. Should
-    aiomqtt ever stop registering the socket with the loop, nothing is paused (and nothing
-    breaks).
+    aiomqtt 2.x passes neither paho's `manual_ack` through nor a way to stop reading, so
+    this — the one place the hub reaches into aiomqtt — uses paho's public API on the
+    paho client aiomqtt wraps (`manual_ack_set`, `ack`, `socket()`, `loop_read()`) and
+    asyncio's `remove_reader` / `add_reader`. While paused, the socket's data waits in the
+    kernel and at the broker; resumed, paho reads it as aiomqtt's own callback would
+    have. Should aiomqtt ever stop registering the socket with the loop, nothing pauses
+    (and nothing breaks). Made before the connection: paho must not acknowledge the
+    first messages itself.
     """
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self._paho = client._client  # noqa: SLF001 - see the class docstring
-        self._loop = asyncio.get_running_loop()
+        self._paho.manual_ack_set(on=True)
         self._paused: int | None = None  # the socket's file descriptor while paused
+
+    def acknowledge(self, messages: list[aiomqtt.Message]) -> None:
+        """Acknowledge `messages` together (one write of PUBACKs) and empty the list."""
+        if self._paho.is_connected():  # else the broker sends them again anyway
+            for message in messages:
+                if message.qos > 0:
+                    self._paho.ack(message.mid, message.qos)
+        messages.clear()
 
     def taken(self, queued: int) -> None:
         """The reader took a message and `queued` wait behind it."""
         if self._paused is None:
             if queued >= PAUSE_AT:
                 sock = self._paho.socket()
-                if sock is not None and self._loop.remove_reader(sock.fileno()):
+                loop = asyncio.get_running_loop()
+                if sock is not None and loop.remove_reader(sock.fileno()):
                     self._paused = sock.fileno()
         elif queued <= RESUME_AT:
             self.resume()
@@ -121,7 +133,7 @@ class _ReadPause:
             return
         sock = self._paho.socket()
         if sock is not None and sock.fileno() == self._paused:
-            self._loop.add_reader(self._paused, self._read)
+            asyncio.get_running_loop().add_reader(self._paused, self._read)
         self._paused = None
 
     def _read(self) -> None:
@@ -130,24 +142,6 @@ class _ReadPause:
         except Exception:
             _LOGGER.debug("reading from the broker failed; disconnecting", exc_info=True)
             self._paho.disconnect()
-
-
-def _acknowledge_manually(client: aiomqtt.Client) -> Callable[[aiomqtt.Message], None]:
-    """Turn off paho's acknowledge-on-receipt for `client`; the returned function
-    acknowledges one message (QoS 1 or 2).
-
-    aiomqtt 2.x does not pass paho's `manual_ack` through, so this reaches the paho client
-    it wraps and calls paho's own public API on it (`manual_ack_set`, `ack`): the one place
-    the hub touches aiomqtt's insides, checked by a test.
-    """
-    paho = client._client  # noqa: SLF001 - see the docstring
-    paho.manual_ack_set(on=True)
-
-    def acknowledge(message: aiomqtt.Message) -> None:
-        if message.qos > 0 and paho.is_connected():  # else the broker sends it again anyway
-            paho.ack(message.mid, message.qos)
-
-    return acknowledge
 
 
 def _as_bytes(payload: object) -> bytes:
@@ -353,11 +347,11 @@ class MqttLink:
             will=aiomqtt.Will(HUB_STATUS_TOPIC, OFFLINE, qos=QOS, retain=True),
             logger=logging.getLogger(f"{__name__}.aiomqtt"),
         )
-        acknowledge = _acknowledge_manually(client)
+        flow = _PahoFlow(client)
         async with client:
             self._session_started = True
             try:
-                await self._established(client, acknowledge)
+                await self._established(client, flow)
             except asyncio.CancelledError:
                 # Cancelled without publish_offline(): the graceful DISCONNECT on the way
                 # out discards the last will, so say offline ourselves (best effort).
@@ -370,17 +364,13 @@ class MqttLink:
             finally:
                 self.connected_event.clear()
 
-    async def _established(
-        self, client: aiomqtt.Client, acknowledge: Callable[[aiomqtt.Message], None]
-    ) -> None:
+    async def _established(self, client: aiomqtt.Client, flow: _PahoFlow) -> None:
         mqtt = self._config.mqtt
         async with asyncio.TaskGroup() as group:
             # Reading starts first: what the broker kept for this session may come before
             # the SUBACK, and the back-pressure only works while the reader takes.
             if self._reading:
-                self._reader = group.create_task(
-                    self._read(client, acknowledge), name="mqtt-reader"
-                )
+                self._reader = group.create_task(self._read(client, flow), name="mqtt-reader")
             filters = [*self._router.subscriptions(), HA_STATUS_TOPIC]
             granted = await client.subscribe([(topic, QOS) for topic in filters])
             for topic, code in zip(filters, granted, strict=False):
@@ -437,22 +427,19 @@ class MqttLink:
             self._reader.cancel()
             self._reader = None
 
-    async def _read(
-        self, client: aiomqtt.Client, acknowledge: Callable[[aiomqtt.Message], None]
-    ) -> None:
+    async def _read(self, client: aiomqtt.Client, flow: _PahoFlow) -> None:
         """Every message in arrival order into the inbox (waiting while it is full), then
         acknowledged; reading the socket pauses while too many wait (back-pressure)."""
-        pause = _ReadPause(client)
         self._queued = lambda: len(client.messages)
         taken: list[aiomqtt.Message] = []  # in the inbox, not yet acknowledged
         try:
             async for message in client.messages:
                 queued = len(client.messages)
-                pause.taken(queued)
+                flow.taken(queued)
                 value = self._accept(message)
                 if value is not None:
                     if self._inbox.full():  # about to wait: what is in goes acknowledged
-                        self._acknowledge(taken, acknowledge)
+                        flow.acknowledge(taken)
                     try:
                         await self._inbox.put(value)
                     except asyncio.CancelledError:
@@ -465,18 +452,11 @@ class MqttLink:
                 if not queued or len(taken) >= ACK_BATCH:
                     # Together, in one loop turn: one write of PUBACKs, not one per message
                     # (a third of the hub's time under a flood when acknowledged singly).
-                    self._acknowledge(taken, acknowledge)
+                    flow.acknowledge(taken)
         finally:
-            self._acknowledge(taken, acknowledge)  # stopping: what was taken is ours
-            pause.resume()
-
-    @staticmethod
-    def _acknowledge(
-        taken: list[aiomqtt.Message], acknowledge: Callable[[aiomqtt.Message], None]
-    ) -> None:
-        for message in taken:
-            acknowledge(message)
-        taken.clear()
+            flow.acknowledge(taken)  # stopping: what was taken is ours
+            flow.resume()
+            self._queued = lambda: 0
 
     def _accept(self, message: aiomqtt.Message) -> Inbound | None:
         """The message decoded, or None when it is not for the inbox (counted, logged)."""
