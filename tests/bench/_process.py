@@ -8,8 +8,10 @@ from a developer's shell is dropped: it would recompile every module in every pr
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Mapping
 
-from tests.bench._dataset import CACHE_DIR
+from tests.bench._dataset import CACHE_DIR, REPO
 
 PYCACHE = CACHE_DIR / "pycache"
 
@@ -18,3 +20,19 @@ def installed_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     return env
+
+
+def run_process(
+    argv: list[str], stdin: str, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """One whole process of the benchmark, from the repository, its output captured."""
+    return subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )

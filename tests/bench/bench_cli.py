@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from tests.bench._dataset import CACHE_DIR, REPO, Dataset
-from tests.bench._process import installed_env
+from tests.bench._dataset import CACHE_DIR, Dataset
+from tests.bench._process import installed_env, run_process
 from tests.bench._report import Figure, Samples, show_ms, table, timed
 
 ORDER = 2
@@ -60,7 +60,9 @@ def run(dataset: Dataset) -> list[Figure]:
         # Through the command itself: also the first runs that fill the bytecode cache.
         for index in range(SESSIONS):
             event = {"action": "create_session", "sensorId": SENSOR.format(index), "userId": "u"}
-            done = _run([*launcher, "invoke", "--config", str(config)], json.dumps(event), env)
+            done = run_process(
+                [*launcher, "invoke", "--config", str(config)], json.dumps(event), env
+            )
             _check(done, lambda out: json.loads(out)["statusCode"] == 200)
         active = json.dumps({"action": "get_active_session", "sensorId": SENSOR.format(0)})
         cases = [
@@ -127,7 +129,7 @@ def _rounds(cases: list[Case], launcher: list[str], env: Mapping[str, str]) -> d
         shift = number % len(cases)
         for case in cases[shift:] + cases[:shift]:
             argv = [*launcher, *case.args] if case.command else [sys.executable, *case.args]
-            took, done = timed(partial(_run, argv, case.stdin, env))
+            took, done = timed(partial(run_process, argv, case.stdin, env))
             _check(done, case.expect)
             if number >= WARMUP:
                 times[case.label].append(took)
@@ -136,22 +138,9 @@ def _rounds(cases: list[Case], launcher: list[str], env: Mapping[str, str]) -> d
 
 def _imported_modules(python_args: list[str], stdin: str, env: Mapping[str, str]) -> int:
     """How many modules one run imports, site's included (-X importtime lists each once)."""
-    done = _run([sys.executable, "-X", "importtime", *python_args], stdin, env)
+    done = run_process([sys.executable, "-X", "importtime", *python_args], stdin, env)
     _check(done, lambda _: True)
     return sum(1 for line in done.stderr.splitlines() if _IMPORT_LINE.match(line))
-
-
-def _run(argv: list[str], stdin: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-    )
 
 
 def _check(done: subprocess.CompletedProcess[str], expect: Callable[[str], bool]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from hub.store import close_database, open_database
 from tests.bench._dataset import CACHE_DIR, REPO, Dataset
-from tests.bench._process import PYCACHE, installed_env
+from tests.bench._process import PYCACHE, installed_env, run_process
 from tests.bench._report import Figure, Samples, show_ms, table, timed
 
 ORDER = 2
@@ -105,10 +105,12 @@ def _invoke_loop(
                 "userId": "user-bench",
             }
         )
-        took, done = timed(partial(_run, invoke, event, env))
+        took, done = timed(partial(run_process, invoke, event, env))
         response = _created(done)
-        empty_took, _ = timed(partial(_run, [sys.executable, "-c", "pass"], "", env))
-        version_took, _ = timed(partial(_run, [sys.executable, "-m", "hub", "--version"], "", env))
+        empty_took, _ = timed(partial(run_process, [sys.executable, "-c", "pass"], "", env))
+        version_took, _ = timed(
+            partial(run_process, [sys.executable, "-m", "hub", "--version"], "", env)
+        )
         if iteration >= warmup:
             process_ms.append(took)
             empty_ms.append(empty_took)
@@ -119,21 +121,6 @@ def _invoke_loop(
         Samples("  baseline: python -c pass", tuple(empty_ms)),
         Samples("  python -m hub --version (CLI imports, no DB)", tuple(version_ms)),
         statistics.median(inside_ms),
-    )
-
-
-def _run(
-    command: list[str], stdin: str, env: Mapping[str, str], *flags: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [command[0], *flags, *command[1:]],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        env=env,
-        timeout=60,
     )
 
 
@@ -162,7 +149,7 @@ def _print_imports(invoke: list[str], env: Mapping[str, str]) -> None:
     event = json.dumps(
         {"action": "create_session", "sensorId": "bench-importtime", "userId": "user-bench"}
     )
-    done = _run(invoke, event, env, "-X", "importtime")
+    done = run_process([invoke[0], "-X", "importtime", *invoke[1:]], event, env)
     _created(done)
     imports: list[tuple[int, int, int, str]] = []
     for line in done.stderr.splitlines():
