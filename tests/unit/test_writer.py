@@ -146,6 +146,18 @@ async def _enter_and_stay(writer: StoreWriter) -> None:
         await asyncio.Event().wait()  # never: only the cancel during entry ends this
 
 
+async def _entering_slowly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SlowOpen, StoreWriter, asyncio.Task[None]]:
+    """A writer whose entry is inside a slow open (the thread holds the database)."""
+    slow = SlowOpen()
+    monkeypatch.setattr(writer_module, "open_database", slow)
+    writer = StoreWriter(tmp_path / "hub.db", ttl_days=30)
+    task = asyncio.create_task(_enter_and_stay(writer))
+    assert await asyncio.to_thread(slow.started.wait, LIMIT)
+    return slow, writer, task
+
+
 @contextlib.contextmanager
 def _rescued(writer: StoreWriter) -> Iterator[None]:
     """Should cancelled entry block the loop on the thread (the bug this guards against), a
@@ -184,11 +196,7 @@ async def test_cancelling_entry_while_it_opens_leaves_no_thread_and_does_not_blo
 async def test_cancelling_entry_in_the_middle_of_a_slow_open_waits_for_the_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slow = SlowOpen()
-    monkeypatch.setattr(writer_module, "open_database", slow)
-    writer = StoreWriter(tmp_path / "hub.db", ttl_days=30)
-    task = asyncio.create_task(_enter_and_stay(writer))
-    assert await asyncio.to_thread(slow.started.wait, LIMIT)
+    slow, writer, task = await _entering_slowly(tmp_path, monkeypatch)
     started = time.monotonic()
     with _rescued(writer):
         task.cancel()
@@ -205,11 +213,7 @@ async def test_cancelling_entry_in_the_middle_of_a_slow_open_waits_for_the_threa
 async def test_a_second_cancel_while_entry_waits_for_the_thread_leaves_none_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slow = SlowOpen()
-    monkeypatch.setattr(writer_module, "open_database", slow)
-    writer = StoreWriter(tmp_path / "hub.db", ttl_days=30)
-    task = asyncio.create_task(_enter_and_stay(writer))
-    assert await asyncio.to_thread(slow.started.wait, LIMIT)
+    slow, writer, task = await _entering_slowly(tmp_path, monkeypatch)
     started = time.monotonic()
     with _rescued(writer):
         task.cancel()
