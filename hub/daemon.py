@@ -5,11 +5,11 @@ it) → store (integrity check, migrations) → recover sessions left active by 
 runner, MQTT link, control socket (and API, BLE, …) in one TaskGroup → READY=1 once the
 broker is connected → STATUS= lines and the watchdog.
 
-SIGTERM/SIGINT, within STOP_BUDGET seconds however hung the broker or Spotify are: stop
-taking events (MQTT, BLE, socket, API) → the runner decides what is queued, waits
-(bounded) for a playback start in flight, pauses what the hub started and records it →
-the MQTT link sends the sessions' last states and `offline` (bounded) → the writer
-finishes and checkpoints → exit 0.
+SIGTERM/SIGINT, within 5 s however hung the broker or Spotify are: stop taking events
+(MQTT, BLE, socket, API) → the runner decides what is queued and settles the player's work
+within its own deadline (`SessionRunner.finish`), all within RUNNER_STOP_SECONDS → the MQTT
+link sends the sessions' last states and `offline` (bounded) → the writer finishes and
+checkpoints → exit 0. A backstop forces the exit HARD_STOP_SECONDS after the signal.
 """
 
 from __future__ import annotations

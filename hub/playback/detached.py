@@ -14,20 +14,14 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from hub.futures import settle
+
 _T = TypeVar("_T")
 
 
 async def run_detached(function: Callable[[], _T], *, name: str = "spotify-call") -> _T:
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[_T] = loop.create_future()
-
-    def settle(result: _T | None, error: BaseException | None) -> None:
-        if answer.done():  # the caller gave up waiting
-            return
-        if error is not None:
-            answer.set_exception(error)
-        else:
-            answer.set_result(result)  # type: ignore[arg-type]
 
     def work() -> None:
         try:
@@ -37,7 +31,7 @@ async def run_detached(function: Callable[[], _T], *, name: str = "spotify-call"
         else:
             outcome = (result, None)
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, *outcome)
+            loop.call_soon_threadsafe(settle, answer, *outcome)
 
     threading.Thread(target=work, name=name, daemon=True).start()
     return await answer

@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, Final, TypeVar
 
 from hub.errors import HubError, StoreError
+from hub.futures import settle
 from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
 from hub.model import MotionEvent, Session
 from hub.playback.port import PlaybackResult, Player
@@ -288,14 +289,14 @@ class SessionRunner:
                 await self._record_availability(item)
             case _StoreCall(function=function, answer=answer):
                 try:
-                    _settle(answer, await self._writer.call(function))
+                    settle(answer, await self._writer.call(function))
                 except HubError as exc:
-                    _settle(answer, error=exc)
+                    settle(answer, error=exc)
             case _Request(change=change, answer=answer):
                 try:
-                    _settle(answer, await self._carry_out(change, now))
+                    settle(answer, await self._carry_out(change, now))
                 except HubError as exc:
-                    _settle(answer, error=exc)
+                    settle(answer, error=exc)
 
     async def _carry_out(self, change: Change, now: float) -> Session:
         stored: Session | None = None
@@ -456,15 +457,3 @@ class SessionRunner:
 def _paused(task: asyncio.Future[bool]) -> bool:
     """A pause's answer; one that failed or did not come in time counts as not paused."""
     return task.done() and not task.cancelled() and task.exception() is None and task.result()
-
-
-def _settle(
-    answer: asyncio.Future[_T], result: _T | None = None, *, error: BaseException | None = None
-) -> None:
-    """Answer a request unless its caller gave up waiting."""
-    if answer.done():
-        return
-    if error is not None:
-        answer.set_exception(error)
-    else:
-        answer.set_result(result)  # type: ignore[arg-type]

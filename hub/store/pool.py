@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 
 from sqlite_utils import Database
 
+from hub.futures import settle
 from hub.store.database import open_database
 
 _T = TypeVar("_T")
@@ -76,19 +77,10 @@ class DatabasePool:
                             db = open_database(self._path)
                     result: Any = job.function(db)
                 except Exception as exc:  # noqa: BLE001 - handed to the awaiting request
-                    job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
+                    job.loop.call_soon_threadsafe(settle, job.future, None, exc)
                 else:
-                    job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+                    job.loop.call_soon_threadsafe(settle, job.future, result)
                 time.sleep(min(MAX_REST, time.perf_counter() - started))  # yield the GIL
         finally:
             if db is not None:
                 db.close()  # the daemon's writer checkpoints the WAL; readers just close
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the request was cancelled meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

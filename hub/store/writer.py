@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from hub.errors import StoreError
+from hub.futures import settle
 from hub.model import MotionEvent, Session
 from hub.store.database import close_database, open_database
 from hub.store.sessions import SessionRepository
@@ -119,16 +120,16 @@ class StoreWriter:
             db = open_database(self._path, integrity_check=self._integrity_check)
         except BaseException as exc:  # noqa: BLE001 - whatever it is, the opener must hear it
             # Unsettled, `opened` would leave the daemon waiting forever (no READY=1).
-            self._to_loop(_settle, opened, None, exc)
+            self._to_loop(settle, opened, None, _as_store_error(exc))
             return
-        self._to_loop(_settle, opened, None, None)
+        self._to_loop(settle, opened)
         repository = SessionRepository(db, ttl_days=self._ttl_days)
         try:
             while (item := self._queue.get()) is not None:
                 if isinstance(item, _Call):
                     self._run_call(repository, item)
                 else:
-                    self._to_loop(_settle, item.done, self._commit(repository, item.saves), None)
+                    self._to_loop(settle, item.done, self._commit(repository, item.saves))
         finally:
             close_database(db)
 
@@ -136,9 +137,9 @@ class StoreWriter:
         try:
             result = call.function(repository)
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller
-            self._to_loop(_settle, call.done, None, exc)
+            self._to_loop(settle, call.done, None, _as_store_error(exc))
         else:
-            self._to_loop(_settle, call.done, result, None)
+            self._to_loop(settle, call.done, result)
 
     def _commit(
         self, repository: SessionRepository, saves: Sequence[Save]
@@ -184,12 +185,3 @@ async def _join(thread: threading.Thread) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
-
-
-def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
-    if future.done():  # the awaiting task was cancelled
-        return
-    if error is not None:
-        future.set_exception(_as_store_error(error))
-    else:
-        future.set_result(result)
