@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +80,13 @@ class Hub:
         self.output = ""
 
 
-@contextmanager
-def hub_process(config: Path, spotify: FakeSpotify) -> Iterator[Hub]:
+@asynccontextmanager
+async def hub_process(config: Path, spotify: FakeSpotify) -> AsyncIterator[Hub]:
+    """`spottypotty run` as a process, once its control socket is open."""
     env = {**os.environ, "SPOTIFY_CLIENT_SECRET": spotify.client_secret}
     env.pop("NOTIFY_SOCKET", None)
     env.pop("JOURNAL_STREAM", None)
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; output read after exit
         [sys.executable, "-m", "hub", "run", "--config", str(config)],
         env=env,
         stdout=subprocess.PIPE,
@@ -94,6 +95,7 @@ def hub_process(config: Path, spotify: FakeSpotify) -> Iterator[Hub]:
     )
     hub = Hub(process)
     try:
+        await _until(lambda: socket_path(config.parent / "hub.db").exists())
         yield hub
     finally:
         if process.poll() is None:
@@ -176,8 +178,7 @@ async def test_invoke_goes_through_the_running_daemon(
     tmp_path: Path, broker: Broker, unique_prefix: str, spotify: FakeSpotify
 ) -> None:
     config = _config(tmp_path, broker, unique_prefix, spotify)
-    with hub_process(config, spotify) as hub:
-        await _until(lambda: socket_path(tmp_path / "hub.db").exists())
+    async with hub_process(config, spotify) as hub:
         assert (socket_path(tmp_path / "hub.db").stat().st_mode & 0o777) == 0o660
         async with watching(broker) as (client, states):
             await _motion(client, unique_prefix, "bath", 1)
@@ -226,8 +227,7 @@ async def test_invoke_without_a_daemon_works_in_process_and_the_daemon_takes_ove
     code, made = await _invoke(config, {"action": "create_session", "sensorId": "hall"})
     assert (code, made["statusCode"]) == (0, 200)
     assert not socket_path(tmp_path / "hub.db").exists()
-    with hub_process(config, spotify) as hub:
-        await _until(lambda: socket_path(tmp_path / "hub.db").exists())
+    async with hub_process(config, spotify) as hub:
         async with watching(broker) as (client, states):
             await _motion(client, unique_prefix, "hall", 1)
             extended = await states.until(lambda s: s["motionEventsCount"] == 2)
@@ -241,8 +241,7 @@ async def test_sigterm_ends_within_5_s_with_a_hung_broker_and_a_hung_spotify(
     tmp_path: Path, broker: Broker, unique_prefix: str, spotify: FakeSpotify
 ) -> None:
     config = _config(tmp_path, broker, unique_prefix, spotify)
-    with hub_process(config, spotify) as hub:
-        await _until(lambda: socket_path(tmp_path / "hub.db").exists())
+    async with hub_process(config, spotify) as hub:
         async with watching(broker) as (client, states):
             await _motion(client, unique_prefix, "bath", 1)
             await states.until(lambda s: s["sensorId"] == "bath" and s["playbackStarted"])
