@@ -40,6 +40,9 @@ class QuietHours:
 class HubSection:
     database: Path = Path("/var/lib/spottypotty/hub.db")
     timezone: str = ""  # empty: the system's zone
+    # Nothing written for this long (disk full, read-only, …): the watchdog check fails,
+    # so systemd restarts the hub and the journal says why.
+    unwritable_grace_minutes: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,7 +643,14 @@ def _read_sensors(raw: Any) -> tuple[SensorConfig, ...]:
 
 _read_document = _table(
     {
-        "hub": _table({"database": _path, "timezone": _timezone}, HubSection),
+        "hub": _table(
+            {
+                "database": _path,
+                "timezone": _timezone,
+                "unwritable_grace_minutes": _duration("minutes"),
+            },
+            HubSection,
+        ),
         "mqtt": _table(
             {
                 "host": _host,

@@ -23,11 +23,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from hub import control
 from hub.config import HubConfig
 from hub.ingest.mqtt import MqttLink
+from hub.ingest.mqtt_decode import DEDUP_WINDOW
 from hub.model import Session
 from hub.playback.port import Player
 from hub.playback.spotify import SpotifyPlayer, make_player
@@ -35,6 +37,8 @@ from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store.meta import load_ble_counters, save_ble_counters
 from hub.store.pool import DatabasePool
+from hub.store.sensors import SensorRepository
+from hub.store.sessions import SessionRepository
 from hub.store.writer import StoreWriter
 from hub.systemd import Notifier, watchdog_interval, watchdog_loop
 
@@ -46,6 +50,9 @@ _LOGGER = logging.getLogger(__name__)
 SESSION_TOPIC = "spottypotty/sessions/{sensor_id}"
 # Counters (messages, parse errors, unknown sensors, …) for people and Home Assistant.
 STATS_TOPIC = "spottypotty/hub/stats"
+# "ok", or why the database is not being written (disk full, read-only, …), retained.
+STORAGE_TOPIC = "spottypotty/hub/storage"
+STORAGE_OK = "ok"
 # "Spotify ready" / "Spotify login needed" / …, retained, latest wins.
 SPOTIFY_TOPIC = "spottypotty/hub/spotify"
 STATUS_EVERY_SECONDS = 10.0
@@ -58,6 +65,10 @@ EXIT_STOP_TIMEOUT = 1
 LOCK_WAIT_SECONDS = 10.0  # an in-process `invoke` holds the lock for a moment
 # The runner must have decided something (or be idle-waiting) this recently to be healthy.
 STALL_SECONDS = 60.0
+EXIT_WRITER_FAILED = 1  # systemd restarts the hub (Restart=on-failure)
+# Seqs of each sensor's motion looked back on at start (hub.store.sensors.recent_seqs):
+# a QoS-1 redelivery comes within moments of the connection it was meant for.
+SEQ_MEMORY_SECONDS = 600.0
 
 
 class Daemon:
@@ -88,6 +99,7 @@ class Daemon:
         self._saved_ble_counters: dict[str, tuple[int | None, int | None]] = {}
         self._writer: StoreWriter | None = None
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
+        self._health_logged: str | None = None
 
     def stop(self) -> None:
         if not self._stop.is_set() and self._hard_stop is not None:
@@ -129,6 +141,7 @@ class Daemon:
                 engine, writer, self._player, clock=self._clock, on_session=self._publish_session
             )
             link = MqttLink(config, runner.inbox, client_id=self._client_id, clock=self._clock)
+            link.remember_seqs(await writer.call(partial(_committed_seqs, config)))
             self.runner, self.link = runner, link
             if config.ble.enabled:
                 from hub.ingest.ble import BleScanner  # noqa: PLC0415 - bleak only when BLE is on
@@ -140,6 +153,9 @@ class Daemon:
                     await self._run_tasks(group, runner, link)
             finally:
                 await self.reads.close()
+        if writer.failure is not None:
+            _LOGGER.error("stopped; the store writer had failed: %r", writer.failure)
+            return EXIT_WRITER_FAILED
         _LOGGER.info("stopped cleanly")
         return 0
 
@@ -214,7 +230,10 @@ class Daemon:
             await asyncio.sleep(self._status_interval)
             self._notifier.status(self._status_line())
             await self._keep_ble_counters()
-            retained = {STATS_TOPIC: json.dumps(self.stats(), sort_keys=True)}
+            retained = {
+                STATS_TOPIC: json.dumps(self.stats(), sort_keys=True),
+                STORAGE_TOPIC: self.storage_problem() or STORAGE_OK,
+            }
             if isinstance(self._player, SpotifyPlayer):
                 retained[SPOTIFY_TOPIC] = self._player.status()
             for topic, payload in retained.items():
@@ -243,11 +262,23 @@ class Daemon:
             counters.update({f"ble.{k}": v for k, v in self.ble.counters.items()})
         return counters
 
+    def storage_problem(self) -> str | None:
+        """Why the database is not being written, for people (None: it is)."""
+        if self._writer is not None and self._writer.failure is not None:
+            return f"the store writer failed: {self._writer.failure!r}"
+        runner = self.runner
+        if runner is not None and runner.unwritable is not None:
+            return f"{runner.unwritable} ({runner.held_rows} row(s) held, retrying)"
+        return None
+
     def _status_line(self) -> str:
         sensors = len(self._config.sensors)
         active = len(self.runner.engine.active) if self.runner else 0
         broker = "broker connected" if self.link and self.link.connected else "broker unreachable"
         line = f"{sensors} sensor(s), {active} active session(s), {broker}"
+        storage = self.storage_problem()
+        if storage is not None:
+            line = f"{storage}, {line}"
         if self.ble is not None:
             line = f"{line}, BLE {self.ble.status}"
         if isinstance(self._player, SpotifyPlayer):
@@ -260,11 +291,25 @@ class Daemon:
         return f"{line}, {dropped} motion message(s) dropped" if dropped else line
 
     def _healthy(self) -> bool:
-        runner = self.runner
-        if runner is None:
-            return False
-        idle = runner.inbox.empty()
-        return idle or self._clock() - runner.last_decision < STALL_SECONDS
+        """The watchdog's check; when it fails, the journal says why (once per problem)."""
+        problem = self.health_problem()
+        if problem is not None and problem != self._health_logged:
+            _LOGGER.critical("unhealthy, the watchdog will restart the hub: %s", problem)
+        self._health_logged = problem
+        return problem is None
+
+    def health_problem(self) -> str | None:
+        runner, writer = self.runner, self._writer
+        if runner is None or writer is None:
+            return "not running"
+        if not writer.alive:
+            return f"the store writer failed: {writer.failure!r}"
+        grace = self._config.hub.unwritable_grace_minutes * 60
+        if runner.unwritable is not None and runner.unwritable_for() >= grace:
+            return f"nothing written for {runner.unwritable_for():.0f} s: {runner.unwritable}"
+        if not runner.inbox.empty() and self._clock() - runner.last_decision >= STALL_SECONDS:
+            return f"no decision for {STALL_SECONDS:.0f} s with work queued"
+        return None
 
     def _publish_session(self, session: Session) -> None:
         """The sensor's session, retained — on changes people see (start, counted motion,
@@ -287,6 +332,14 @@ class Daemon:
             self._shown.pop(session.session_id, None)
         topic = SESSION_TOPIC.format(sensor_id=session.sensor_id)
         self.link.publish(topic, json.dumps(session.to_record(), separators=(",", ":")))
+
+
+def _committed_seqs(config: HubConfig, repository: SessionRepository) -> dict[str, list[int]]:
+    return SensorRepository(repository.db).recent_seqs(
+        (sensor.id for sensor in config.sensors),
+        limit=DEDUP_WINDOW,
+        span=SEQ_MEMORY_SECONDS,
+    )
 
 
 def serve(config: HubConfig) -> int:

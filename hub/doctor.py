@@ -17,7 +17,12 @@ from hub.config import HubConfig
 from hub.errors import HubError
 
 Verdict = Literal["ok", "warn", "fail", "off"]
-HUB_TOPICS = ["spottypotty/hub/status", "spottypotty/hub/stats", "spottypotty/hub/spotify"]
+HUB_TOPICS = [
+    "spottypotty/hub/status",
+    "spottypotty/hub/stats",
+    "spottypotty/hub/spotify",
+    "spottypotty/hub/storage",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,14 @@ def check_broker(config: HubConfig) -> Check:
         detail += f"; {dropped} motion message(s) from unknown sensors, {errors} malformed"
     if hub_status != "online":
         return Check("broker", "warn", detail, "start the hub: systemctl start spottypotty-hub")
+    storage = retained.get(HUB_TOPICS[3], b"ok").decode(errors="replace")
+    if storage != "ok":
+        return Check(
+            "broker",
+            "fail",
+            f"{detail}; the running hub cannot write its database: {storage}",
+            "free space on its disk or remount it read-write (journalctl -u spottypotty-hub)",
+        )
     return Check("broker", "ok", detail)
 
 

@@ -25,6 +25,11 @@ class StoreError(HubError):
     """The database cannot be used as it is (corrupt, locked, unwritable)."""
 
 
+class StorageUnavailableError(StoreError):
+    """The database cannot be written now (disk full, read-only, I/O error, the file
+    deleted or replaced): not the data's fault, so hold it and try again later."""
+
+
 class DamagedDatabaseError(StoreError):
     """The file is not a database, is malformed, or fails its integrity check.
 

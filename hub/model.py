@@ -66,6 +66,16 @@ class MotionEvent:
     late: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Queued behind messages an ingest adapter handed the session runner: the runner
+    calls `committed()` once everything queued before it is committed (or held in memory
+    while the database cannot be written), so the adapter acknowledges to its broker only
+    what cannot be lost any more."""
+
+    committed: Callable[[], None]
+
+
 def new_session_id(sensor_id: str, start: float) -> str:
     """`session-{sensorId}-{epoch}-{8 hex}` as the seed spelled it."""
     return f"{SESSION_ID_PREFIX}{sensor_id}-{int(start)}-{secrets.token_hex(4)}"

@@ -220,12 +220,14 @@ def _print_config_problems(exc: ConfigError) -> None:
 # -- shared plumbing ------------------------------------------------------------------
 
 
-def _operation(args: argparse.Namespace, event: object) -> dict[str, Any]:
+def _operation(args: argparse.Namespace, event: object, *, create: bool = False) -> dict[str, Any]:
+    """Answer a read. Reports (`sessions`, `analytics`) never create a database; `invoke`
+    may, as its changes would (the seed's contract answers reads on an empty store)."""
     from hub.sessions.operations import OperationContext, handle  # noqa: PLC0415
     from hub.store import close_database, open_database  # noqa: PLC0415
 
     config = load_args_config(args)
-    db: Database = open_database(config.hub.database)
+    db: Database = open_database(config.hub.database, create=create)
     try:
         return handle(event, OperationContext(config=config, db=db))
     finally:
@@ -282,7 +284,7 @@ def _invoke_owner(args: argparse.Namespace, event: object) -> dict[str, Any]:
     from hub.sessions.operations import CHANGES  # noqa: PLC0415
 
     if not isinstance(event, dict) or event.get("action") not in CHANGES:
-        return _operation(args, event)
+        return _operation(args, event, create=True)
     from hub.sessions.local import invoke_owned  # noqa: PLC0415 - only a change runs the runner
 
     return invoke_owned(load_args_config(args), event)

@@ -190,7 +190,7 @@ def _list(args: argparse.Namespace) -> int:
     from hub.store.sensors import SensorRepository  # noqa: PLC0415
 
     config = load_args_config(args)
-    db = open_database(config.hub.database)
+    db = open_database(config.hub.database, create=False)
     try:
         repository = SensorRepository(db)
         states = [repository.state(sensor.id) for sensor in config.sensors]

@@ -556,6 +556,9 @@ async def _health(request: web.Request) -> web.StreamResponse:
             "spotify": await asyncio.to_thread(_spotify_state, config),
         }
     daemon = state.daemon
+    storage = daemon.storage_problem() if daemon is not None else None
+    if storage is not None:
+        facts["database"] = {"ok": False, "path": str(config.hub.database), "message": storage}
     connected = daemon.link.connected if daemon is not None and daemon.link is not None else None
     active = len(daemon.runner.engine.active) if daemon is not None and daemon.runner else None
     tz = local_zone(config.hub.timezone)

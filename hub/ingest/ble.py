@@ -57,12 +57,11 @@ from hub.ingest.ble_decode import (
     Verdict,
     decode_service_data,
 )
-from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
+from hub.ingest.mqtt_decode import Inbound
 from hub.model import MotionEvent
 
 _LOGGER = logging.getLogger(__name__)
 
-Inbound = MotionEvent | StatusUpdate | MotionCleared
 ScanMode = Literal["passive", "active"]
 DetectionCallback = Callable[[BLEDevice, AdvertisementData], None]
 

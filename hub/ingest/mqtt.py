@@ -8,11 +8,13 @@ will: retained `offline`) → flush pending publishes → take messages: decode
 (`mqtt_decode.TopicRouter`), drop QoS-1 redeliveries by `seq`, hand each on.
 
 Reading is aiomqtt's public API: `async for message in client.messages`, decode, and
-`await inbox.put(...)` — the runner's bounded inbox — then acknowledge. QoS-1 messages are
-acknowledged by the hub once they are in the inbox (up to ACK_BATCH together), not by paho
-on receipt (paho's `manual_ack`): what was delivered but not yet taken when a connection
-ends is sent again by the broker after the reconnect (duplicates are dropped by `seq`), so
-nothing is lost.
+`await inbox.put(...)` — the runner's bounded inbox. QoS-1 messages are acknowledged by
+the hub, not by paho on receipt (paho's `manual_ack`), and only once their rows are
+committed: behind each group of up to ACK_BATCH messages the reader queues a `Receipt`,
+which the runner settles after the commit that holds them. A kill at any moment therefore
+loses nothing the broker accepted: what was not acknowledged is sent again after the
+reconnect, and a redelivery of what was committed is dropped by its `seq` (the window is
+rebuilt from SQLite at start, `remember_seqs`).
 
 Back-pressure, so that a flood faster than the hub waits at the broker and the hub's memory
 stays bounded: paho reads the socket and aiomqtt queues what it decodes as fast as it
@@ -45,6 +47,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Final
 
@@ -53,13 +56,11 @@ import aiomqtt.exceptions
 
 from hub.config import HubConfig
 from hub.errors import ParseError, TransientError
-from hub.ingest.mqtt_decode import MotionCleared, SeqDeduplicator, StatusUpdate, TopicRouter
-from hub.model import MotionEvent
+from hub.ingest.mqtt_decode import Inbound, SeqDeduplicator, StatusUpdate, TopicRouter
+from hub.model import MotionEvent, Receipt
 from hub.secrets import read_secret
 
 _LOGGER = logging.getLogger(__name__)
-
-Inbound = MotionEvent | StatusUpdate | MotionCleared
 
 HUB_STATUS_TOPIC: Final = "spottypotty/hub/status"
 HA_STATUS_TOPIC: Final = "homeassistant/status"  # Home Assistant's birth and last will
@@ -79,7 +80,7 @@ CREDENTIAL_NAME: Final = "mqtt_password"
 # at RESUME_AT (back-pressure, see the module docstring).
 PAUSE_AT: Final = 500
 RESUME_AT: Final = 100
-ACK_BATCH: Final = 100  # messages acknowledged together at most (once in the inbox)
+ACK_BATCH: Final = 100  # messages acknowledged together at most (once committed)
 UNKNOWN_SENSOR: Final = "unknown"  # counter label for topics of no configured sensor
 PARSE_LOG_INTERVAL: Final = 10.0  # seconds between DEBUG lines about one sensor's bad payloads
 
@@ -236,6 +237,14 @@ class MqttLink:
         `duplicate:{sensor}` (`{sensor}` is a configured sensor id or
         `unknown`, so a flood of made-up topics cannot grow this without bound)."""
         return MappingProxyType(dict(self._counters))
+
+    def remember_seqs(self, seqs: Mapping[str, list[int]]) -> None:
+        """Start the redelivery window with each sensor's committed seqs, oldest first
+        (`SensorRepository.recent_seqs`): a message committed but not acknowledged before
+        the hub stopped comes again, and is not counted twice."""
+        for sensor_id, values in seqs.items():
+            for seq in values:
+                self._dedup.is_duplicate(sensor_id, seq)
 
     # --- outbound ------------------------------------------------------------------------
 
@@ -428,18 +437,17 @@ class MqttLink:
             self._reader = None
 
     async def _read(self, client: aiomqtt.Client, flow: _PahoFlow) -> None:
-        """Every message in arrival order into the inbox (waiting while it is full), then
-        acknowledged; reading the socket pauses while too many wait (back-pressure)."""
+        """Every message in arrival order into the inbox (waiting while it is full); each
+        group of them is acknowledged once the runner has committed it (a `Receipt` queued
+        behind the group). Reading the socket pauses while too many wait (back-pressure)."""
         self._queued = lambda: len(client.messages)
-        taken: list[aiomqtt.Message] = []  # in the inbox, not yet acknowledged
+        taken: list[aiomqtt.Message] = []  # in the inbox, no receipt queued behind them yet
         try:
             async for message in client.messages:
                 queued = len(client.messages)
                 flow.taken(queued)
                 value = self._accept(message)
                 if value is not None:
-                    if self._inbox.full():  # about to wait: what is in goes acknowledged
-                        flow.acknowledge(taken)
                     try:
                         await self._inbox.put(value)
                     except asyncio.CancelledError:
@@ -449,12 +457,18 @@ class MqttLink:
                             self._dedup.forget(value.sensor_id, value.seq)
                         raise
                 taken.append(message)
-                if not queued or len(taken) >= ACK_BATCH:
-                    # Together, in one loop turn: one write of PUBACKs, not one per message
-                    # (a third of the hub's time under a flood when acknowledged singly).
-                    flow.acknowledge(taken)
+                if not queued or len(taken) >= ACK_BATCH or self._inbox.full():
+                    # One receipt per group: one write of PUBACKs once the group is
+                    # committed, not one per message (a third of the hub's time under a
+                    # flood when acknowledged singly).
+                    await self._inbox.put(Receipt(partial(flow.acknowledge, taken)))
+                    taken = []
         finally:
-            flow.acknowledge(taken)  # stopping: what was taken is ours
+            # Stopping: a last receipt if there is room; else the broker sends what is
+            # left again, and the seq window (kept in SQLite) knows what was committed.
+            if taken:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._inbox.put_nowait(Receipt(partial(flow.acknowledge, taken)))
             flow.resume()
             self._queued = lambda: 0
 
@@ -486,8 +500,10 @@ class MqttLink:
             # seq counter starts again.
             if value.online and not message.retain:
                 self._dedup.reset(value.sensor_id)
-        elif isinstance(value, MotionEvent) and self._dedup.is_duplicate(
-            value.sensor_id, value.seq
+        elif (
+            isinstance(value, MotionEvent)
+            and value.sensor_id in self._known_sensors  # the rest is dropped anyway
+            and self._dedup.is_duplicate(value.sensor_id, value.seq)
         ):
             self._counters[f"duplicate:{self._label(value.sensor_id)}"] += 1
             _LOGGER.debug("dropped redelivery of %s seq %s", value.sensor_id, value.seq)

@@ -44,7 +44,7 @@ from typing import Any, Final, NoReturn
 
 from hub.config import HubConfig, MqttFormat
 from hub.errors import ParseError
-from hub.model import MotionEvent
+from hub.model import MotionEvent, Receipt
 from hub.timeutil import parse_iso
 
 MAX_PAYLOAD: Final = 64 * 1024
@@ -52,8 +52,10 @@ MAX_LATE_SECONDS: Final = 24 * 60 * 60  # a late (buffered) timestamp older than
 MOTION_EVENT: Final = "motion_detected"
 SOURCE: Final = "mqtt"
 
-DEDUP_WINDOW: Final = 64  # seqs remembered per sensor
-DEDUP_MAX_SENSORS: Final = 10_000  # sensors remembered; the least recently seen is forgotten
+# Seqs remembered per sensor: more than can be committed but not yet acknowledged when the
+# hub is killed (one turn's batch), so a redelivery after a restart is still recognised.
+DEDUP_WINDOW: Final = 1_024
+DEDUP_MAX_SENSORS: Final = 1_000  # sensors remembered; the least recently seen is forgotten
 
 _SENSOR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PREVIEW_LIMIT = 80
@@ -80,6 +82,10 @@ class MotionCleared:
 
     sensor_id: str
     received_at: float
+
+
+# What ingest adapters put into the session runner's inbox.
+Inbound = MotionEvent | StatusUpdate | MotionCleared | Receipt
 
 
 Decoded = MotionEvent | StatusUpdate | MotionCleared

@@ -10,7 +10,15 @@ consumer: motion and sensor status (MQTT, BLE), the player's answers, and reques
 3. writes the batch's rows in one transaction through the store writer, and
 4. only once they are committed, publishes the sessions and hands playback to the player.
 
-Music therefore never starts for a session whose row is not committed. The player runs in
+Music therefore never starts for a session whose row is not committed. Ingest adapters
+queue a `Receipt` behind what they hand on; it is settled after the commit that holds
+everything before it, so MQTT acknowledges only committed motion.
+
+When the disk refuses writes (full, read-only, I/O error, file replaced), the decided rows
+are held in memory, in order, and written with the next successful commit (retried with
+backoff; `unwritable` says why meanwhile). The engine's state stays as decided, so
+sessions go on, music plays and receipts are settled while at most HOLD_ROWS rows are
+held; beyond that receipts wait, and the broker keeps what is not acknowledged. The player runs in
 a task of its own, one command at a time, so a hung Spotify never delays ingest; its
 answers come back through the inbox like everything else. A request, or a status update,
 needs the database's answer before the next item is decided, so what came before it is
@@ -32,10 +40,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
-from hub.errors import HubError, StoreError
+from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
-from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
-from hub.model import MotionEvent, Session
+from hub.ingest.mqtt_decode import Inbound, MotionCleared, StatusUpdate
+from hub.model import MotionEvent, Receipt, Session
 from hub.playback.port import PlaybackResult, Player
 from hub.sessions.changes import Change, CreateSession
 from hub.sessions.engine import (
@@ -53,7 +61,6 @@ from hub.store.writer import Save, StoreWriter
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-Inbound = MotionEvent | StatusUpdate | MotionCleared
 PlayerCommand = StartPlayback | StopPlayback
 # Sessions the engine starts without asking for music, and why, for the log.
 _SILENT_STARTS: Final = {
@@ -66,6 +73,11 @@ LINGER: Final = 0.002  # … so the next turn gathers this long before it decide
 MAX_COUNTERS: Final = 200
 # Shutdown (SIGTERM ends the hub within 5 s): the player's work gets this much in all.
 PLAYBACK_WAIT: Final = 2.0
+# While the database cannot be written: rows kept in memory before receipts wait (about
+# 5 MB), and the retry backoff (doubling from the first to the cap, in seconds).
+HOLD_ROWS: Final = 10_000
+RETRY_FIRST: Final = 0.5
+RETRY_CAP: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,7 @@ class SessionRunner:
         player: Player,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         on_session: Callable[[Session], None] | None = None,
         inbox_size: int = 10_000,
     ) -> None:
@@ -133,6 +146,13 @@ class SessionRunner:
         self._writer = writer
         self._player = player
         self._clock = clock
+        self._monotonic = monotonic
+        self._held: list[Save] = []  # decided, not yet written: the disk refused them
+        self._waiting_receipts: list[Receipt] = []  # settled once fewer than HOLD_ROWS held
+        self._retry_at = 0.0  # monotonic: when to try writing what is held again
+        self._retry_delay = RETRY_FIRST
+        self.unwritable: str | None = None  # why the database cannot be written, while so
+        self._unwritable_since: float | None = None  # monotonic
         self._on_session = on_session
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(maxsize=inbox_size)
         self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
@@ -148,6 +168,17 @@ class SessionRunner:
     def inbox(self) -> asyncio.Queue[Inbound]:
         """Where ingest adapters put what they decoded (bounded: a flood pushes back)."""
         return self._inbox  # type: ignore[return-value] # adapters only ever put Inbound
+
+    @property
+    def held_rows(self) -> int:
+        """Rows decided but not yet written (the database refused them; retried)."""
+        return len(self._held)
+
+    def unwritable_for(self) -> float:
+        """Seconds since the database last refused a write with nothing written since
+        (0 while writes succeed)."""
+        since = self._unwritable_since
+        return 0.0 if since is None else self._monotonic() - since
 
     def poke(self) -> None:
         """Look at the clock again now (the clock may have jumped, or a test moved it)."""
@@ -197,18 +228,26 @@ class SessionRunner:
         return batch
 
     def _until_deadline(self) -> float | None:
-        """Seconds until the engine's next deadline (0 when due), or None without one."""
+        """Seconds until the engine's next deadline or the next retry of held rows (0 when
+        due), or None without either."""
         deadline = self.engine.next_deadline()
-        return None if deadline is None else max(0.0, deadline - self._clock())
+        wait = None if deadline is None else max(0.0, deadline - self._clock())
+        if self._held:
+            retry = max(0.0, self._retry_at - self._monotonic())
+            wait = retry if wait is None else min(wait, retry)
+        return wait
 
     async def _turn(self, batch: list[_Item]) -> None:
         """Decide the batch in order, commit it, then hand playback on."""
         now = self._clock()
         self.last_decision = now
         turn = _Turn()
+        receipts: list[Receipt] = []
         self._plan(self.engine.on_tick(now), turn)  # what is due ends first
         for item in batch:
             match item:
+                case Receipt():
+                    receipts.append(item)
                 case MotionEvent():
                     self.counters["motion"] += 1
                     self._plan(self.engine.on_motion(item, now), turn)
@@ -235,6 +274,19 @@ class SessionRunner:
                     turn = _Turn()
                     await self._serve(item, now)
         await self._commit(turn)
+        self._settle(receipts)
+
+    def _settle(self, receipts: list[Receipt]) -> None:
+        """Everything before these receipts is committed (or held): settle them, unless
+        too much is held — then they wait, and so does the broker's redelivery of the rest."""
+        if len(self._held) > HOLD_ROWS:
+            self._waiting_receipts.extend(receipts)
+            return
+        if self._waiting_receipts:
+            receipts = [*self._waiting_receipts, *receipts]
+            self._waiting_receipts = []
+        for receipt in receipts:
+            receipt.committed()
 
     def _plan(self, commands: Iterable[Command], turn: _Turn) -> None:
         for command in commands:
@@ -250,14 +302,28 @@ class SessionRunner:
                         turn.saves.append(Save(None, event=event))
 
     async def _commit(self, turn: _Turn) -> dict[str, BaseException]:
-        """Write the turn's rows in one transaction; then publish and hand playback on.
-        Returns the sessions whose rows could not be saved, with why."""
+        """Write the turn's rows (after any held ones) in one transaction; then publish and
+        hand playback on. Returns the sessions whose rows could not be saved, with why."""
+        saves = turn.saves
+        if self._held:
+            self._held.extend(saves)
+            saves = self._held if self._monotonic() >= self._retry_at else []
+            if not saves:  # not time to retry yet: held, as decided
+                self._hand_on(turn, {}, turn.saves)
+                return {}
+        outcomes = await self._writer.write(saves)
+        refused = [error for error in outcomes if isinstance(error, StorageUnavailableError)]
+        if refused and len(refused) == len(outcomes):  # the disk, not the rows: hold them
+            self._hold(saves, refused[0])
+            self._hand_on(turn, {}, turn.saves)
+            return {}
+        if self._held:
+            self._written_again(len(saves))
         failed: dict[str, BaseException] = {}
-        outcomes = await self._writer.write(turn.saves)
-        for save, error in zip(turn.saves, outcomes, strict=True):
+        written: list[Save] = []
+        for save, error in zip(saves, outcomes, strict=True):
             if error is None:
-                if save.session is not None:
-                    self._saved(save.session, created=save.created)
+                written.append(save)
                 continue
             self.counters["persist_failed"] += 1
             if save.session is None:
@@ -265,11 +331,52 @@ class SessionRunner:
                 continue
             _LOGGER.error("could not save session %s: %s", save.session.session_id, error)
             failed[save.session.session_id] = error
+        self._hand_on(turn, failed, written)
+        return failed
+
+    def _hand_on(self, turn: _Turn, failed: dict[str, BaseException], kept: list[Save]) -> None:
+        """Publish the sessions of `kept` (written or held) and queue the turn's playback."""
+        for save in kept:
+            if save.session is not None:
+                self._saved(save.session, created=save.created)
         for command in turn.playback:
             if isinstance(command, StartPlayback) and command.session.session_id in failed:
                 continue  # no row, no music: the session does not exist (or is not as decided)
             self._player_queue.put_nowait(command)
-        return failed
+
+    def _hold(self, saves: list[Save], error: BaseException) -> None:
+        """The disk refused `saves`: keep them, in order, and retry with backoff."""
+        now = self._monotonic()
+        first = self._unwritable_since is None
+        if first:
+            self._unwritable_since = now
+            self._retry_delay = RETRY_FIRST
+        was_over = len(self._held) > HOLD_ROWS
+        self._held = saves if saves is self._held else [*self._held, *saves]
+        self.unwritable = str(error)
+        self.counters["write_refused"] += 1
+        self._retry_at = now + self._retry_delay
+        self._retry_delay = min(RETRY_CAP, self._retry_delay * 2)
+        if first:
+            _LOGGER.error(
+                "%s; holding %d row(s) in memory and retrying", self.unwritable, len(self._held)
+            )
+        if len(self._held) > HOLD_ROWS and not was_over:
+            _LOGGER.error(
+                "over %d rows held: no longer acknowledging MQTT messages (the broker keeps "
+                "them until the database can be written)",
+                HOLD_ROWS,
+            )
+
+    def _written_again(self, rows: int) -> None:
+        _LOGGER.warning(
+            "database writable again after %.0f s: wrote %d held row(s)",
+            self.unwritable_for(),
+            rows,
+        )
+        self._held = []
+        self.unwritable = None
+        self._unwritable_since = None
 
     def _saved(self, session: Session, *, created: bool) -> None:
         if created and session.playback_note in _SILENT_STARTS:

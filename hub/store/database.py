@@ -21,11 +21,28 @@ _LOGGER = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5_000
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+# The disk, not the data: full, read-only (remounted), failing, gone, or held by another
+# process past the busy timeout. A later retry may well succeed.
+_UNWRITABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
 _DETAIL_CHARS = 200  # of the first integrity problem: enough to recognise it, one line
 
 
-def open_database(path: Path | None, *, integrity_check: bool = False) -> Database:
-    """Open (creating if needed) and migrate the database at `path`; None = in memory.
+def open_database(
+    path: Path | None, *, integrity_check: bool = False, create: bool = True
+) -> Database:
+    """Open (creating if needed, unless not `create`) and migrate the database at `path`;
+    None = in memory. Read-only commands pass `create=False`: a wrong path must be an
+    error, not a new empty database that answers "no sessions".
 
     A file that is not a database or is corrupt raises DamagedDatabaseError, one written
     by a newer hub StoreError, each naming the file. With `integrity_check` (the daemon)
@@ -35,6 +52,11 @@ def open_database(path: Path | None, *, integrity_check: bool = False) -> Databa
     try:
         if path is None:
             db = Database(memory=True, execute_plugins=False)
+        elif not create and not path.exists():
+            raise StoreError(
+                f"no database at {path}: the hub makes it when it first runs "
+                "(`spottypotty run`); check `database` in the [hub] section of the config"
+            )
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = Database(path, execute_plugins=False)
@@ -87,6 +109,24 @@ def is_damage(error: sqlite3.Error) -> bool:
     unlike a locked, read-only or full database, which a retry or a person at the disk fixes."""
     code = getattr(error, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in _DAMAGE_CODES
+
+
+def is_unwritable(error: BaseException) -> bool:
+    """The database cannot be written now for a reason outside it (see _UNWRITABLE_CODES)."""
+    if isinstance(error, OSError):
+        return True
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNWRITABLE_CODES
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, or None when there is none: a database
+    deleted or replaced under an open connection is written to a file nobody will read."""
+    try:
+        status = path.stat()
+    except OSError:  # gone, or its folder is (or cannot be searched any more)
+        return None
+    return (status.st_dev, status.st_ino)
 
 
 def _store_error(doing: str, where: str, error: sqlite3.Error) -> StoreError:

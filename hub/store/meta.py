@@ -9,6 +9,7 @@ from sqlite_utils import Database
 BLE_COUNTERS_KEY = "bleCounters"
 LAST_SYNC_AT_KEY = "lastSyncAt"  # written by `spottypotty sync`, shown by /health
 LAST_SYNC_RESULT_KEY = "lastSyncResult"
+WRITER_STARTED_KEY = "writerStartedAt"  # the daemon's write probe at start (hub.store.writer)
 HA_ANNOUNCED_KEY = "haDiscoverySensors"  # sensors announced to Home Assistant (JSON list)
 
 

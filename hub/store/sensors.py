@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlite_utils import Database
@@ -43,6 +44,30 @@ class SensorRepository:
                 [sensor_id, availability, at, stamp, stamp],
             )
             return cursor.rowcount > 0
+
+    def recent_seqs(
+        self, sensor_ids: Iterable[str], *, limit: int, span: float
+    ) -> dict[str, list[int]]:
+        """Each sensor's last `limit` committed `seq`s, oldest first: those of its motion in
+        the `span` seconds before its latest, and since it last came online (a reboot
+        restarts its counter). What a restarted hub needs to know a QoS-1 redelivery of
+        motion it committed but never acknowledged."""
+        found: dict[str, list[int]] = {}
+        for sensor_id in sensor_ids:
+            rows = self.db.execute(
+                """SELECT seq FROM motion_events
+                   WHERE sensorId = :sensor AND seq IS NOT NULL
+                     AND timestamp >= (SELECT max(timestamp) FROM motion_events
+                                       WHERE sensorId = :sensor) - :span
+                     AND receivedAt >= coalesce(
+                         (SELECT availabilityChangedAt FROM sensors
+                          WHERE sensorId = :sensor AND availability = 'online'), 0)
+                   ORDER BY timestamp DESC LIMIT :limit""",
+                {"sensor": sensor_id, "span": span, "limit": limit},
+            ).fetchall()
+            if rows:
+                found[sensor_id] = [row[0] for row in reversed(rows)]
+        return found
 
     def state(self, sensor_id: str) -> SensorState:
         availability = self.db.execute(

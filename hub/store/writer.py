@@ -5,6 +5,13 @@ event loop. The session runner hands over each batch of decisions as one `write(
 transaction, in which repeated updates of a session become a single row write and every
 motion event still gets its row. Batches form by themselves: while one commits, the
 runner's inbox fills with the next.
+
+When the disk refuses a write (full, read-only, I/O error, the file deleted or replaced
+under us — checked by inode before each transaction), the batch fails as a whole with
+StorageUnavailableError, which the runner holds and retries; trying its rows one by one
+would only fail each of them. Should the thread itself ever fail, it answers every call
+from then on with that failure and `failure` says why: nothing waits for an answer that
+never comes, and the daemon's health check sees it.
 """
 
 from __future__ import annotations
@@ -14,16 +21,19 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from hub.errors import StoreError
+from hub.errors import StorageUnavailableError, StoreError
 from hub.futures import settle
 from hub.model import MotionEvent, Session
-from hub.store.database import close_database, open_database
+from hub.store.database import close_database, file_identity, is_unwritable, open_database
+from hub.store.meta import WRITER_STARTED_KEY, set_meta
 from hub.store.sessions import SessionRepository
+from hub.timeutil import iso
 
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -68,7 +78,9 @@ class StoreWriter:
         self._queue: queue.SimpleQueue[_Batch | _Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._identity: tuple[int, int] | None = None  # the file we opened: (device, inode)
         self.stats = WriterStats()
+        self.failure: BaseException | None = None  # set if the thread itself failed
 
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
@@ -96,6 +108,7 @@ class StoreWriter:
         does not fail its neighbours."""
         if not saves:
             return []
+        self._check_alive()
         done: asyncio.Future[list[BaseException | None]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -104,9 +117,21 @@ class StoreWriter:
 
     async def call(self, function: Callable[[SessionRepository], _T]) -> _T:
         """Run `function(repository)` on the writer thread (reads that must see our writes)."""
+        self._check_alive()
         done: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         self._queue.put(_Call(function, done))
         return await done
+
+    @property
+    def alive(self) -> bool:
+        """The writer thread runs and has not failed."""
+        return self.failure is None and self._thread is not None and self._thread.is_alive()
+
+    def _check_alive(self) -> None:
+        if self.failure is not None:
+            raise StoreError(f"the store writer failed: {self.failure!r}")
+        if self._thread is None or not self._thread.is_alive():
+            raise StoreError("the store writer is not running")
 
     # -- the writer thread ----------------------------------------------------------------
 
@@ -122,16 +147,40 @@ class StoreWriter:
             # Unsettled, `opened` would leave the daemon waiting forever (no READY=1).
             self._to_loop(settle, opened, None, _as_store_error(exc))
             return
+        if self._path is not None:
+            try:
+                # A real write: a read-only file system (or file) opens and reads fine, and
+                # a hub that cannot write must say so at start, not accept and lose motion.
+                set_meta(db, {WRITER_STARTED_KEY: iso(time.time())})
+            except sqlite3.Error as exc:
+                close_database(db)
+                refused = StorageUnavailableError(f"database {self._path} is not writable: {exc}")
+                self._to_loop(settle, opened, None, refused)
+                return
+            self._identity = file_identity(self._path)
         self._to_loop(settle, opened)
         repository = SessionRepository(db, ttl_days=self._ttl_days)
         try:
-            while (item := self._queue.get()) is not None:
-                if isinstance(item, _Call):
-                    self._run_call(repository, item)
-                else:
-                    self._to_loop(settle, item.done, self._commit(repository, item.saves))
+            self._serve(repository)
+        except BaseException as exc:
+            self.failure = exc
+            _LOGGER.critical("the store writer failed; nothing more is written", exc_info=True)
+            self._refuse_all(exc)
         finally:
             close_database(db)
+
+    def _serve(self, repository: SessionRepository) -> None:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, _Call):
+                self._run_call(repository, item)
+            else:
+                self._to_loop(settle, item.done, self._commit(repository, item.saves))
+
+    def _refuse_all(self, failure: BaseException) -> None:
+        """Answer everything queued, now and until the stop sentinel, with the failure."""
+        error = StoreError(f"the store writer failed: {failure!r}")
+        while (item := self._queue.get()) is not None:
+            self._to_loop(settle, item.done, None, error)
 
     def _run_call(self, repository: SessionRepository, call: _Call) -> None:
         try:
@@ -144,13 +193,28 @@ class StoreWriter:
     def _commit(
         self, repository: SessionRepository, saves: Sequence[Save]
     ) -> list[BaseException | None]:
+        moved = self._file_moved()
+        if moved is not None:
+            return [moved] * len(saves)
         try:
             repository.save_many([(s.session, s.created, s.event) for s in saves])
-        except Exception:  # noqa: BLE001 - one bad item must not fail its neighbours
+        except Exception as exc:  # noqa: BLE001 - one bad item must not fail its neighbours
+            if is_unwritable(exc):
+                self.stats.failures += 1
+                return [_as_store_error(exc)] * len(saves)
             return [self._commit_one(repository, save) for save in saves]
         self.stats.transactions += 1
         self.stats.rows += len(saves)
         return [None] * len(saves)
+
+    def _file_moved(self) -> StorageUnavailableError | None:
+        """An error when the database file is no longer the one we opened (one stat)."""
+        if self._path is None or file_identity(self._path) == self._identity:
+            return None
+        self.stats.failures += 1
+        return StorageUnavailableError(
+            f"database file {self._path} was deleted or replaced while the hub had it open"
+        )
 
     def _commit_one(self, repository: SessionRepository, save: Save) -> BaseException | None:
         try:
@@ -164,7 +228,12 @@ class StoreWriter:
 
 
 def _as_store_error(error: BaseException) -> BaseException:
-    """sqlite3 errors (disk full, I/O error, …) as StoreError: callers catch HubError."""
+    """sqlite3 errors as StoreError (callers catch HubError); a disk that cannot be written
+    now (full, read-only, I/O error) as StorageUnavailableError."""
+    if is_unwritable(error) and isinstance(error, sqlite3.Error | OSError):
+        wrapped: StoreError = StorageUnavailableError(f"database not writable: {error}")
+        wrapped.__cause__ = error
+        return wrapped
     if isinstance(error, sqlite3.Error):
         wrapped = StoreError(f"database write failed: {error}")
         wrapped.__cause__ = error

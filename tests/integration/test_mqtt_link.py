@@ -19,9 +19,9 @@ import aiomqtt
 import pytest
 
 from hub.config import HubConfig, MqttSection, SensorConfig
-from hub.ingest.mqtt import HUB_STATUS_TOPIC, PAUSE_AT, Inbound, MqttLink
-from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate, TopicRouter
-from hub.model import MotionEvent
+from hub.ingest.mqtt import HUB_STATUS_TOPIC, PAUSE_AT, MqttLink
+from hub.ingest.mqtt_decode import Inbound, MotionCleared, StatusUpdate, TopicRouter
+from hub.model import MotionEvent, Receipt
 
 if TYPE_CHECKING:
     from tests.broker import Broker
@@ -146,17 +146,41 @@ async def monitor(broker: Broker, *topics: str) -> AsyncIterator[asyncio.Queue[R
 
 
 async def next_item(queue: asyncio.Queue[_T]) -> _T:
+    """The next item that is not a receipt; receipts on the way are settled, as the runner
+    does once what came before them is committed."""
     async with asyncio.timeout(WAIT):
-        return await queue.get()
+        item = await queue.get()
+        while isinstance(item, Receipt):
+            item.committed()
+            item = await queue.get()
+        return item
 
 
-async def next_seqs(inbox: asyncio.Queue[Inbound], count: int) -> list[int | None]:
-    """The seqs of the next `count` motion events."""
+def nothing_but_receipts(inbox: asyncio.Queue[Inbound]) -> bool:
+    """Settle the receipts queued; True when nothing else is."""
+    while not inbox.empty():
+        item = inbox.get_nowait()
+        if not isinstance(item, Receipt):
+            return False
+        item.committed()
+    return True
+
+
+async def next_seqs(
+    inbox: asyncio.Queue[Inbound], count: int, *, commit: bool = True
+) -> list[int | None]:
+    """The seqs of the next `count` motion events; with `commit` false the receipts on the
+    way are left unsettled (the hub died before committing)."""
     seqs = []
-    for _ in range(count):
-        event = await next_item(inbox)
-        assert isinstance(event, MotionEvent)
-        seqs.append(event.seq)
+    async with asyncio.timeout(WAIT):
+        while len(seqs) < count:
+            item = await inbox.get()
+            if isinstance(item, Receipt):
+                if commit:
+                    item.committed()
+                continue
+            assert isinstance(item, MotionEvent)
+            seqs.append(item.seq)
     return seqs
 
 
@@ -211,7 +235,7 @@ async def test_retained_esphome_state_is_not_motion_now(broker: Broker, unique_p
     async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
         await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(), qos=1)
         assert await next_item(inbox) == _seed_event()  # the replayed "ON" never arrived
-        assert inbox.empty()
+        assert nothing_but_receipts(inbox)
 
 
 async def test_sensor_status_online_and_offline(broker: Broker, unique_prefix: str) -> None:
@@ -301,19 +325,58 @@ async def test_what_was_delivered_but_not_taken_comes_again_after_a_broken_conne
     broker: Broker, unique_prefix: str
 ) -> None:
     # 20 motions in flight while the inbox has room for one; then the connection breaks.
-    # The link acknowledges a message only once it is in the inbox, so the broker still
+    # The link acknowledges a message only once it is committed, so the broker still
     # holds the others and delivers them after the reconnect: every seq arrives, in order.
     inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=1)
     link = _link(broker, unique_prefix, inbox, backoff_base=0.01, backoff_cap=0.05)
     async with running(link), sensor_client(broker) as sensor:
         topic = f"{unique_prefix}/{SENSOR}/motion"
         await asyncio.gather(*(sensor.publish(topic, _motion(seq=s), qos=1) for s in range(20)))
-        await wait_until(lambda: link.counters["messages"] == 2)  # 1 in the inbox, 1 waiting
+        # 1 in the inbox, its receipt waiting for room, the rest unacknowledged
+        await wait_until(lambda: link.counters["messages"] == 1)
         await asyncio.to_thread(broker.stop)  # it keeps the unacknowledged ones (persistence)
         await asyncio.to_thread(broker.start)
         assert await next_seqs(inbox, 20) == list(range(20))
         await wait_until(lambda: link.counters.get("reconnects") == 1)
-        assert inbox.empty()  # what came again is dropped by seq: each motion once
+        assert nothing_but_receipts(inbox)  # what came again is dropped by seq: each motion once
+
+
+async def test_only_committed_motion_is_acknowledged(broker: Broker, unique_prefix: str) -> None:
+    # A message is acknowledged once the runner settles the receipt queued behind it (after
+    # its commit). What the hub took but never committed — it died first — comes again to
+    # the next hub; what it committed does not.
+    topic = f"{unique_prefix}/{SENSOR}/motion"
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
+        for seq in range(5):
+            await sensor.publish(topic, _motion(seq=seq), qos=1)
+        assert await next_seqs(inbox, 5) == list(range(5))
+        assert nothing_but_receipts(inbox)  # committed: acknowledged
+        for seq in range(5, 10):
+            await sensor.publish(topic, _motion(seq=seq), qos=1)
+        assert await next_seqs(inbox, 5, commit=False) == list(range(5, 10))
+    again: asyncio.Queue[Inbound] = asyncio.Queue()
+    async with running(_link(broker, unique_prefix, again)):
+        assert await next_seqs(again, 5) == list(range(5, 10))
+        assert nothing_but_receipts(again)
+
+
+async def test_a_restarted_hub_knows_what_it_committed(broker: Broker, unique_prefix: str) -> None:
+    # Committed, then killed before the acknowledgement went out: the broker sends it again,
+    # and the seqs the new hub read from SQLite (`remember_seqs`) recognise it.
+    topic = f"{unique_prefix}/{SENSOR}/motion"
+    inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+    async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
+        for seq in (7, 8):
+            await sensor.publish(topic, _motion(seq=seq), qos=1)
+        assert await next_seqs(inbox, 2, commit=False) == [7, 8]
+    again: asyncio.Queue[Inbound] = asyncio.Queue()
+    restarted = _link(broker, unique_prefix, again)
+    restarted.remember_seqs({SENSOR: [7, 8]})
+    async with running(restarted), sensor_client(broker) as sensor:
+        await wait_until(lambda: restarted.counters[f"duplicate:{SENSOR}"] == 2)
+        await sensor.publish(topic, _motion(seq=9), qos=1)
+        assert await next_seqs(again, 1) == [9]
 
 
 async def test_a_flood_faster_than_the_hub_waits_at_the_broker(
@@ -333,7 +396,7 @@ async def test_a_flood_faster_than_the_hub_waits_at_the_broker(
 
     async def slow_hub() -> None:
         while len(seen) < flood:
-            event = await inbox.get()
+            event = await next_item(inbox)
             assert isinstance(event, MotionEvent)
             seen.append(event.seq)
             backlog.append(link.backlog)
@@ -359,7 +422,7 @@ async def test_a_slow_consumer_sees_every_message_in_order(
 
     async def consume() -> None:
         while True:
-            event = await inbox.get()
+            event = await next_item(inbox)
             assert isinstance(event, MotionEvent)
             seen.append(event.seq)
             await asyncio.sleep(0.001)

@@ -33,14 +33,13 @@ from hub.ingest.ble import (
     BleScanner,
     BleUnavailableError,
     DetectionCallback,
-    Inbound,
     ScanMode,
     Sighting,
     bleak_scanner_factory,
     scan,
 )
 from hub.ingest.ble_decode import BTHOME_UUID
-from hub.ingest.mqtt_decode import MotionCleared
+from hub.ingest.mqtt_decode import Inbound, MotionCleared
 from hub.model import MotionEvent
 from tests import bthome_encode as enc
 

@@ -16,6 +16,7 @@ from hub.cli import backup, ble, sensors, spotify, sync
 from hub.cli.common import EXIT_CONFIG, EXIT_DATA, EXIT_FAILURE
 from hub.cli.main import build_parser, main
 from hub.errors import ConfigError, DamagedDatabaseError, StoreError
+from hub.store import close_database, open_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,7 +137,19 @@ def test_a_chosen_group_imports_its_module_only(tmp_path: Path) -> None:
     assert unneeded(modules) == ["hub.cli.ble"]
 
 
+@pytest.mark.parametrize(
+    "argv", [["sessions", "--json"], ["analytics", "--json"], ["sensors", "list", "--json"]]
+)
+def test_reports_never_create_a_database(
+    argv: list[str], tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--config", str(config_file)]) == EXIT_FAILURE
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "hub.db").exists()
+
+
 def test_sessions_imports_only_what_it_uses(tmp_path: Path, config_file: Path) -> None:
+    close_database(open_database(tmp_path / "hub.db"))  # the hub made it
     modules, done = imported(tmp_path, "sessions", "--json", "--config", str(config_file))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["count"] == 0
