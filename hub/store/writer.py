@@ -81,6 +81,7 @@ class StoreWriter:
         self._identity: tuple[int, int] | None = None  # the file we opened: (device, inode)
         self.stats = WriterStats()
         self.failure: BaseException | None = None  # set if the thread itself failed
+        self._current: _Batch | _Call | None = None  # what the thread works on
 
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
@@ -171,16 +172,21 @@ class StoreWriter:
 
     def _serve(self, repository: SessionRepository) -> None:
         while (item := self._queue.get()) is not None:
+            self._current = item
             if isinstance(item, _Call):
                 self._run_call(repository, item)
             else:
                 self._to_loop(settle, item.done, self._commit(repository, item.saves))
+            self._current = None
 
     def _refuse_all(self, failure: BaseException) -> None:
-        """Answer everything queued, now and until the stop sentinel, with the failure."""
+        """Answer the item that failed, then everything queued until the stop sentinel,
+        with the failure."""
         error = StoreError(f"the store writer failed: {failure!r}")
-        while (item := self._queue.get()) is not None:
+        item = self._current
+        while item is not None:
             self._to_loop(settle, item.done, None, error)
+            item = self._queue.get()
 
     def _run_call(self, repository: SessionRepository, call: _Call) -> None:
         try:

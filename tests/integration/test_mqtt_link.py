@@ -171,7 +171,7 @@ async def next_seqs(
 ) -> list[int | None]:
     """The seqs of the next `count` motion events; with `commit` false the receipts on the
     way are left unsettled (the hub died before committing)."""
-    seqs = []
+    seqs: list[int | None] = []
     async with asyncio.timeout(WAIT):
         while len(seqs) < count:
             item = await inbox.get()

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
 from hub.errors import ConflictError, NotFoundError
-from hub.model import MotionEvent, Session
+from hub.model import MotionEvent, Receipt, Session
 from hub.playback.port import PlaybackResult
+from hub.sessions import runner as runner_module
 from hub.sessions.changes import CreateSession, EndSession, UpdateSession
 from hub.sessions.engine import Command, EngineError, SessionEngine
-from hub.sessions.runner import MAX_BATCH, PLAYBACK_WAIT, SessionRunner
+from hub.sessions.runner import MAX_BATCH, PLAYBACK_WAIT, RETRY_FIRST, SessionRunner
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.sessions import SessionQuery
 from hub.store.writer import StoreWriter
@@ -67,6 +69,23 @@ class Hub:
     path: Path
     saved: asyncio.Queue[Session]
     task: asyncio.Task[None]
+    monotonic: Clock
+    settled: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+
+    async def receipt(self, number: int) -> None:
+        """Queue a receipt; `settled` gets `number` once everything before it is committed."""
+        await self.runner.inbox.put(Receipt(partial(self.settled.put_nowait, number)))
+
+    async def next_settled(self) -> int:
+        async with asyncio.timeout(5):
+            return await self.settled.get()
+
+    def events(self) -> int:
+        db = open_database(self.path)
+        try:
+            return int(db.execute("SELECT count(*) FROM motion_events").fetchone()[0])
+        finally:
+            close_database(db)
 
     async def motion(self, sensor: str, *, at: float | None = None) -> None:
         when = self.clock.now if at is None else at
@@ -90,11 +109,19 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     clock = Clock()
     saved: asyncio.Queue[Session] = asyncio.Queue()
     player = FakePlayer()
+    monotonic = Clock()
     async with StoreWriter(path, ttl_days=30) as writer:
         engine = SessionEngine(CONFIG)
-        runner = SessionRunner(engine, writer, player, clock=clock, on_session=saved.put_nowait)
+        runner = SessionRunner(
+            engine,
+            writer,
+            player,
+            clock=clock,
+            monotonic=monotonic,
+            on_session=saved.put_nowait,
+        )
         task = asyncio.create_task(runner.run(), name="runner")
-        yield Hub(runner, player, clock, path, saved, task)
+        yield Hub(runner, player, clock, path, saved, task, monotonic)
         if not task.done():
             task.cancel()
         with pytest.raises((asyncio.CancelledError, ExceptionGroup)):
@@ -110,6 +137,69 @@ async def test_motion_commits_the_session_then_hands_start_to_the_player(hub: Hu
     assert await asyncio.wait_for(hub.player.calls.get(), 5) == "start bath"
     answered = await hub.next_saved()
     assert (answered.playback_started, answered.spotify_device_id) == (True, "dev-1")
+
+
+async def test_a_receipt_is_settled_only_once_what_came_before_it_is_committed(
+    hub: Hub,
+) -> None:
+    committed_when_settled: list[int] = []
+    await hub.motion("bath")
+    await hub.runner.inbox.put(Receipt(lambda: committed_when_settled.append(hub.events())))
+    await hub.receipt(1)
+    assert await hub.next_settled() == 1
+    assert committed_when_settled == [1]  # the motion's row was there when it was settled
+
+
+def _refuse_writes(*, on: bool) -> Callable[[SessionRepository], object]:
+    # SQLite's own read-only switch: writes fail with SQLITE_READONLY, as on a disk
+    # remounted read-only (tests/integration/test_storage_faults.py does the real thing).
+    return lambda repository: repository.db.execute(f"PRAGMA query_only = {int(on)}")
+
+
+async def test_a_refusing_disk_holds_rows_in_memory_and_writes_them_in_order_later(
+    hub: Hub,
+) -> None:
+    hub.player.gate.set()
+    await hub.runner.store(_refuse_writes(on=True))
+    for n in range(6):  # outside the 10 s debounce: each motion counts
+        await hub.motion("bath", at=T0 + n * 11)
+        await hub.receipt(n)
+        assert await hub.next_settled() == n  # held, not lost: acknowledged
+    assert (hub.rows(), hub.events()) == ([], 0)
+    assert hub.runner.unwritable is not None
+    assert "database not writable" in hub.runner.unwritable
+    # The session goes on as decided: music plays, state is published.
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "start bath"
+    assert hub.runner.engine.active["bath"].motion_events_count == 6
+    held = hub.runner.held_rows
+    assert held >= 6
+
+    await hub.runner._writer.call(_refuse_writes(on=False))
+    hub.monotonic.now += RETRY_FIRST  # the retry is due
+    hub.runner.poke()
+    while hub.runner.held_rows:  # noqa: ASYNC110 - the runner's own count
+        await asyncio.sleep(0)
+    (row,) = hub.rows()
+    assert (row.motion_events_count, row.playback_started, hub.events()) == (6, True, 6)
+    assert hub.runner.unwritable is None
+
+
+async def test_beyond_hold_rows_receipts_wait_until_the_rows_are_written(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "HOLD_ROWS", 3)
+    await hub.runner.store(_refuse_writes(on=True))
+    for n in range(6):  # a row each, one turn each
+        await hub.motion("bath", at=T0 + n * 11)
+        await hub.receipt(n)
+        await hub.runner.store(lambda _repository: None)  # decided
+    settled = [hub.settled.get_nowait() for _ in range(hub.settled.qsize())]
+    assert settled == [0, 1, 2]  # then more than 3 rows were held: the broker keeps the rest
+    await hub.runner._writer.call(_refuse_writes(on=False))
+    hub.monotonic.now += RETRY_FIRST
+    hub.runner.poke()
+    assert [await hub.next_settled() for _ in range(3)] == [3, 4, 5]
+    assert hub.events() == 6
 
 
 async def test_a_hung_player_never_delays_persistence(hub: Hub) -> None:

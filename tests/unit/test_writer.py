@@ -8,7 +8,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
-from hub.errors import ConflictError, DamagedDatabaseError, StoreError
+from hub.errors import ConflictError, DamagedDatabaseError, StorageUnavailableError, StoreError
 from hub.model import MotionEvent, Session, open_session
-from hub.store import SessionRepository, open_database
+from hub.store import SessionRepository, close_database, open_database
 from hub.store import writer as writer_module
 from hub.store.writer import Save, StoreWriter, _as_store_error
 from tests.damage import build_hub_database, damage
@@ -341,3 +341,61 @@ def test_every_sqlite_error_maps_to_a_store_error_caused_by_it(
 )
 def test_other_errors_pass_through_unchanged(error: BaseException) -> None:
     assert _as_store_error(error) is error
+
+
+# --- storage faults: the disk, not the data -------------------------------------------------
+
+
+def _query_only(*, on: bool) -> Callable[[SessionRepository], object]:
+    # SQLite's own read-only switch: every write fails with SQLITE_READONLY, as on a file
+    # system remounted read-only (tests/integration/test_storage_faults.py does that too).
+    return lambda repository: repository.db.execute(f"PRAGMA query_only = {int(on)}")
+
+
+async def test_a_refusing_disk_fails_the_whole_batch_as_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    async with StoreWriter(path, ttl_days=30) as writer:
+        await writer.call(_query_only(on=True))
+        saves = [Save(_session(f"s{n}", f"sensor-{n}"), created=True) for n in range(3)]
+        outcomes = await writer.write(saves)
+        assert all(isinstance(error, StorageUnavailableError) for error in outcomes)
+        assert "database not writable" in str(outcomes[0])
+        assert writer.stats.failures == 1  # one refused transaction, not one per row
+        await writer.call(_query_only(on=False))
+        assert await writer.write(saves) == [None] * 3  # the same rows, once space returns
+    assert all(_committed(path, f"s{n}") for n in range(3))
+
+
+def _remove_database(path: Path, *, replace: bool) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if replace:
+        close_database(open_database(path))
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_database_file_deleted_or_replaced_is_noticed(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "hub.db"
+    async with StoreWriter(path, ttl_days=30) as writer:
+        _remove_database(path, replace=how == "replaced")
+        (outcome,) = await writer.write([Save(_session("s", "bath"), created=True)])
+    assert isinstance(outcome, StorageUnavailableError)
+    assert f"{path} was deleted or replaced" in str(outcome)
+
+
+async def test_a_failed_writer_thread_answers_every_call_and_says_so(tmp_path: Path) -> None:
+    class Broken(BaseException):
+        """What no handler expects: a bug, or a library that breaks its thread."""
+
+    def break_thread(_repository: SessionRepository) -> None:
+        raise Broken
+
+    async with StoreWriter(tmp_path / "hub.db", ttl_days=30) as writer:
+        alive = [writer.alive]
+        with pytest.raises(StoreError, match="the store writer failed"):
+            await asyncio.wait_for(writer.call(break_thread), LIMIT)
+        alive.append(writer.alive)
+        assert alive == [True, False]
+        assert isinstance(writer.failure, Broken)
+        with pytest.raises(StoreError, match="the store writer failed"):
+            await writer.write([Save(_session("s", "bath"), created=True)])
