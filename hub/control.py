@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from hub.errors import HubError, TransientError
+from hub.errors import HubError, StorageUnavailableError, TransientError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ def hub_lock(database: Path) -> Iterator[bool]:
         raise HubError(
             f"cannot open the lock file {path} ({exc.strerror}): run this as the hub's user "
             "or a member of its group (sudo -u spottypotty …)"
+        ) from exc
+    except OSError as exc:  # a read-only or full file system, an I/O error
+        raise StorageUnavailableError(
+            f"the database's folder is not writable: cannot open the lock file {path} "
+            f"({exc.strerror}); check its disk (mount, free space, dmesg)"
         ) from exc
     try:
         try:
@@ -124,7 +129,8 @@ async def serve(database: Path, answer: Answer) -> None:
         async with server:
             await server.serve_forever()
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        # Gone already, or its disk went read-only: the next daemon replaces it anyway.
+        with contextlib.suppress(OSError):
             path.unlink()
 
 

@@ -227,7 +227,7 @@ class Daemon:
         _LOGGER.info("ready: %s", self._status_line())
         published: dict[str, str] = {}
         while True:
-            await asyncio.sleep(self._status_interval)
+            await self._until_status_due()
             self._notifier.status(self._status_line())
             await self._keep_ble_counters()
             retained = {
@@ -240,6 +240,15 @@ class Daemon:
                 if published.get(topic) != payload:  # only changes go on the wire
                     self.link.publish(topic, payload)
                     published[topic] = payload
+
+    async def _until_status_due(self) -> None:
+        """The next status interval, or sooner when the database stops or starts taking
+        writes: people must hear that at once."""
+        changed = self.runner.storage_changed if self.runner is not None else asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._status_interval):
+                await changed.wait()
+        changed.clear()
 
     async def _keep_ble_counters(self) -> None:
         """Encrypted BLE sensors' counters, saved when they moved: after a restart the hub

@@ -153,6 +153,7 @@ class SessionRunner:
         self._retry_delay = RETRY_FIRST
         self.unwritable: str | None = None  # why the database cannot be written, while so
         self._unwritable_since: float | None = None  # monotonic
+        self.storage_changed = asyncio.Event()  # set when `unwritable` changes: tell people
         self._on_session = on_session
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(maxsize=inbox_size)
         self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
@@ -358,6 +359,7 @@ class SessionRunner:
         self._retry_at = now + self._retry_delay
         self._retry_delay = min(RETRY_CAP, self._retry_delay * 2)
         if first:
+            self.storage_changed.set()
             _LOGGER.error(
                 "%s; holding %d row(s) in memory and retrying", self.unwritable, len(self._held)
             )
@@ -377,6 +379,7 @@ class SessionRunner:
         self._held = []
         self.unwritable = None
         self._unwritable_since = None
+        self.storage_changed.set()
 
     def _saved(self, session: Session, *, created: bool) -> None:
         if created and session.playback_note in _SILENT_STARTS:
@@ -480,6 +483,16 @@ class SessionRunner:
             await self._consume()
             player.cancel()
         await self._finish_playback()
+        if self._held:
+            self._retry_at = 0.0  # one last try
+            await self._commit(_Turn())
+        if self._held:
+            events = sum(1 for save in self._held if save.event is not None)
+            _LOGGER.error(
+                "stopping with %d motion row(s) not written (%s): they are lost",
+                events,
+                self.unwritable,
+            )
 
     def finish(self, *, pause_active: bool = True, playback_wait: float = PLAYBACK_WAIT) -> None:
         """Decide what is queued, then stop (the ingest adapters must have stopped first).

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.broker import Broker, BrokerError
+from tests.hub_process import NotifySocket
 
 
 @pytest.fixture
@@ -69,3 +70,11 @@ async def verify_no_lingering_tasks() -> AsyncIterator[None]:
     for task in lingering:
         task.cancel()
     assert not lingering, f"the test left tasks running: {lingering}"
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    """$NOTIFY_SOCKET for a daemon subprocess (tests.hub_process)."""
+    listener = NotifySocket(tmp_path / "notify.sock")
+    yield listener
+    listener.sock.close()

@@ -19,18 +19,16 @@ import math
 import os
 import random
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import pytest
@@ -43,6 +41,7 @@ from hub.ingest.mqtt_decode import MAX_PAYLOAD, encode_seed_motion
 from hub.model import Session
 from hub.playback.port import PlaybackResult
 from hub.systemd import Notifier
+from tests.hub_process import HubProcess, NotifySocket
 
 if TYPE_CHECKING:
     from tests.broker import Broker
@@ -704,88 +703,6 @@ KILL_TIMEOUT = dt.timedelta(seconds=KILL_TIMEOUT_MINUTES * 60)
 # deadline passed while it was down are recovered and completed; else they resume.
 KILL_DOWNTIMES = (0.0, 0.0, 1.6)
 STREAM_PAUSE = 1.5  # now and then the motion stops for longer than the timeout
-
-
-class NotifySocket:
-    """$NOTIFY_SOCKET for daemon subprocesses, read without blocking the event loop."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.0)  # non-blocking: read through the event loop
-
-    async def wait_for(self, needle: str, limit: float = WAIT) -> str:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(limit):
-            while True:
-                message = (await loop.sock_recv(self.sock, 4096)).decode()
-                if needle in message:
-                    return message
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    listener = NotifySocket(tmp_path / "notify.sock")
-    yield listener
-    listener.sock.close()
-
-
-class HubProcess:
-    """`python -m hub run` as systemd would run it (minus systemd), restartable."""
-
-    def __init__(self, config: Path, notify: NotifySocket, log: Path) -> None:
-        self.config = config
-        self.notify = notify
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
-
-    async def start(self) -> float:
-        """Start and wait for READY=1; returns how long that took (seconds)."""
-        started = time.monotonic()
-        self._spawn()
-        await self.notify.wait_for("READY=1")
-        return time.monotonic() - started
-
-    def _spawn(self) -> None:
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path)}
-        env.pop("JOURNAL_STREAM", None)
-        env.pop("WATCHDOG_USEC", None)
-        self._log_file = self.log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hub", "run", "--config", str(self.config)],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        """kill -9, and reap it."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self._close()
-
-    async def terminate(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(self.process.wait, STOP_LIMIT)
-        self._close()
-        return code
-
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._close()
-
-    def _close(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
 
 
 def _kill_config(tmp_path: Path, broker: Broker, prefix: str) -> Path:

@@ -84,6 +84,7 @@ def _shipped_config(broker: Broker, folder: Path) -> str:
     text = text.replace("\nlistener 1883\n", f"\nlistener {broker.port} {broker.host}\n")
     text = text.replace("/etc/mosquitto/spottypotty/", f"{folder}/")
     return text + (
+        f"persistence_location {folder}/\n"  # Debian's mosquitto.conf sets it; not read here
         f"log_dest file {broker.log_file}\nlog_type all\nconnection_messages true\n"
         f"user {getpass.getuser()}\n"
     )
