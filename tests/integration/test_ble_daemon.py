@@ -14,7 +14,8 @@ import pytest
 from hub.config import load_config
 from hub.daemon import Daemon
 from hub.store import close_database, open_database
-from hub.store.meta import load_ble_counters, save_ble_counters
+from hub.ingest.ble_decode import CounterState
+from hub.ingest.ble_state import load_states, save_states
 from hub.systemd import Notifier
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ async def test_no_adapter_mqtt_still_works_and_counters_come_back(
         '[[sensors]]\nid = "bath"\nuser_id = "u"\n'
     )
     db = open_database(tmp_path / "hub.db")
-    save_ble_counters(db, {ADDRESS: (123_456, None)})
+    save_states(db, {ADDRESS: CounterState(123_456)})
     close_database(db)
 
     daemon = Daemon(load_config(config_file), notifier=Notifier.from_environment({}))
@@ -46,7 +47,7 @@ async def test_no_adapter_mqtt_still_works_and_counters_come_back(
         async with asyncio.timeout(10):
             await daemon.ready.wait()
         assert daemon.ble is not None
-        assert daemon.ble.encryption_counters() == {ADDRESS: (123_456, None)}
+        assert daemon.ble.encryption_counters() == {ADDRESS: CounterState(123_456)}
         async with aiomqtt.Client("127.0.0.1", broker.port) as sensor:
             await sensor.subscribe("spottypotty/sessions/bath", qos=1)
             motion = json.dumps({"event": "motion_detected", "seq": 1})
@@ -61,6 +62,6 @@ async def test_no_adapter_mqtt_still_works_and_counters_come_back(
         await task
     db = open_database(tmp_path / "hub.db")
     try:
-        assert load_ble_counters(db) == {ADDRESS: (123_456, None)}
+        assert load_states(db) == {ADDRESS: CounterState(123_456)}
     finally:
         close_database(db)
