@@ -682,7 +682,9 @@ def _move(state: _State, step: _Step, counter: int, content: tuple[tuple[str, Va
     """Believe `counter` (a step other than REPEAT / REPLAY)."""
     last = state.counter
     if step is _Step.TRUSTED:
-        state.retired, state.low_seen, state.trust_next = None, 0, False
+        # After a retrust, as after a restart, what the sensor used before is guarded.
+        state.retired = last if last is not None and counter < last else None
+        state.low_seen, state.trust_next = 0, False
     elif step is _Step.RESTART:
         state.retired = max(state.retired or 0, last or 0)
     elif step is _Step.NEWER and last is not None and counter < last:
