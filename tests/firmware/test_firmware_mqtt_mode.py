@@ -78,7 +78,7 @@ class Rig:
     def __init__(self, **overrides: Any) -> None:
         self.broker = Broker()
         self.ticks = 0
-        self.wall: int | None = None  # epoch milliseconds, as hw.WallClock gives them
+        self.wall: int | None = None  # epoch ms, as hw.WallClock gives them
         self.metadata: tuple[int | None, int | None] = (None, -50)
         self.sleeps: list[float] = []
         self.log: list[str] = []

@@ -13,9 +13,9 @@ import pytest
 
 from hub.config import load_config
 from hub.daemon import Daemon
-from hub.store import close_database, open_database
 from hub.ingest.ble_decode import CounterState
 from hub.ingest.ble_state import load_states, save_states
+from hub.store import close_database, open_database
 from hub.systemd import Notifier
 
 if TYPE_CHECKING:

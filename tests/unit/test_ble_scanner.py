@@ -577,7 +577,7 @@ def test_cli_decode_encrypted_vector(capsys: pytest.CaptureFixture[str]) -> None
 def test_cli_decode_plain_and_no_key(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("ble", "decode", "--json", "--address", PLAIN_ADDRESS, "40:00:09:01:5d") == 0
     [plain] = decoded(capsys.readouterr().out)
-    assert (plain["accepted"], plain["event"], plain["reason"] if "reason" in plain else None) == (
+    assert (plain["accepted"], plain["event"], plain.get("reason")) == (
         True,
         None,
         None,
