@@ -18,9 +18,10 @@ import pytest
 from tests.firmware.conftest import FIRMWARE
 
 HERE = FIRMWARE / "host" / "micropython"
-# The unix port on x86-64 has 8-byte pointers: objects are up to twice their size on the
-# ESP32. This bound is what the wake needs there (measured: fails at 52 KB, runs at 56 KB);
-# firmware/README.md has the numbers.
+# The whole heap, the interpreter's own ~9 KB included. The unix port on x86-64 has 8-byte
+# pointers, so the firmware's objects take ~1.6x what they take on the 32-bit ESP32
+# (measured on the 32-bit WebAssembly port: firmware/README.md, "Memory"): 64 KB here
+# (measured: fails at 52 KB, runs at 56 KB) is ~35 KB there, within the 40 KB budget.
 WAKE_HEAP = "64k"
 
 
@@ -77,5 +78,5 @@ def test_an_encrypted_ble_wake_from_mpy_fits_the_heap(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("imports ")
+    assert done.stdout.startswith("base ")
     assert done.stdout.split()[-1].startswith("0201061216d2fc45")  # the encrypted frame went out
