@@ -13,7 +13,7 @@ import os
 import sys
 
 try:
-    ARGV = ARGS  # noqa: F821 - set by heap32.mjs
+    ARGV = ARGS
 except NameError:
     ARGV = sys.argv[1:]
 LIB, HERE, WORK = ARGV[:3]
@@ -25,10 +25,10 @@ import esp32  # noqa: E402, F401
 import machine  # noqa: E402
 
 try:
-    import cryptolib  # noqa: E402, F401 - built in on the device: not the wake's heap
+    import cryptolib
 except ImportError:
     sys.path.insert(0, HERE + "/wasm")
-    import cryptolib  # noqa: E402, F401
+    import cryptolib  # noqa: F401
 gc.collect()
 base = gc.mem_alloc()
 if NO_GC:

@@ -3,6 +3,8 @@
 # heap on a 32-bit MicroPython (heap32.mjs). The firmware never ships this, and the unix
 # port's checks use the real, built-in `cryptolib`. FIPS-197, encryption only.
 MODE_ECB = 1
+_BLOCK = 16
+_ROUNDS = 10
 
 
 def _xtime(a):
@@ -35,7 +37,8 @@ _SBOX = _sbox()
 
 class aes:  # noqa: N801 - the built-in's name
     def __init__(self, key, mode):
-        assert mode == MODE_ECB and len(key) == 16
+        if mode != MODE_ECB or len(key) != _BLOCK:
+            raise ValueError("AES-128 ECB only")
         words = [bytes(key[i : i + 4]) for i in range(0, 16, 4)]
         rcon = 1
         for i in range(4, 44):
@@ -55,7 +58,7 @@ class aes:  # noqa: N801 - the built-in's name
         for r in range(1, 11):
             s = bytearray(_SBOX[b] for b in s)
             s = bytearray(s[(i + 4 * (i % 4)) % 16] for i in range(16))  # shift rows
-            if r < 10:
+            if r < _ROUNDS:
                 m = bytearray(16)
                 for c in range(0, 16, 4):
                     a0, a1, a2, a3 = s[c], s[c + 1], s[c + 2], s[c + 3]
