@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +32,7 @@ from hub.ingest.ble_decode import (
 from hub.ingest.mqtt_decode import MotionCleared
 from hub.model import MotionEvent
 from tests import bthome_encode as enc
+from tests.conftest import FIXTURES
 
 ADDRESS = "54:48:E6:8F:80:A5"
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
@@ -191,6 +194,75 @@ def test_unknown_object_stops_reading_and_keeps_what_came_before() -> None:
     assert advert.values == {"packet_id": 3, "motion": True}
     assert advert.unknown_object == 0xEE
     assert advert.to_json()["unknown_object"] == "0xee"
+
+
+def test_a_truncated_last_object_keeps_what_came_before() -> None:
+    # motion, then a temperature (2 bytes) with 1 byte left: bthome-ble keeps the motion.
+    advert = decode_service_data(ADDRESS, enc.plain(bytes.fromhex("0007 2101 0210")), None)
+    assert advert.values == {"packet_id": 7, "motion": True}
+    assert advert.truncated_object == 0x02
+    assert advert.to_json()["truncated_object"] == "0x02"
+    for cut in ("53", "5305ab", "3b"):  # text without / short of its length; command
+        assert decode_service_data(ADDRESS, bytes.fromhex("402101" + cut), None).values == {
+            "motion": True
+        }
+
+
+def test_command_object_0x3b() -> None:
+    # The spec's example: 3b 01 03 05 = step up, one argument byte, 5 steps.
+    advert = decode_service_data(ADDRESS, bytes.fromhex("40 3b010305 2101"), None)
+    assert advert.values == {"command": "step_up:05", "motion": True}
+    bare = decode_service_data(ADDRESS, bytes.fromhex("40 3b0002 3b00ff"), None)
+    assert bare.values == {"command": "toggle", "command_2": "0xff"}
+    # The high 3 bits of the length byte are reserved: they do not change the length.
+    assert decode_service_data(ADDRESS, bytes.fromhex("40 3be001 2101"), None).motion is True
+
+
+def test_device_info_mac_bit_skips_the_mac_and_decrypts_with_it() -> None:
+    mac = bytes.fromhex("a5808fe64854")  # 54:48:E6:8F:80:A5, sent reversed
+    # Without bit 1 these bytes would be read as objects: a5 is unknown, and in the
+    # constructed case below 21 01 (motion) would come out of the MAC itself.
+    plain = decode_service_data(PLAIN_ADDRESS, bytes([0x42]) + mac + bytes.fromhex("2300"), None)
+    assert plain.values == {"occupancy": False}
+    assert plain.mac == ADDRESS
+    tricky = bytes([0x42]) + bytes.fromhex("000021010000") + bytes.fromhex("2100")
+    assert decode_service_data(PLAIN_ADDRESS, tricky, None).values == {"motion": False}
+    # Encrypted with the MAC it carries (the device-info byte, bit 1 set, is in the nonce).
+    info = bytes([0x43])
+    counter = (31).to_bytes(4, "little")
+    nonce = bytes.fromhex(ADDRESS.replace(":", "")) + b"\xd2\xfc" + info + counter
+    box = AESCCM(KEY, tag_length=4).encrypt(nonce, enc.objects(packet_id=4, motion=True), None)
+    with_mac = info + mac + box[:-4] + counter + box[-4:]
+    advert = decode_service_data(PLAIN_ADDRESS, with_mac, KEY)  # advertised from elsewhere
+    assert advert.encryption is Encryption.DECRYPTED
+    assert advert.values == {"packet_id": 4, "motion": True}
+    assert advert.mac == ADDRESS
+
+
+def test_the_object_table_is_the_spec_object_list() -> None:
+    """tests/fixtures/bthome-objects.json is the spec's object list, kept by hand: every id
+    there is in OBJECTS with its length, format and factor, and OBJECTS has nothing else."""
+    spec = json.loads((FIXTURES / "bthome-objects.json").read_text("utf-8"))["objects"]
+    formats = {
+        "uint": {"UINT"},
+        "sint": {"SINT"},
+        "binary": {"BOOL"},
+        "event": {"BUTTON", "DIMMER", "COMMAND"},
+        "timestamp": {"TIMESTAMP"},
+        "string": {"TEXT"},
+        "raw": {"RAW"},
+        "device": {"UINT", "FIRMWARE"},
+    }
+    assert sorted(OBJECTS) == [int(entry["id"], 16) for entry in spec]
+    for entry in spec:
+        ours = OBJECTS[int(entry["id"], 16)]
+        assert ours.kind.name in formats[entry["format"]], entry
+        if entry["length"] == "variable":
+            assert ours.kind.name in {"TEXT", "RAW", "COMMAND"}, entry
+        else:
+            assert ours.length == entry["length"], entry
+        factor = Fraction(entry.get("factor", "1"))
+        assert Fraction(ours.multiply, ours.divide) == factor, entry
 
 
 @pytest.mark.parametrize(
