@@ -454,16 +454,7 @@ def decode_service_data(address: str, data: bytes, bindkey: bytes | None) -> Adv
         mac, body = bytes(reversed(body[:_MAC_BYTES])), body[_MAC_BYTES:]
     shown_mac = ":".join(f"{byte:02X}" for byte in mac) if mac is not None else None
     if not info & _ENCRYPTED_FLAG:
-        read = decode_objects(body)
-        return Advert(
-            Encryption.NONE,
-            trigger_based,
-            None,
-            MappingProxyType(read.values),
-            read.unknown_object,
-            read.truncated_object,
-            shown_mac,
-        )
+        return _read(Encryption.NONE, trigger_based, None, body, shown_mac)
     if len(body) < COUNTER_BYTES + MIC_BYTES:
         raise ParseError(f"encrypted BTHome advert too short ({len(data)} bytes)")
     ciphertext = body[: -COUNTER_BYTES - MIC_BYTES]
@@ -478,15 +469,25 @@ def decode_service_data(address: str, data: bytes, bindkey: bytes | None) -> Adv
         plaintext = _cipher(bindkey).decrypt(nonce, ciphertext + mic, None)
     except InvalidTag:
         return Advert(Encryption.WRONG_KEY, trigger_based, counter, mac=shown_mac)
+    return _read(Encryption.DECRYPTED, trigger_based, counter, plaintext, shown_mac)
+
+
+def _read(
+    encryption: Encryption,
+    trigger_based: bool,
+    counter: int | None,
+    plaintext: bytes,
+    mac: str | None,
+) -> Advert:
     read = decode_objects(plaintext)
     return Advert(
-        Encryption.DECRYPTED,
+        encryption,
         trigger_based,
         counter,
         MappingProxyType(read.values),
         read.unknown_object,
         read.truncated_object,
-        shown_mac,
+        mac,
     )
 
 

@@ -18,4 +18,5 @@ const copy = (from, to) => {
 copy(lib, "/lib");
 copy(`${here}/fakes`, "/here/fakes");
 copy(`${here}/wasm`, "/here/wasm");
+mp.FS.writeFile("/here/wasm/pure_aes.py", fs.readFileSync(`${here}/pure_aes.py`));
 mp.runPython(`ARGS = ["/lib", "/here", "/work"${process.argv[4] ? `, "${process.argv[4]}"` : ""}]\n` + fs.readFileSync(`${here}/heap.py`, "utf8"));
