@@ -9,7 +9,7 @@ standard library.
 
 from __future__ import annotations
 
-from pure_aes import PureAes, ecb
+from typing import Any
 
 MODE_ECB = 1
 
@@ -29,7 +29,9 @@ class aes:  # noqa: N801 - MicroPython's name
                 modes,
             )
         except ImportError:
-            self._pure: PureAes | None = PureAes(bytes(key))
+            from pure_aes import PureAes  # noqa: PLC0415 - host/micropython: shared with MicroPython
+
+            self._pure: Any = PureAes(bytes(key))
             self._fast = None
         else:
             self._pure = None
@@ -41,7 +43,8 @@ class aes:  # noqa: N801 - MicroPython's name
                 raise ValueError("ECB data must be a multiple of 16 bytes")
             result = self._fast.update(bytes(data))
         else:
-            assert self._pure is not None  # noqa: S101
+            from pure_aes import ecb  # noqa: PLC0415
+
             result = ecb(self._pure, data)
         if out is not None:
             out[:] = result

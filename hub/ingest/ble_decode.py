@@ -500,6 +500,7 @@ MAX_CLIMB: Final = 1024  # after a restart: how far ahead a counter the sensor u
 LOCKOUT_REFUSALS: Final = 3  # replays in a row, none believed between: the sensor is locked out
 REPEAT_SECONDS: Final = 10.0  # the same plaintext advert within this: one burst, one event
 _MAX_CONTENTS: Final = 8  # different messages believed at one counter
+_MAX_IDENTITIES: Final = 32  # recent adverts kept per sensor for the repeat window
 
 
 class Reason(enum.StrEnum):
@@ -860,9 +861,12 @@ class BleGuard:
             state.identities.clear()
             state.last_motion = motion
         heard = state.identities.get(content)
-        state.identities = {
-            seen: at for seen, at in state.identities.items() if now - at < REPEAT_SECONDS
-        }
+        recent = sorted(
+            ((at, seen) for seen, at in state.identities.items() if now - at < REPEAT_SECONDS),
+            key=lambda pair: pair[0],
+        )
+        # Bounded: forged plaintext at a high rate must not grow it without end.
+        state.identities = {seen: at for at, seen in recent[-_MAX_IDENTITIES + 1 :]}
         state.identities[content] = now
         return heard is not None and now - heard < REPEAT_SECONDS
 

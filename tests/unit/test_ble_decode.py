@@ -341,6 +341,27 @@ def test_random_plaintext_objects_never_crash(payload: bytes) -> None:
     assert all(isinstance(value, bool | int | float | str) for value in read.values.values())
 
 
+@settings(max_examples=300)
+@given(
+    motion=st.booleans(),
+    packet_id=st.integers(0, 255),
+    battery=st.integers(0, 100),
+    temperature=st.integers(-4000, 4000).map(lambda t: t / 100),
+    keep=st.integers(0, 9),
+)
+def test_a_cut_advert_keeps_exactly_the_objects_before_the_cut(
+    motion: bool, packet_id: int, battery: int, temperature: float, keep: int
+) -> None:
+    whole = enc.objects(packet_id=packet_id, battery=battery, temperature=temperature)
+    whole += enc.objects(motion=motion)  # objects of 2, 2, 3 and 2 bytes: 9 in all
+    full = list(decode_objects(whole).values.items())
+    part = decode_objects(whole[:keep])
+    boundaries = {0: 0, 2: 1, 4: 2, 7: 3, 9: 4}  # bytes kept -> whole objects in them
+    whole_objects = max(n for at, n in boundaries.items() if at <= keep)
+    assert list(part.values.items()) == full[:whole_objects]
+    assert (part.truncated_object is None) == (keep in boundaries)
+
+
 # --- the guard ------------------------------------------------------------------------------
 
 
