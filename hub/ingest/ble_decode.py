@@ -639,7 +639,7 @@ class _State:
         self.trust_next = False
         # The messages believed at `counter`; None after a hub restart: all of them.
         self.contents: set[tuple[tuple[str, Value], ...]] | None = set()
-        self.identities: dict[tuple[tuple[str, Value], ...], float] = {}  # plaintext: heard at
+        self.identities: dict[tuple[tuple[str, Value], ...], float] = {}  # values: heard at
         self.last_motion: bool | None = None
         self.refusals = 0  # replays in a row
         self.key_status = KeyStatus.UNVERIFIED
