@@ -35,7 +35,6 @@ from hub.playback.port import Player
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
-from hub.store.meta import load_ble_counters, save_ble_counters
 from hub.store.pool import DatabasePool
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
@@ -44,6 +43,7 @@ from hub.systemd import Notifier, watchdog_interval, watchdog_loop
 
 if TYPE_CHECKING:
     from hub.ingest.ble import BleScanner
+    from hub.ingest.ble_decode import CounterState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Daemon:
         self.link: MqttLink | None = None
         self.ble: BleScanner | None = None
         self._shown: dict[str, tuple[object, ...]] = {}  # session id -> what MQTT last showed
-        self._saved_ble_counters: dict[str, tuple[int | None, int | None]] = {}
+        self._saved_ble_counters: dict[str, CounterState] = {}
         self._writer: StoreWriter | None = None
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
         self._health_logged: str | None = None
@@ -145,8 +145,10 @@ class Daemon:
             self.runner, self.link = runner, link
             if config.ble.enabled:
                 from hub.ingest.ble import BleScanner  # noqa: PLC0415 - bleak only when BLE is on
+                from hub.ingest.ble_state import load_states  # noqa: PLC0415
 
-                saved = await writer.call(lambda repository: load_ble_counters(repository.db))
+                saved = await writer.call(lambda repository: load_states(repository.db))
+                self._saved_ble_counters = saved
                 self.ble = BleScanner(config, runner.inbox, clock=self._clock, counters=saved)
             try:
                 async with asyncio.TaskGroup() as group:
@@ -168,7 +170,7 @@ class Daemon:
         link_task = group.create_task(link.run(), name="mqtt-link")
         intake = [  # what hands the runner new work, stopped first
             group.create_task(
-                control.serve(config.hub.database, self.invoke), name="control-socket"
+                control.serve(config.hub.database, self.control), name="control-socket"
             )
         ]
         helpers = [group.create_task(self._announce(), name="status")]
@@ -218,6 +220,42 @@ class Daemon:
             raise RuntimeError("invoke() before the daemon runs")
         return await invoke(event, self._config, change=runner.change, read=self.reads.run)
 
+    async def control(self, event: object) -> dict[str, Any]:
+        """The control socket: Session Manager events, and `sensors retrust` (which is the
+        owner's alone: HTTP never offers it)."""
+        from hub.ingest.ble_state import RETRUST_ACTION  # noqa: PLC0415
+
+        if isinstance(event, dict) and event.get("action") == RETRUST_ACTION:
+            return await self._retrust(str(event.get("sensorId", "")))
+        return await self.invoke(event)
+
+    async def _retrust(self, sensor_id: str) -> dict[str, Any]:
+        from hub.ingest.ble_state import RETRUST_ACTION, retrust_saved  # noqa: PLC0415
+
+        sensor = next((s for s in self._config.sensors if s.id == sensor_id), None)
+        if sensor is None or not sensor.ble_bindkey or self._writer is None:
+            return {
+                "statusCode": 404,
+                "action": RETRUST_ACTION,
+                "error": "ResourceNotFoundError",
+                "message": f"{sensor_id!r} is not a BLE sensor with a ble_bindkey in the hub's "
+                "config",
+            }
+        address = sensor.ble_address.upper()
+        if self.ble is not None and self.ble.retrust(sensor_id) is not None:
+            last = self.ble.guard.last_counter(address)
+            await self._keep_ble_counters()  # a retrust survives a hub restart
+        else:  # BLE is off: the next guard to start will believe it
+            last = await self._writer.call(lambda repository: retrust_saved(repository.db, address))
+            _LOGGER.warning("BLE sensor %s (%s) retrusted by its owner", sensor_id, address)
+        return {
+            "statusCode": 200,
+            "action": RETRUST_ACTION,
+            "sensorId": sensor_id,
+            "address": address,
+            "lastCounter": last,
+        }
+
     async def _announce(self) -> None:
         """READY=1 once the store is open and the broker connected; then STATUS= lines."""
         assert self.link is not None  # noqa: S101 - set before this task starts
@@ -255,9 +293,11 @@ class Daemon:
         still refuses an old advert replayed at it (one write per interval at most)."""
         if self.ble is None or self._writer is None:
             return
+        from hub.ingest.ble_state import save_states  # noqa: PLC0415 - only with BLE on
+
         counters = self.ble.encryption_counters()
         if counters != self._saved_ble_counters:
-            await self._writer.call(lambda repository: save_ble_counters(repository.db, counters))
+            await self._writer.call(lambda repository: save_states(repository.db, counters))
             self._saved_ble_counters = counters
 
     def stats(self) -> dict[str, int]:

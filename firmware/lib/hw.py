@@ -176,12 +176,27 @@ class Wifi:
             return None
 
 
-class WallClock:
-    """Epoch seconds (1970) once NTP has set the RTC, else None."""
+def epoch_offset_ms(gmtime=time.gmtime):
+    """What to add to the port's `time` to count from 1970: the ESP32 port (before
+    MicroPython 1.22) counts from 2000."""
+    return _EPOCH_2000 * 1000 if gmtime(0)[0] == 2000 else 0  # noqa: PLR2004
 
-    def __init__(self, ntp_host):
+
+def port_time_ms():
+    """The port's wall clock in integer milliseconds: `time_ns` where there is one, never
+    a float (`time.time()` is a float on the unix port, and floats are 32-bit on the ESP32)."""
+    if hasattr(time, "time_ns"):
+        return time.time_ns() // 1_000_000
+    return int(time.time()) * 1000
+
+
+class WallClock:
+    """Epoch milliseconds (1970, an int) once NTP has set the RTC, else None."""
+
+    def __init__(self, ntp_host, now_ms=port_time_ms, offset_ms=None):
         self._host = ntp_host
-        self._offset = _EPOCH_2000 if time.gmtime(0)[0] == 2000 else 0  # noqa: PLR2004
+        self._now_ms = now_ms
+        self._offset_ms = epoch_offset_ms() if offset_ms is None else offset_ms
         self.synced = False
 
     def sync(self):
@@ -197,9 +212,9 @@ class WallClock:
             pass  # no NTP yet: timestamps stay out of the payload, the hub uses its clock
         return self.synced
 
-    def epoch(self):
-        now = time.time() + self._offset
-        if not self.synced and now < _SANE_EPOCH:
+    def epoch_ms(self):
+        now = self._now_ms() + self._offset_ms
+        if not self.synced and now < _SANE_EPOCH * 1000:
             return None
         return now
 
@@ -253,10 +268,37 @@ class _Umqtt:
             sock.close()
 
 
-def mqtt_client(client_id, host, port, user, password, keepalive):
-    from umqtt.simple import MQTTClient  # noqa: PLC0415 - frozen into ESP32 builds
+class TimedSockets:
+    """Stands in for the `socket` module inside umqtt.simple: every socket it makes gets
+    MQTT_SOCKET_TIMEOUT_S before `connect()`, so a broker that accepts TCP but never sends
+    CONNACK raises OSError (ETIMEDOUT) instead of blocking the PIR loop until the watchdog
+    resets the board. (umqtt.simple's own `connect()` takes no timeout in every version.)"""
 
-    return _Umqtt(MQTTClient(client_id, host, port, user, password, keepalive))
+    def __init__(self, real, timeout_s=MQTT_SOCKET_TIMEOUT_S):
+        self._real = real
+        self._timeout_s = timeout_s
+
+    def socket(self, *args):
+        sock = self._real.socket(*args)
+        sock.settimeout(self._timeout_s)
+        return sock
+
+    def getaddrinfo(self, *args):
+        return self._real.getaddrinfo(*args)
+
+
+def timed(module):
+    """Give `module` (umqtt.simple) timed sockets, once."""
+    if not isinstance(module.socket, TimedSockets):
+        module.socket = TimedSockets(module.socket)
+    return module
+
+
+def mqtt_client(client_id, host, port, user, password, keepalive):
+    import umqtt.simple  # noqa: PLC0415 - frozen into ESP32 builds
+
+    simple = timed(umqtt.simple)
+    return _Umqtt(simple.MQTTClient(client_id, host, port, user, password, keepalive))
 
 
 # --- BLE -------------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 #
 # `seq` counts motion events from 1 on every boot (the hub drops QoS-1 redeliveries by it,
 # and resets its memory when the sensor announces itself online). `timestamp` is epoch
-# seconds, present only once NTP has set the clock. Motion that happens while the broker is
+# seconds, present only once NTP has set the clock. Time is integer milliseconds throughout
+# (the wall clock in ms, `ticks_diff` in ms): the ESP32's floats are single precision, and
+# an epoch in seconds as a float is off by up to 64 s. Motion that happens while the broker is
 # unreachable waits in a bounded queue (oldest dropped first, and counted) and is sent
 # marked "late" after the reconnect, with the time it happened.
 #
@@ -124,12 +126,12 @@ class EventQueue:
 
 
 class _Event:
-    __slots__ = ("epoch", "seq", "ticks")
+    __slots__ = ("epoch_ms", "seq", "ticks")
 
-    def __init__(self, seq, ticks, epoch):
+    def __init__(self, seq, ticks, epoch_ms):
         self.seq = seq
         self.ticks = ticks  # when it happened, on the monotonic tick clock
-        self.epoch = epoch  # wall clock then, or None before NTP
+        self.epoch_ms = epoch_ms  # wall clock then (int ms), or None before NTP
 
 
 class MqttSensor:
@@ -150,7 +152,7 @@ class MqttSensor:
         self.motion_topic = prefix + "/" + self.sensor_id + "/motion"
         self.status_topic = prefix + "/" + self.sensor_id + "/status"
         self._factory = client_factory
-        self._wall = wall_clock  # epoch seconds, or None while NTP has not set the clock
+        self._wall = wall_clock  # epoch milliseconds (int), or None while NTP has not set it
         self._ticks = ticks
         self._metadata = metadata  # -> (battery %, Wi-Fi RSSI dBm), each may be None
         self.backoff = backoff if backoff is not None else Backoff()
@@ -170,8 +172,8 @@ class MqttSensor:
         at = now if at_ticks is None else at_ticks
         self.seq += 1
         wall = self._wall()
-        epoch = None if wall is None else wall - ticks_diff(now, at) / 1000
-        event = _Event(self.seq, at, epoch)
+        epoch_ms = None if wall is None else wall - ticks_diff(now, at)
+        event = _Event(self.seq, at, epoch_ms)
         if self.connected:
             try:
                 self._publish(event, late=False)
@@ -183,12 +185,14 @@ class MqttSensor:
         return False
 
     def _timestamp(self, event):
-        if event.epoch is not None:
-            return event.epoch
-        wall = self._wall()  # NTP may have set the clock since the event was queued
-        if wall is None:
-            return None
-        return wall - ticks_diff(self._ticks(), event.ticks) / 1000
+        """Epoch seconds (int) of the event, or None without a wall clock."""
+        epoch_ms = event.epoch_ms
+        if epoch_ms is None:
+            wall = self._wall()  # NTP may have set the clock since the event was queued
+            if wall is None:
+                return None
+            epoch_ms = wall - ticks_diff(self._ticks(), event.ticks)
+        return epoch_ms // 1000
 
     def _publish(self, event, late):
         battery, rssi = self._metadata()
@@ -304,7 +308,7 @@ def main(cfg):
     sensor = MqttSensor(
         cfg,
         hw.mqtt_client,
-        wall_clock=clock.epoch,
+        wall_clock=clock.epoch_ms,
         metadata=lambda: (battery.percent(), wifi.rssi()),
         backoff=Backoff(rand=hw.random01),
     )

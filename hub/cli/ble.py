@@ -5,10 +5,16 @@
   object per advert with `--json`): address, name, RSSI, last values, encrypted or not
   (and whether the configured bindkey verifies), and which configured sensor it is.
   Without a usable adapter: one line on stderr, exit 1.
-- `ble decode --address MAC [--bindkey KEY] HEX`: one service-data payload (the bytes
-  after UUID 0xFCD2; a leading `d2fc` is skipped) decoded to JSON. Bad hex, a bad MAC or
-  bindkey, a malformed payload or a key that does not verify: one line on stderr, exit 1.
-  The key may also come from `$SPOTTYPOTTY_BLE_BINDKEY` (kept out of shell history).
+- `ble decode --address MAC [--bindkey KEY] [--interval S] [--json] HEX [HEX ...]`:
+  service-data payloads (the bytes after UUID 0xFCD2; a leading `d2fc` is skipped), in
+  order, through the guard the daemon uses (`BleGuard`, starting afresh: the first
+  encrypted advert is believed as the first one from a new sensor), `--interval` seconds
+  apart (default 1). For each: accepted or refused and why (replay, repeat, wrong key,
+  ...), the event it makes, and its values; `--json` prints one JSON object per payload
+  and line with `accepted`, `reason` (when refused), `event`, `motion`, `occupancy`,
+  `battery`, `packet_id`, `counter` and `values`. Exit 0 when every payload was accepted,
+  else 1. Bad hex, a bad MAC or bindkey: one line on stderr, exit 1. The key may also
+  come from `$SPOTTYPOTTY_BLE_BINDKEY` (kept out of shell history).
 
 Bindkeys are never printed.
 """
@@ -31,9 +37,11 @@ from hub.cli.render import table
 if TYPE_CHECKING:
     from hub.config import HubConfig
     from hub.ingest.ble import Sighting
-    from hub.ingest.ble_decode import Advert
+    from hub.ingest.ble_decode import Advert, Verdict
 
 DEFAULT_SECONDS = 30.0
+DEFAULT_INTERVAL = 1.0
+DECODE_SENSOR = "decoded"  # the sensor id `ble decode` judges the payloads as
 BINDKEY_ENV = "SPOTTYPOTTY_BLE_BINDKEY"
 _REDRAW_EVERY = 0.5  # seconds between table redraws on a terminal
 _VALUES_WIDTH = 60
@@ -69,7 +77,7 @@ def add_parser(
     decode = sub.add_parser(
         "decode",
         parents=[common],
-        help="decode one BTHome service-data payload (hex) and print it as JSON",
+        help="decode BTHome service-data payloads (hex) through the hub's replay guard",
     )
     decode.add_argument("--address", required=True, metavar="MAC", help="the sensor's MAC")
     decode.add_argument(
@@ -77,7 +85,17 @@ def add_parser(
         metavar="KEY",
         help=f"32 hex characters, for encrypted adverts (or ${BINDKEY_ENV})",
     )
-    decode.add_argument("hex", metavar="HEX", help="the service data after UUID 0xFCD2")
+    decode.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=DEFAULT_INTERVAL,
+        metavar="S",
+        help=f"seconds between the payloads, for the repeat window (default {DEFAULT_INTERVAL:g})",
+    )
+    decode.add_argument("--json", action="store_true", help="one JSON object per payload")
+    decode.add_argument(
+        "hex", metavar="HEX", nargs="+", help="service data after UUID 0xFCD2, in order"
+    )
     decode.set_defaults(command=run_decode)
 
 
@@ -122,6 +140,8 @@ def parse_hex(text: str) -> bytes:
 def run_decode(args: argparse.Namespace) -> int:
     from hub.errors import ParseError  # noqa: PLC0415 - lazy by design
     from hub.ingest.ble_decode import (  # noqa: PLC0415
+        BleGuard,
+        BleSensor,
         Encryption,
         decode_service_data,
         mac_bytes,
@@ -129,30 +149,83 @@ def run_decode(args: argparse.Namespace) -> int:
     )
 
     try:
-        data = parse_hex(args.hex)
+        payloads = [parse_hex(text) for text in args.hex]
     except ValueError as exc:
         return _fail("decode", str(exc))
     key_text = args.bindkey if args.bindkey is not None else os.environ.get(BINDKEY_ENV)
     try:
         mac_bytes(args.address)
         bindkey = parse_bindkey(key_text) if key_text else None
-        advert = decode_service_data(args.address, data, bindkey)
     except ParseError as exc:
         return _fail("decode", str(exc))
-    if advert.encryption is Encryption.WRONG_KEY:
-        return _fail(
-            "decode",
-            "the bindkey does not decrypt this advert (MIC check failed): a wrong key, or "
-            "the wrong --address (the MAC is part of the nonce)",
-        )
-    result: dict[str, object] = {"address": args.address.upper(), **advert.to_json()}
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    if advert.encryption is Encryption.NO_KEY:
-        print(
-            "spottypotty ble decode: encrypted; pass --bindkey to read the values",
-            file=sys.stderr,
-        )
-    return 0
+    address = args.address.upper()
+    guard = BleGuard({address: BleSensor(DECODE_SENSOR, bindkey)})
+    all_accepted = True
+    hints: set[str] = set()
+    for index, data in enumerate(payloads, start=1):
+        now = time.time() + (index - 1) * args.interval
+        try:
+            verdict = guard.judge(address, decode_service_data(address, data, bindkey), now)
+            error = None
+        except ParseError as exc:
+            verdict, error = guard.feed(address, data, now), str(exc)
+        record = decode_record(verdict, error)
+        all_accepted = all_accepted and bool(record["accepted"])
+        advert = verdict.advert
+        if advert is not None and advert.encryption is Encryption.NO_KEY:
+            hints.add("encrypted: pass --bindkey to read the values")
+        elif advert is not None and advert.encryption is Encryption.WRONG_KEY:
+            hints.add(
+                "the bindkey does not decrypt this advert (MIC check failed): a wrong key, "
+                "or the wrong --address (the MAC is part of the nonce)"
+            )
+        if args.json:
+            print(json.dumps({"payload": index, **record}, ensure_ascii=False))
+        else:
+            print(f"{index}: {_decode_line(record)}")
+    for hint in sorted(hints):
+        print(f"spottypotty ble decode: {hint}", file=sys.stderr)
+    return 0 if all_accepted else EXIT_FAILURE
+
+
+def decode_record(verdict: Verdict, error: str | None = None) -> dict[str, object]:
+    """One payload's verdict as `ble decode --json` prints it."""
+    from hub.ingest.ble_decode import Reason  # noqa: PLC0415
+    from hub.ingest.mqtt_decode import MotionCleared  # noqa: PLC0415
+
+    accepted = verdict.reason in {None, Reason.NO_MOTION}
+    record: dict[str, object] = {"accepted": accepted}
+    if not accepted and verdict.reason is not None:
+        record["reason"] = verdict.reason.value
+    if error is not None:
+        record["error"] = error
+    event = verdict.event
+    record["event"] = None
+    if event is not None:
+        record["event"] = "motion_cleared" if isinstance(event, MotionCleared) else "motion"
+    advert = verdict.advert
+    values = advert.values if advert is not None else {}
+    record["motion"] = values.get("motion")
+    record["occupancy"] = values.get("occupancy")
+    record["battery"] = advert.battery if advert is not None else None
+    record["packet_id"] = advert.packet_id if advert is not None else None
+    record["counter"] = advert.counter if advert is not None else None
+    if advert is not None:
+        record.update(advert.to_json())
+    return record
+
+
+def _decode_line(record: dict[str, object]) -> str:
+    verdict = "accepted" if record["accepted"] else f"refused ({record.get('reason')})"
+    parts = [verdict, f"event={record['event'] or '-'}"]
+    if record.get("counter") is not None:
+        parts.append(f"counter={record['counter']}")
+    values = record.get("values")
+    if isinstance(values, dict):
+        parts.extend(f"{key}={_show(value)}" for key, value in values.items())
+    if record.get("error"):
+        parts.append(f"error: {record['error']}")
+    return "  ".join(parts)
 
 
 # --- scan -----------------------------------------------------------------------------------

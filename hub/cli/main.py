@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(command=_doctor)
 
     sub.add_module(
-        "sensors", "hub.cli.sensors", common, summary="register, revoke and list sensors"
+        "sensors", "hub.cli.sensors", common, summary="register, revoke, list and retrust sensors"
     )
 
     simulate = sub.add_parser(

@@ -1,4 +1,9 @@
-"""`spottypotty sensors add|remove|list`: register, revoke and show sensors.
+"""`spottypotty sensors add|remove|list|retrust`: register, revoke, show and trust sensors.
+
+`retrust ID` is for an encrypted BLE sensor locked out by the replay guard (reset or
+re-flashed to a counter the hub has already seen): its next advert is believed whatever
+its counter. It goes to the running daemon over the control socket, or, with no daemon,
+into the saved guard state for the next one; either way it is logged.
 
 `add` prints the firmware's `config.json` on stdout — the only time the sensor's password
 or bindkey is ever shown — and everything else on stderr, so
@@ -89,6 +94,19 @@ def add_parser(
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(command=_list)
+
+    retrust = which.add_parser(
+        "retrust",
+        parents=[common],
+        help="believe a locked-out BLE sensor's next advert, whatever its counter",
+        description=(
+            "After an encrypted BLE sensor was reset or re-flashed, its encryption counter may "
+            "start below what the hub has seen, and the hub refuses its adverts as replays "
+            "(the log says 'locked out'). This tells the hub to believe its next advert."
+        ),
+    )
+    retrust.add_argument("id", metavar="ID")
+    retrust.set_defaults(command=_retrust)
 
 
 def sensor_json(sensor: SensorConfig, state: SensorState) -> dict[str, Any]:
@@ -203,6 +221,48 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         print(sensors_report(rows))
+    return 0
+
+
+def _retrust(args: argparse.Namespace) -> int:
+    import logging  # noqa: PLC0415
+
+    from hub.control import route  # noqa: PLC0415
+    from hub.ingest.ble_state import RETRUST_ACTION, retrust_saved  # noqa: PLC0415
+    from hub.store import close_database, open_database  # noqa: PLC0415
+
+    config = load_args_config(args)
+    sensor = next((s for s in config.sensors if s.id == args.id), None)
+    if sensor is None or not sensor.ble_address or not sensor.ble_bindkey:
+        print(
+            f"spottypotty sensors retrust: {args.id!r} is not a BLE sensor with a ble_bindkey "
+            "(only encrypted sensors have a counter to trust)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    address = sensor.ble_address.upper()
+
+    def here() -> dict[str, Any]:
+        db = open_database(config.hub.database)
+        try:
+            last = retrust_saved(db, address)
+        finally:
+            close_database(db)
+        logging.getLogger(__name__).warning(
+            "BLE sensor %s (%s) retrusted by its owner (no hub running: the next one will)",
+            sensor.id,
+            address,
+        )
+        return {"statusCode": 200, "sensorId": sensor.id, "address": address, "lastCounter": last}
+
+    answer = route(config.hub.database, {"action": RETRUST_ACTION, "sensorId": sensor.id}, here)
+    if answer.get("statusCode") != 200:  # noqa: PLR2004
+        print(f"spottypotty sensors retrust: {answer.get('message')}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"retrusted {sensor.id} ({address}): its next encrypted advert is believed whatever its "
+        f"counter (last believed: {answer.get('lastCounter')})"
+    )
     return 0
 
 

@@ -21,7 +21,9 @@
 Counters (`counters`): `adverts` (any advert seen), `bthome`, `events`, `cleared`,
 `dropped_inbox_full`, `stranger`, `{reason}:{sensor}` for the guard's reasons (`repeat`,
 `replay`, `downgrade`, `wrong_key`, `no_key`, `malformed`, `no_motion`),
-`counter_reset:{sensor}`, `rebuilds`, `in_progress`, `start_failures`, `callback_errors`.
+`counter_reset:{sensor}`, `locked_out:{sensor}`, `retrusted:{sensor}`, `truncated:{sensor}`
+(a believed advert whose last object was cut short: the objects before it were used),
+`rebuilds`, `in_progress`, `start_failures`, `callback_errors`.
 Strangers are one total, so passers-by cannot grow the map. Bindkeys are never logged.
 """
 
@@ -50,9 +52,11 @@ from hub.config import HubConfig
 from hub.errors import ParseError, TransientError
 from hub.ingest.ble_decode import (
     BTHOME_UUID,
+    LOCKOUT_REFUSALS,
     UUID_BYTES,
     Advert,
     BleGuard,
+    CounterState,
     Reason,
     Verdict,
     decode_service_data,
@@ -152,7 +156,7 @@ class BleScanner:
         backoff_cap: float = 60.0,
         rng: random.Random | None = None,
         passive: bool = True,
-        counters: Mapping[str, tuple[int | None, int | None]] | None = None,
+        counters: Mapping[str, CounterState] | None = None,
     ) -> None:
         if silence_seconds <= 0 or check_interval <= 0:
             raise ValueError("silence_seconds and check_interval must be positive")
@@ -211,9 +215,24 @@ class BleScanner:
     def guard(self) -> BleGuard:
         return self._guard
 
-    def encryption_counters(self) -> dict[str, tuple[int | None, int | None]]:
+    def encryption_counters(self) -> dict[str, CounterState]:
         """What to keep across a hub restart (see BleGuard.counters)."""
         return self._guard.counters()
+
+    def retrust(self, sensor_id: str) -> str | None:
+        """Believe the sensor's next advert whatever its counter (`sensors retrust`); its
+        address, or None when it is not a BLE sensor with a bindkey."""
+        address = self._guard.address_of(sensor_id)
+        if address is None or not self._guard.retrust(address):
+            return None
+        _LOGGER.warning(
+            "BLE sensor %s (%s) retrusted by its owner: its next advert is believed whatever "
+            "its counter (last believed %s)",
+            sensor_id,
+            address,
+            self._guard.last_counter(address),
+        )
+        return address
 
     def key_statuses(self) -> dict[str, str]:
         """Sensor id → `verified` / `wrong_key` / `unverified`, for keyed sensors."""
@@ -378,12 +397,39 @@ class BleScanner:
         if verdict.reason is Reason.STRANGER:
             self._counters["stranger"] += 1
             return
-        if verdict.counter_reset and sensor is not None:
+        if sensor is None:
+            return
+        advert = verdict.advert
+        if verdict.reason is None and advert is not None and advert.truncated_object is not None:
+            self._counters[f"truncated:{sensor}"] += 1
+        if verdict.counter_reset:
             self._counters[f"counter_reset:{sensor}"] += 1
             _LOGGER.info("BLE sensor %s restarted its encryption counter", sensor)
-        if verdict.reason is None or sensor is None:
+        if verdict.retrusted:
+            self._counters[f"retrusted:{sensor}"] += 1
+            _LOGGER.warning(
+                "BLE sensor %s (%s) trusted again at counter %s, as its owner asked",
+                sensor,
+                address.upper(),
+                advert.counter if advert is not None else None,
+            )
+        if verdict.reason is None:
             return
         self._counters[f"{verdict.reason.value}:{sensor}"] += 1
+        if verdict.locked_out:
+            self._counters[f"locked_out:{sensor}"] += 1
+            _LOGGER.warning(
+                "BLE sensor %s (%s) is locked out: its last %d adverts were refused as replays "
+                "(counter %s, last believed %s). If the sensor was reset or re-flashed, run "
+                "`spottypotty sensors retrust %s`; if not, someone may be replaying recorded "
+                "adverts",
+                sensor,
+                address.upper(),
+                LOCKOUT_REFUSALS,
+                advert.counter if advert is not None else None,
+                self._guard.last_counter(address),
+                sensor,
+            )
         if verdict.first:
             _LOGGER.warning(
                 "BLE sensor %s (%s): %s (reported once; see `spottypotty ble scan`)",
@@ -401,7 +447,8 @@ _EXPLAIN: Final[Mapping[Reason, str]] = MappingProxyType(
         "ignored as a downgrade (encryption turned off on the sensor?)",
         Reason.NO_KEY: "sends encrypted adverts but has no ble_bindkey in the config; "
         "its motion is ignored until one is set",
-        Reason.REPLAY: "an advert with an old encryption counter was ignored as a replay",
+        Reason.REPLAY: "an advert with an encryption counter already used was refused as a "
+        "replay (counted as ble.replay)",
     }
 )
 

@@ -6,14 +6,15 @@ Two parts (contracts §4):
   the device-info byte, then either plaintext objects or `ciphertext + counter (4, LE) + MIC
   (4)` encrypted with AES-CCM (nonce = MAC + `d2fc` + device info + counter, 4-byte MIC, no
   associated data). Objects are read with the table `OBJECTS` (object id → name, length,
-  kind, scale). The answer is an `Advert`; malformed bytes raise `ParseError`, and nothing
-  else. A wrong key is not malformed: it is `Encryption.WRONG_KEY`, values unread.
+  kind, scale); an unknown id or a last object cut short stops reading, and what came
+  before is kept (`Advert.unknown_object` / `truncated_object`). The answer is an
+  `Advert`; malformed bytes raise `ParseError`, and nothing else. A wrong key is not
+  malformed: it is `Encryption.WRONG_KEY`, values unread.
 - `BleGuard` decides which adverts become events, per configured address: only adverts
   from a configured `ble_address` count; a sensor with a `ble_bindkey` is believed only
-  when its advert decrypts and its counter went up (see "Counters" below); plaintext from a
-  keyed sensor is a downgrade; the many repeats of one advert (same packet id, else same
-  counter, else the same bytes) make one event; motion (`0x21`) or occupancy (`0x23`) true
-  is a `MotionEvent`, false a `MotionCleared` (never starts anything).
+  when its advert decrypts and its counter passes the replay rules below; plaintext from
+  a keyed sensor is a downgrade; motion (`0x21`) or occupancy (`0x23`) true is a
+  `MotionEvent`, false a `MotionCleared` (never starts anything).
 
 Why not the `bthome-ble` library (measured with 3.25.0, the version the vectors were
 checked with): it parses a habluetooth `BluetoothServiceInfoBleak`, not bytes, and keeps
@@ -26,23 +27,29 @@ of ~90 ms on a desktop x86 (several hundred ms on a Pi, of a 1.5 s start-up budg
 `cryptography` alone imports in ~12 ms. The object table below follows the BTHome v2
 spec (and bthome-ble's `const.py`, MIT), and the shared vectors decode exactly.
 
-Counters (bthome.io/encryption: a 4-byte little-endian counter "should increase every
-advertisement"; replay protection is the receiver's job). For a keyed sensor the guard
-keeps the last counter it believed:
+Replay protection (bthome.io/encryption: the 4-byte counter "should increase every
+advertisement"; refusing old ones is the receiver's job). Per keyed sensor the guard keeps
+the last counter it believed, and believes a decrypted advert only when its counter is
 
-- higher than the last: new; equal: a repeat of the same advert (dropped quietly);
-- lower: a device that lost power (or wrapped 0xFFFFFFFF → 0) starts again from a low
-  value, so a lower counter below `COUNTER_RESET_LIMIT` is believed as a restart (it did
-  decrypt, so it was made with the key); any other lower counter is a replay (rejected,
-  reported once);
-- after a restart the counter climbs slowly again: a leap of `COUNTER_RESET_LIMIT` or
-  more back into the range used before the restart is an old advert replayed (rejected).
+- newer: ahead of the last by less than 2**31, modulo 2**32 (RFC 1982 serial numbers), so
+  a wrap 0xFFFFFFFF → 0 is newer and the counters before the wrap are not;
+- a provable restart: behind the last but below `RESTART_LIMIT` (100; our firmware keeps
+  its counter across deep sleep and power loss, so only a re-flash starts it again at 0,
+  and bthome-ble believes restarts below 100 too), and that low value not believed before;
+- the last one again with content not seen at it (firmwares that send two messages per
+  counter); the same counter and content again is a repeat, dropped quietly.
 
-What this leaves open, on purpose: someone who recorded a sensor's adverts can replay one
-whose counter is below the limit, once, as a "restart" (and the few after it). Refusing
-restarts would instead lock the sensor out after every battery change until the hub
-restarts (the bthome-ble bug report #116 shape); a stray motion event costs less. The
-counters live in memory: after a hub restart the first advert of each sensor is believed.
+Everything else is a replay, however it is interleaved with real adverts: a counter at or
+behind the last is never believed twice, and after a restart a leap of more than
+`MAX_CLIMB` back into the counters used before it is refused. A sensor reset to some other
+counter is locked out: after `LOCKOUT_REFUSALS` replays in a row the verdict says so (the
+caller reports it once), and `retrust()` (`spottypotty sensors retrust ID`) believes its
+next advert whatever the counter. The state (`CounterState`) is saved by the daemon and
+restored after a hub restart; a restored sensor's last counter counts as fully seen.
+
+Repeats: the same values (packet id included) again within `REPEAT_SECONDS` of the last
+time they were heard are one burst, one event; later they are new motion, even with
+identical values and no packet id (a plaintext sensor reporting motion minutes apart).
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final
 
@@ -74,12 +81,12 @@ MIC_BYTES: Final = 4
 COUNTER_RESET_LIMIT: Final = 1 << 16  # a lower counter under this is a device restart
 
 _ENCRYPTED_FLAG: Final = 0x01  # device info bit 0
+_MAC_FLAG: Final = 0x02  # device info bit 1: the advertiser's MAC follows (reversed)
 _TRIGGER_FLAG: Final = 0x04  # device info bit 2: "trigger based" (sleepy) device
 _VERSION_SHIFT: Final = 5  # device info bits 5-7
 _MAC_BYTES: Final = 6
 _MAX_BATTERY: Final = 100
 _RSSI_RANGE: Final = range(-127, 21)  # dBm, as MotionEvent.signal_strength takes it
-_PREVIEW_BYTES: Final = 32
 
 Value = bool | int | float | str
 
@@ -103,6 +110,7 @@ class _Kind(enum.Enum):
     FIRMWARE = enum.auto()
     TEXT = enum.auto()  # length-prefixed UTF-8
     RAW = enum.auto()  # length-prefixed bytes, shown as hex
+    COMMAND = enum.auto()  # argument length (low 5 bits), opcode, arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,7 @@ OBJECTS: Final[Mapping[int, _Object]] = MappingProxyType(
         0x2E: _Object("humidity", 1),
         0x2F: _Object("moisture", 1),
         0x3A: _Object("button", 1, _Kind.BUTTON),
+        0x3B: _Object("command", 2, _Kind.COMMAND),  # 2 = the length byte and the opcode
         0x3C: _Object("dimmer", 2, _Kind.DIMMER),
         0x3D: _Object("count", 2),
         0x3E: _Object("count", 4),
@@ -234,6 +243,10 @@ BUTTON_EVENTS: Final[Mapping[int, str]] = MappingProxyType(
 DIMMER_EVENTS: Final[Mapping[int, str]] = MappingProxyType(
     {0x00: "none", 0x01: "rotate_left", 0x02: "rotate_right"}
 )
+COMMANDS: Final[Mapping[int, str]] = MappingProxyType(
+    {0x00: "off", 0x01: "on", 0x02: "toggle", 0x03: "step_up", 0x04: "step_down"}
+)
+_COMMAND_ARGS_MASK: Final = 0x1F  # the length byte's high 3 bits are reserved
 MOTION_KEYS: Final = ("motion", "occupancy")
 
 
@@ -255,6 +268,8 @@ class Advert:
     counter: int | None = None  # encrypted adverts only
     values: Mapping[str, Value] = field(default_factory=lambda: MappingProxyType({}))
     unknown_object: int | None = None  # reading stopped at this object id (not in OBJECTS)
+    truncated_object: int | None = None  # reading stopped here: its value was cut short
+    mac: str | None = None  # the MAC the advert carries (device info bit 1), if any
 
     @property
     def encrypted(self) -> bool:
@@ -303,15 +318,14 @@ class Advert:
         out["values"] = dict(self.values)
         if self.unknown_object is not None:
             out["unknown_object"] = f"0x{self.unknown_object:02x}"
+        if self.truncated_object is not None:
+            out["truncated_object"] = f"0x{self.truncated_object:02x}"
+        if self.mac is not None:
+            out["mac"] = self.mac
         return out
 
 
 # --- decoding -------------------------------------------------------------------------------
-
-
-def _preview(data: bytes) -> str:
-    shown = data[:_PREVIEW_BYTES].hex()
-    return shown + "..." if len(data) > _PREVIEW_BYTES else shown
 
 
 def mac_bytes(address: str) -> bytes:
@@ -355,50 +369,73 @@ def _value(spec: _Object, raw: bytes) -> Value:
         return raw.decode("utf-8", "replace")
     if kind is _Kind.RAW:
         return raw.hex()
+    if kind is _Kind.COMMAND:
+        return _command(raw)
     number = int.from_bytes(raw, "little", signed=kind is _Kind.SINT)
     if spec.divide == 1 and spec.multiply == 1:
         return number
     return number * spec.multiply / spec.divide
 
 
-def decode_objects(payload: bytes) -> tuple[dict[str, Value], int | None]:
-    """Plaintext BTHome v2 objects → (values, the unknown object id reading stopped at)."""
+def _command(raw: bytes) -> str:
+    name = COMMANDS.get(raw[1], f"0x{raw[1]:02x}")
+    return f"{name}:{raw[2:].hex()}" if len(raw) > 2 else name  # noqa: PLR2004
+
+
+def _length(spec: _Object, payload: bytes, start: int) -> tuple[int, int] | None:
+    """(where the value starts, its length) for the object whose id is at `start - 1`;
+    None when the payload ends before its length is known."""
+    if spec.kind in {_Kind.TEXT, _Kind.RAW}:
+        if start >= len(payload):
+            return None
+        return start + 1, payload[start]
+    if spec.kind is _Kind.COMMAND:
+        if start >= len(payload):
+            return None
+        return start, spec.length + (payload[start] & _COMMAND_ARGS_MASK)
+    return start, spec.length
+
+
+@dataclass(frozen=True, slots=True)
+class Objects:
+    """What `decode_objects` read: the values, and why reading stopped early, if it did."""
+
+    values: dict[str, Value]
+    unknown_object: int | None = None  # an id not in OBJECTS: its length is unknown
+    truncated_object: int | None = None  # an id whose value the payload cut short
+
+
+def decode_objects(payload: bytes) -> Objects:
+    """Plaintext BTHome v2 objects, in order, until the end, an unknown id or a cut-short
+    value: what came before either is kept (as bthome-ble does), never an error."""
     values: dict[str, Value] = {}
     index = 0
     while index < len(payload):
         object_id = payload[index]
         spec = OBJECTS.get(object_id)
         if spec is None:
-            return values, object_id
-        start = index + 1
-        length = spec.length
-        if spec.kind in {_Kind.TEXT, _Kind.RAW}:
-            if start >= len(payload):
-                raise ParseError(f"object 0x{object_id:02x} ({spec.name}) has no length byte")
-            length = payload[start]
-            start += 1
-        end = start + length
-        if end > len(payload):
-            raise ParseError(
-                f"object 0x{object_id:02x} ({spec.name}) needs {length} byte(s), "
-                f"{len(payload) - start} left: {_preview(payload)}"
-            )
+            return Objects(values, unknown_object=object_id)
+        where = _length(spec, payload, index + 1)
+        if where is None or where[0] + where[1] > len(payload):
+            return Objects(values, truncated_object=object_id)
+        start, length = where
         name = spec.name
         copy = 2
         while name in values:
             name = f"{spec.name}_{copy}"
             copy += 1
-        values[name] = _value(spec, payload[start:end])
-        index = end
-    return values, None
+        values[name] = _value(spec, payload[start : start + length])
+        index = start + length
+    return Objects(values)
 
 
 def decode_service_data(address: str, data: bytes, bindkey: bytes | None) -> Advert:
     """BTHome v2 service data (the bytes after UUID 0xFCD2) → Advert; ParseError if malformed.
 
     `address` (the advertiser's MAC, any case) is only needed to decrypt: it is part of the
-    nonce. `bindkey` (16 bytes) is tried on encrypted adverts; without one they decode
-    with `Encryption.NO_KEY` and no values.
+    nonce, unless the advert carries its own MAC (device info bit 1, older firmwares that
+    advertise from a random address): then that one is. `bindkey` (16 bytes) is tried on
+    encrypted adverts; without one they decode with `Encryption.NO_KEY` and no values.
     """
     if bindkey is not None and len(bindkey) != BINDKEY_BYTES:
         raise ValueError("bindkey must be 16 bytes")
@@ -409,27 +446,61 @@ def decode_service_data(address: str, data: bytes, bindkey: bytes | None) -> Adv
     if version != BTHOME_VERSION:
         raise ParseError(f"BTHome version {version} in device info 0x{info:02x}, expected 2")
     trigger_based = bool(info & _TRIGGER_FLAG)
+    body = data[1:]
+    mac: bytes | None = None
+    if info & _MAC_FLAG:
+        if len(body) < _MAC_BYTES:
+            raise ParseError(f"device info 0x{info:02x} says a MAC follows; {len(body)} byte(s)")
+        mac, body = bytes(reversed(body[:_MAC_BYTES])), body[_MAC_BYTES:]
+    shown_mac = ":".join(f"{byte:02X}" for byte in mac) if mac is not None else None
     if not info & _ENCRYPTED_FLAG:
-        values, unknown = decode_objects(data[1:])
-        return Advert(Encryption.NONE, trigger_based, None, MappingProxyType(values), unknown)
-    if len(data) < 1 + COUNTER_BYTES + MIC_BYTES:
+        return _read(Encryption.NONE, trigger_based, None, body, shown_mac)
+    if len(body) < COUNTER_BYTES + MIC_BYTES:
         raise ParseError(f"encrypted BTHome advert too short ({len(data)} bytes)")
-    ciphertext = data[1 : -COUNTER_BYTES - MIC_BYTES]
-    counter_bytes = data[-COUNTER_BYTES - MIC_BYTES : -MIC_BYTES]
-    mic = data[-MIC_BYTES:]
+    ciphertext = body[: -COUNTER_BYTES - MIC_BYTES]
+    counter_bytes = body[-COUNTER_BYTES - MIC_BYTES : -MIC_BYTES]
+    mic = body[-MIC_BYTES:]
     counter = int.from_bytes(counter_bytes, "little")
     if bindkey is None:
-        return Advert(Encryption.NO_KEY, trigger_based, counter)
-    nonce = mac_bytes(address) + UUID_BYTES + data[:1] + counter_bytes
+        return Advert(Encryption.NO_KEY, trigger_based, counter, mac=shown_mac)
+    nonce_mac = mac if mac is not None else mac_bytes(address)
+    nonce = nonce_mac + UUID_BYTES + data[:1] + counter_bytes
     try:
         plaintext = _cipher(bindkey).decrypt(nonce, ciphertext + mic, None)
     except InvalidTag:
-        return Advert(Encryption.WRONG_KEY, trigger_based, counter)
-    values, unknown = decode_objects(plaintext)
-    return Advert(Encryption.DECRYPTED, trigger_based, counter, MappingProxyType(values), unknown)
+        return Advert(Encryption.WRONG_KEY, trigger_based, counter, mac=shown_mac)
+    return _read(Encryption.DECRYPTED, trigger_based, counter, plaintext, shown_mac)
+
+
+def _read(
+    encryption: Encryption,
+    trigger_based: bool,
+    counter: int | None,
+    plaintext: bytes,
+    mac: str | None,
+) -> Advert:
+    read = decode_objects(plaintext)
+    return Advert(
+        encryption,
+        trigger_based,
+        counter,
+        MappingProxyType(read.values),
+        read.unknown_object,
+        read.truncated_object,
+        mac,
+    )
 
 
 # --- the guard ------------------------------------------------------------------------------
+
+COUNTER_MODULUS: Final = 1 << 32  # the encryption counter is 4 bytes
+SERIAL_WINDOW: Final = 1 << 31  # up to this far ahead, modulo 2**32, is newer (RFC 1982)
+RESTART_LIMIT: Final = 100  # a counter this low, behind the last, may be a restart
+MAX_CLIMB: Final = 1024  # after a restart: how far ahead a counter the sensor used before may be
+LOCKOUT_REFUSALS: Final = 3  # replays in a row, none believed between: the sensor is locked out
+REPEAT_SECONDS: Final = 10.0  # the same plaintext advert within this: one burst, one event
+_MAX_CONTENTS: Final = 8  # different messages believed at one counter
+_MAX_IDENTITIES: Final = 32  # recent adverts kept per sensor for the repeat window
 
 
 class Reason(enum.StrEnum):
@@ -440,8 +511,8 @@ class Reason(enum.StrEnum):
     DOWNGRADE = "downgrade"  # plaintext from a sensor with a bindkey
     WRONG_KEY = "wrong_key"  # the configured bindkey does not verify the MIC
     NO_KEY = "no_key"  # encrypted adverts from a sensor configured without a bindkey
-    REPLAY = "replay"  # the counter went down (and not as a restart)
-    REPEAT = "repeat"  # the same advert again (same packet id / counter / bytes)
+    REPLAY = "replay"  # a counter already used: not newer, and no provable restart
+    REPEAT = "repeat"  # the same advert again (same counter and content / same plaintext)
     NO_MOTION = "no_motion"  # a believed advert with neither motion nor occupancy
 
 
@@ -466,6 +537,74 @@ class BleSensor:
 
 
 @dataclass(frozen=True, slots=True)
+class CounterState:
+    """What the guard keeps of a keyed sensor across hub restarts (see the module doc)."""
+
+    counter: int | None = None  # the last counter believed
+    retired: int | None = None  # the highest counter believed before the last restart
+    low_seen: int = 0  # bit n set: counter n (< RESTART_LIMIT) was believed since trusted
+    trust_next: bool = False  # `sensors retrust`: believe the next advert that decrypts
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "counter": self.counter,
+            "retired": self.retired,
+            "lowSeen": f"{self.low_seen:x}",
+            "trustNext": self.trust_next,
+        }
+
+    @classmethod
+    def from_json(cls, saved: object) -> CounterState:
+        """The `to_json` form, or the older `[counter, retired]`; ValueError or TypeError
+        otherwise."""
+        if isinstance(saved, list) and len(saved) == 2:  # noqa: PLR2004
+            return cls(_counter_or_none(saved[0]), _counter_or_none(saved[1]))
+        if not isinstance(saved, dict):
+            raise TypeError(f"not a saved BLE counter: {saved!r:.80}")
+        return cls(
+            _counter_or_none(saved.get("counter")),
+            _counter_or_none(saved.get("retired")),
+            int(str(saved.get("lowSeen", "0")), 16) & ((1 << RESTART_LIMIT) - 1),
+            saved.get("trustNext") is True,
+        )
+
+
+def load_counter_states(saved: Mapping[str, object]) -> dict[str, CounterState]:
+    """`CounterState.from_json` for each saved address; an unreadable entry is skipped
+    (that sensor starts afresh, as on a new hub)."""
+    states: dict[str, CounterState] = {}
+    for address, entry in saved.items():
+        try:
+            states[address.upper()] = CounterState.from_json(entry)
+        except (ValueError, TypeError):
+            continue
+    return states
+
+
+def dump_counter_states(states: Mapping[str, CounterState]) -> dict[str, object]:
+    return {address: state.to_json() for address, state in sorted(states.items())}
+
+
+def _counter_or_none(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < COUNTER_MODULUS:
+        return value
+    raise ValueError(f"not a BTHome counter: {value!r:.40}")
+
+
+class _Step(enum.Enum):
+    """How a keyed sensor's counter moved (`_step`): the guard's one transition table."""
+
+    TRUSTED = enum.auto()  # first advert ever, or the one after `retrust`: believed as it is
+    NEWER = enum.auto()  # ahead of the last (modulo 2**32: a wrap is newer too)
+    SAME_COUNTER = enum.auto()  # the last counter with content not seen at it yet
+    RESTART = enum.auto()  # behind, low, and that low value never believed before
+    REPEAT = enum.auto()  # the last counter with content already seen at it
+    REPLAY = enum.auto()  # anything else
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What the guard made of one advert: an event, or the reason there is none."""
 
@@ -473,22 +612,95 @@ class Verdict:
     reason: Reason | None = None
     sensor_id: str | None = None
     first: bool = False  # the first time `reason` (one of REPORTED_ONCE) for this address
-    counter_reset: bool = False  # believed as a device restart (counter went down, low)
+    counter_reset: bool = False  # believed as a device restart (counter went back, low)
+    locked_out: bool = False  # this refusal makes LOCKOUT_REFUSALS in a row: say so, once
+    retrusted: bool = False  # believed because the owner ran `sensors retrust`
+    advert: Advert | None = None  # what was decoded (None for strangers and malformed data)
 
 
 class _State:
-    __slots__ = ("counter", "identity", "key_status", "reported", "retired")
+    __slots__ = (
+        "contents",
+        "counter",
+        "identities",
+        "key_status",
+        "last_motion",
+        "low_seen",
+        "refusals",
+        "reported",
+        "retired",
+        "trust_next",
+    )
 
     def __init__(self) -> None:
         self.counter: int | None = None
-        self.retired: int | None = None  # the highest counter before the last restart
-        self.identity: object = None
+        self.retired: int | None = None
+        self.low_seen = 0
+        self.trust_next = False
+        # The messages believed at `counter`; None after a hub restart: all of them.
+        self.contents: set[tuple[tuple[str, Value], ...]] | None = set()
+        self.identities: dict[tuple[tuple[str, Value], ...], float] = {}  # values: heard at
+        self.last_motion: bool | None = None
+        self.refusals = 0  # replays in a row
         self.key_status = KeyStatus.UNVERIFIED
         self.reported: set[Reason] = set()
+
+    def saved(self) -> CounterState:
+        return CounterState(self.counter, self.retired, self.low_seen, self.trust_next)
+
+    def load(self, saved: CounterState) -> None:
+        self.counter, self.retired = saved.counter, saved.retired
+        self.low_seen, self.trust_next = saved.low_seen, saved.trust_next
+        self.contents = None
 
 
 def _int_or_none(value: int | None, allowed: range) -> int | None:
     return value if value is not None and value in allowed else None
+
+
+def _step(state: _State, counter: int, content: tuple[tuple[str, Value], ...]) -> _Step:
+    """Judge a decrypted advert's counter against the last one believed (no changes)."""
+    last = state.counter
+    if last is None or state.trust_next:
+        return _Step.TRUSTED
+    if counter == last:
+        if state.contents is None or content in state.contents:
+            return _Step.REPEAT
+        return _Step.SAME_COUNTER if len(state.contents) < _MAX_CONTENTS else _Step.REPEAT
+    ahead = (counter - last) % COUNTER_MODULUS
+    if ahead < SERIAL_WINDOW:
+        retired = state.retired
+        if retired is not None and last < counter <= retired and ahead > MAX_CLIMB:
+            # A leap back into the counters the sensor used before its restart: an old
+            # advert replayed, not the climb of a live counter.
+            return _Step.REPLAY
+        return _Step.NEWER
+    if counter < RESTART_LIMIT and not state.low_seen >> counter & 1:
+        return _Step.RESTART
+    return _Step.REPLAY
+
+
+def _move(state: _State, step: _Step, counter: int, content: tuple[tuple[str, Value], ...]) -> None:
+    """Believe `counter` (a step other than REPEAT / REPLAY)."""
+    last = state.counter
+    if step is _Step.TRUSTED:
+        # After a retrust, as after a restart, what the sensor used before is guarded.
+        state.retired = last if last is not None and counter < last else None
+        state.low_seen, state.trust_next = 0, False
+    elif step is _Step.RESTART:
+        state.retired = max(state.retired or 0, last or 0)
+    elif step is _Step.NEWER and last is not None and counter < last:
+        state.retired, state.low_seen = None, 0  # wrapped: a new round of counters
+    if state.retired is not None and counter > state.retired:
+        state.retired = None  # climbed past everything used before the restart
+    if counter < RESTART_LIMIT:
+        state.low_seen |= 1 << counter
+    if step is _Step.SAME_COUNTER and state.contents is not None:
+        state.contents.add(content)
+    else:
+        state.contents = {content}
+    state.counter = counter
+    state.refusals = 0
 
 
 class BleGuard:
@@ -525,6 +737,13 @@ class BleGuard:
     def sensor(self, address: str) -> BleSensor | None:
         return self._sensors.get(address.upper())
 
+    def address_of(self, sensor_id: str) -> str | None:
+        """The configured address of `sensor_id`, upper case."""
+        for address, sensor in self._sensors.items():
+            if sensor.sensor_id == sensor_id:
+                return address
+        return None
+
     def bindkey(self, address: str) -> bytes | None:
         sensor = self._sensors.get(address.upper())
         return sensor.bindkey if sensor is not None else None
@@ -536,25 +755,37 @@ class BleGuard:
             return None
         return self._states[address].key_status
 
-    def counters(self) -> dict[str, tuple[int | None, int | None]]:
-        """Per address (counter, highest counter before the last restart): what the hub
-        keeps across its own restarts, so an old advert is not believed after one."""
+    def counters(self) -> dict[str, CounterState]:
+        """Per keyed address, what the hub keeps across its own restarts, so that an old
+        advert is not believed after one (and a retrust is not forgotten)."""
         return {
-            address: (state.counter, state.retired)
+            address: state.saved()
             for address, state in self._states.items()
-            if state.counter is not None
+            if state.counter is not None or state.trust_next
         }
 
-    def restore(self, saved: Mapping[str, tuple[int | None, int | None]]) -> None:
+    def restore(self, saved: Mapping[str, CounterState]) -> None:
         """Take back what `counters()` gave before a restart (unknown addresses ignored)."""
-        for address, (counter, retired) in saved.items():
+        for address, counter_state in saved.items():
             state = self._states.get(address.upper())
             if state is not None:
-                state.counter, state.retired = counter, retired
+                state.load(counter_state)
 
     def last_counter(self, address: str) -> int | None:
         state = self._states.get(address.upper())
         return state.counter if state is not None else None
+
+    def retrust(self, address: str) -> bool:
+        """Believe the next advert from `address` that decrypts, whatever its counter (after
+        the owner reset a sensor that is now locked out). False if not a keyed address."""
+        address = address.upper()
+        if self.bindkey(address) is None:
+            return False
+        state = self._states[address]
+        state.trust_next = True
+        state.refusals = 0
+        state.reported.discard(Reason.REPLAY)
+        return True
 
     def feed(self, address: str, data: bytes, now: float, *, rssi: int | None = None) -> Verdict:
         """Decode (with the address's bindkey) and judge one service-data payload."""
@@ -581,73 +812,90 @@ class BleGuard:
         if sensor is None:
             return Verdict(None, Reason.STRANGER)
         state = self._states[address]
-        keyed = sensor.bindkey is not None
-        reset = False
-        if keyed:
+        content = tuple(advert.values.items())
+        step: _Step | None = None
+        retrusted = False
+        if sensor.bindkey is not None:
             if advert.encryption is Encryption.NONE:
-                return self._refuse(state, sensor, Reason.DOWNGRADE)
-            if advert.encryption is not Encryption.DECRYPTED:
+                return self._refuse(state, sensor, Reason.DOWNGRADE, advert)
+            if advert.encryption is not Encryption.DECRYPTED or advert.counter is None:
                 # NO_KEY here means the advert was decoded without the sensor's key (a
                 # caller's mistake, or a replayed decode): nothing in it can be believed.
                 state.key_status = KeyStatus.WRONG_KEY
-                return self._refuse(state, sensor, Reason.WRONG_KEY)
+                return self._refuse(state, sensor, Reason.WRONG_KEY, advert)
             state.key_status = KeyStatus.VERIFIED
-            counter = advert.counter
-            last = state.counter
-            if counter is not None and last is not None:
-                if counter == last:
-                    return Verdict(None, Reason.REPEAT, sensor.sensor_id)
-                if counter < last:
-                    if counter >= COUNTER_RESET_LIMIT:
-                        return self._refuse(state, sensor, Reason.REPLAY)
-                    reset = True
-                    state.retired = max(state.retired or 0, last)
-                elif (
-                    state.retired is not None
-                    and counter <= state.retired
-                    and counter - last >= COUNTER_RESET_LIMIT
-                ):
-                    # A leap back into the range the device used before its restart:
-                    # an old advert replayed, not the slow climb of a live counter.
-                    return self._refuse(state, sensor, Reason.REPLAY)
-            state.counter = counter
-            if reset:
-                state.identity = None  # the packet id restarted with the device
+            step = _step(state, advert.counter, content)
+            if step is _Step.REPEAT:
+                return Verdict(None, Reason.REPEAT, sensor.sensor_id, advert=advert)
+            if step is _Step.REPLAY:
+                state.refusals += 1
+                verdict = self._refuse(state, sensor, Reason.REPLAY, advert)
+                if state.refusals == LOCKOUT_REFUSALS:
+                    verdict = replace(verdict, locked_out=True)
+                return verdict
+            retrusted = step is _Step.TRUSTED and state.trust_next
+            _move(state, step, advert.counter, content)
         elif advert.encrypted:
-            return self._refuse(state, sensor, Reason.NO_KEY)
-        identity = _identity(advert)
-        if identity == state.identity:
-            return Verdict(None, Reason.REPEAT, sensor.sensor_id, counter_reset=reset)
-        state.identity = identity
-        motion = advert.motion
-        if motion is None:
-            return Verdict(None, Reason.NO_MOTION, sensor.sensor_id, counter_reset=reset)
-        if not motion:
-            cleared = MotionCleared(sensor.sensor_id, now)
-            return Verdict(cleared, None, sensor.sensor_id, counter_reset=reset)
-        event = MotionEvent(
-            sensor_id=sensor.sensor_id,
-            occurred_at=now,
-            received_at=now,
-            source=SOURCE,
-            seq=advert.packet_id if advert.packet_id is not None else advert.counter,
-            battery_level=advert.battery,
-            signal_strength=_int_or_none(rssi, _RSSI_RANGE),
-            firmware_version=advert.firmware_version,
+            return self._refuse(state, sensor, Reason.NO_KEY, advert)
+        if self._repeated(state, advert, now):
+            # One event sent several times (a burst; some firmwares bump the counter for
+            # each copy, keeping the packet id): the counter moved on, nothing else did.
+            return Verdict(None, Reason.REPEAT, sensor.sensor_id, advert=advert)
+        event, reason = _event(sensor, advert, now, rssi)
+        return Verdict(
+            event,
+            reason,
+            sensor.sensor_id,
+            counter_reset=step is _Step.RESTART,
+            retrusted=retrusted,
+            advert=advert,
         )
-        return Verdict(event, None, sensor.sensor_id, counter_reset=reset)
 
-    def _refuse(self, state: _State, sensor: BleSensor, reason: Reason) -> Verdict:
+    def _repeated(self, state: _State, advert: Advert, now: float) -> bool:
+        """The same values (packet id included) heard within REPEAT_SECONDS are a repeat
+        (one burst). Later they are new motion even when identical (sensors without a
+        packet id), and so they are at once after the motion state changed in between."""
+        content = tuple(advert.values.items())
+        motion = advert.motion
+        if motion is not None and motion != state.last_motion:
+            state.identities.clear()
+            state.last_motion = motion
+        heard = state.identities.get(content)
+        recent = sorted(
+            ((at, seen) for seen, at in state.identities.items() if now - at < REPEAT_SECONDS),
+            key=lambda pair: pair[0],
+        )
+        # Bounded: forged plaintext at a high rate must not grow it without end.
+        state.identities = {seen: at for at, seen in recent[-_MAX_IDENTITIES + 1 :]}
+        state.identities[content] = now
+        return heard is not None and now - heard < REPEAT_SECONDS
+
+    def _refuse(
+        self, state: _State, sensor: BleSensor, reason: Reason, advert: Advert | None
+    ) -> Verdict:
         first = reason in REPORTED_ONCE and reason not in state.reported
         if first:
             state.reported.add(reason)
-        return Verdict(None, reason, sensor.sensor_id, first)
+        return Verdict(None, reason, sensor.sensor_id, first, advert=advert)
 
 
-def _identity(advert: Advert) -> object:
-    """What makes two adverts the same event: packet id, else counter, else the values."""
-    if advert.packet_id is not None:
-        return ("packet_id", advert.packet_id)
-    if advert.counter is not None:
-        return ("counter", advert.counter)
-    return ("values", tuple(advert.values.items()))
+def _event(
+    sensor: BleSensor, advert: Advert, now: float, rssi: int | None
+) -> tuple[MotionEvent | MotionCleared | None, Reason | None]:
+    """The event a believed advert makes: motion, motion cleared, or none (NO_MOTION)."""
+    motion = advert.motion
+    if motion is None:
+        return None, Reason.NO_MOTION
+    if not motion:
+        return MotionCleared(sensor.sensor_id, now), None
+    event = MotionEvent(
+        sensor_id=sensor.sensor_id,
+        occurred_at=now,
+        received_at=now,
+        source=SOURCE,
+        seq=advert.packet_id if advert.packet_id is not None else advert.counter,
+        battery_level=advert.battery,
+        signal_strength=_int_or_none(rssi, _RSSI_RANGE),
+        firmware_version=advert.firmware_version,
+    )
+    return event, None

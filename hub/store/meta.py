@@ -30,17 +30,20 @@ def set_meta(db: Database, values: dict[str, str]) -> None:
             )
 
 
-def load_ble_counters(db: Database) -> dict[str, tuple[int | None, int | None]]:
-    """Encrypted BLE sensors' (counter, counter before the last restart), by address."""
+def load_ble_counters(db: Database) -> dict[str, object]:
+    """Keyed BLE sensors' replay-guard state by address, as saved (the guard reads it:
+    `ble_decode.CounterState.from_json`); {} when there is none or it is unreadable."""
     text = get_meta(db, BLE_COUNTERS_KEY)
     if not text:
         return {}
     try:
         saved = json.loads(text)
-        return {str(address): (pair[0], pair[1]) for address, pair in saved.items()}
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+    except ValueError:
         return {}  # unreadable: start from nothing, as a new hub would
+    if not isinstance(saved, dict):
+        return {}
+    return {str(address): state for address, state in saved.items()}
 
 
-def save_ble_counters(db: Database, counters: dict[str, tuple[int | None, int | None]]) -> None:
-    set_meta(db, {BLE_COUNTERS_KEY: json.dumps({a: list(c) for a, c in sorted(counters.items())})})
+def save_ble_counters(db: Database, counters: dict[str, object]) -> None:
+    set_meta(db, {BLE_COUNTERS_KEY: json.dumps(counters, sort_keys=True)})

@@ -2,7 +2,8 @@
 
 The device imports its modules by bare name from /lib (`import mqtt_mode`), so these tests
 put `firmware/lib` on sys.path, with `firmware/host` first for the CPython stand-ins of
-MicroPython built-ins (`cryptolib`). Test modules load firmware modules with
+MicroPython built-ins (`cryptolib`), and `firmware/host/micropython` for the helpers that
+run under both (`golden`, `pure_aes`). Test modules load firmware modules with
 `importlib.import_module`, so mypy sees them as `ModuleType` (the firmware itself is
 MicroPython and outside the type-checked tree).
 """
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-for folder in (FIRMWARE / "lib", FIRMWARE / "host"):
+for folder in (FIRMWARE / "lib", FIRMWARE / "host" / "micropython", FIRMWARE / "host"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

@@ -113,7 +113,7 @@ def run_sensor(broker_port: int, prefix: str, sleeps: list[float]) -> Any:
     sensor = mqtt_mode.MqttSensor(
         cfg,
         client,
-        wall_clock=time.time,
+        wall_clock=lambda: time.time_ns() // 1_000_000,
         ticks=lambda: int(time.monotonic() * 1000),
         metadata=lambda: (None, -48),
         log=lambda _line: None,

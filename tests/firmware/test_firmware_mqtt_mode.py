@@ -78,7 +78,7 @@ class Rig:
     def __init__(self, **overrides: Any) -> None:
         self.broker = Broker()
         self.ticks = 0
-        self.wall: float | None = None
+        self.wall: int | None = None  # epoch ms, as hw.WallClock gives them
         self.metadata: tuple[int | None, int | None] = (None, -50)
         self.sleeps: list[float] = []
         self.log: list[str] = []
@@ -103,7 +103,7 @@ class Rig:
         self.sleeps.append(seconds)
         self.ticks += int(seconds * 1000)
         if self.wall is not None:
-            self.wall += seconds
+            self.wall += int(seconds * 1000)
 
     def motions(self) -> list[bytes]:
         return [msg for topic, msg, _, _ in self.broker.published if topic.endswith("/motion")]
@@ -129,7 +129,7 @@ def test_motion_publishes_exactly_the_contract_payload_and_the_hub_reads_it() ->
     rig.sensor.connect()
     rig.metadata = (85, -45)
     rig.ticks = 10_000
-    rig.wall = 1704412800.4
+    rig.wall = 1_704_412_800_400
     assert rig.sensor.motion() is True
     rig.wall = None  # NTP not synced (e.g. after a reboot): no timestamp at all
     rig.metadata = (None, -61)
@@ -157,21 +157,21 @@ def test_motion_publishes_exactly_the_contract_payload_and_the_hub_reads_it() ->
 def test_the_edge_time_dates_the_event_not_the_publish_time() -> None:
     rig = Rig()
     rig.sensor.connect()
-    rig.ticks, rig.wall = 20_000, 1704412900.0
+    rig.ticks, rig.wall = 20_000, 1_704_412_900_000
     rig.sensor.motion(at_ticks=5_000)  # the interrupt latched it 15 s ago
     assert b'"timestamp":1704412885,' in rig.motions()[0]
 
 
 def test_motion_while_offline_is_queued_bounded_and_sent_late_after_reconnect() -> None:
     rig = Rig()  # queue_size 3
-    rig.wall = 1704412800.0
+    rig.wall = 1_704_412_800_000
     for i in range(5):  # broker never reached yet
         rig.ticks = i * 1000
-        rig.wall = 1704412800.0 + i
+        rig.wall = 1_704_412_800_000 + i * 1000
         assert rig.sensor.motion() is False
     assert len(rig.sensor.queue) == 3
     assert rig.sensor.queue.dropped == 2  # the two oldest
-    rig.ticks, rig.wall = 60_000, 1704412860.0
+    rig.ticks, rig.wall = 60_000, 1_704_412_860_000
     rig.sensor.connect()
     status = rig.broker.published[0][1]
     assert status == b'{"status":"online","firmwareVersion":"1.0.0","droppedEvents":2}'
@@ -199,7 +199,7 @@ def test_queued_motion_gets_its_time_when_ntp_syncs_only_after_the_event() -> No
     rig = Rig()
     rig.ticks = 1_000
     rig.sensor.motion()  # no wall clock yet
-    rig.ticks, rig.wall = 31_000, 1704412830.0  # NTP synced 30 s later, during connect
+    rig.ticks, rig.wall = 31_000, 1_704_412_830_000  # NTP synced 30 s later, during connect
     rig.sensor.connect()
     assert b'"timestamp":1704412800,"late":true' in rig.motions()[0]
 
@@ -276,3 +276,60 @@ def test_keepalive_pings_at_half_the_interval() -> None:
         rig.sensor.service()
     assert rig.broker.pings == 4  # at 15, 30, 45 and 60 s
     assert rig.sensor.connected
+
+
+def test_timestamps_are_integer_milliseconds_all_the_way() -> None:
+    """No float anywhere between the clock and the payload: 40 events 150 ms apart at an
+    epoch where a 32-bit float (the ESP32's) cannot tell seconds apart get 40 ms-exact
+    times; a float in the path would raise here (the clock hands out ints only) or round
+    them all to one value."""
+    rig = Rig(queueSize=50)
+    rig.wall = 1_704_412_800_000
+    for i in range(40):
+        rig.ticks = i * 150
+        rig.wall = 1_704_412_800_000 + i * 150
+        rig.sensor.motion()
+    rig.ticks, rig.wall = 60_000, 1_704_412_860_000
+    rig.sensor.connect()
+    stamps = [int(m.split(b'"timestamp":')[1].split(b",")[0]) for m in rig.motions()]
+    assert stamps == [1_704_412_800 + (i * 150) // 1000 for i in range(40)]
+    assert all(isinstance(e.epoch_ms, int) for e in rig.sensor.queue.items())
+
+
+def test_wall_clock_counts_from_1970_on_a_2000_based_port() -> None:
+    hw = importlib.import_module("hw")
+    port_2000 = hw.WallClock("", now_ms=lambda: 757_728_000_123, offset_ms=946_684_800_000)
+    assert port_2000.epoch_ms() == 1_704_412_800_123  # 2024-01-05, from a 2000-based RTC
+    assert hw.epoch_offset_ms(lambda _: (2000, 1, 1, 0, 0, 0, 5, 1)) == 946_684_800_000
+    assert hw.epoch_offset_ms(lambda _: (1970, 1, 1, 0, 0, 0, 3, 1)) == 0
+    unset = hw.WallClock("", now_ms=lambda: 1_000, offset_ms=0)
+    assert unset.epoch_ms() is None  # an RTC never set by NTP: no timestamps
+
+
+def test_umqtt_sockets_get_the_timeout_before_connect() -> None:
+    hw = importlib.import_module("hw")
+    made: list[FakeSocket] = []
+
+    class FakeSocket:
+        timeout: float | None = None
+
+        def settimeout(self, seconds: float) -> None:
+            self.timeout = seconds
+
+    class SocketModule:
+        def socket(self, *args: object) -> FakeSocket:
+            made.append(FakeSocket())
+            return made[-1]
+
+        def getaddrinfo(self, *args: object) -> list[object]:
+            return [("addr", args)]
+
+    class UmqttSimple:
+        socket: object = SocketModule()
+
+    module = hw.timed(hw.timed(UmqttSimple))  # once, however often it is asked
+    assert isinstance(module.socket, hw.TimedSockets)
+    assert not isinstance(module.socket._real, hw.TimedSockets)
+    module.socket.socket()
+    assert made[0].timeout == hw.MQTT_SOCKET_TIMEOUT_S
+    assert module.socket.getaddrinfo("hub.local", 1883) == [("addr", ("hub.local", 1883))]

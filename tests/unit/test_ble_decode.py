@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import importlib
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.config import parse_config
 from hub.errors import ParseError
 from hub.ingest.ble_decode import (
-    COUNTER_RESET_LIMIT,
     OBJECTS,
+    RESTART_LIMIT,
     Advert,
     BleGuard,
     BleSensor,
@@ -30,6 +32,7 @@ from hub.ingest.ble_decode import (
 from hub.ingest.mqtt_decode import MotionCleared
 from hub.model import MotionEvent
 from tests import bthome_encode as enc
+from tests.conftest import FIXTURES
 
 ADDRESS = "54:48:E6:8F:80:A5"
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
@@ -126,12 +129,12 @@ def test_counter_wrap_sequence_is_accepted(bthome_vectors: list[dict[str, Any]])
     v1 = guard.feed(vector["address"], first, NOW)
     assert v1.reason is Reason.NO_MOTION  # believed; it just carries no motion
     assert guard.last_counter(vector["address"]) == 0xFFFFFFFF
-    v2 = guard.feed(vector["address"], second, NOW + 1)
+    v2 = guard.feed(vector["address"], second, NOW + 60)
     assert v2.reason is Reason.NO_MOTION
-    assert v2.counter_reset
+    assert not v2.counter_reset  # a wrap is newer (modulo 2**32), not a restart
     assert guard.last_counter(vector["address"]) == 0
-    # ... and the old advert replayed afterwards is refused (counter far above the reset).
-    assert guard.feed(vector["address"], first, NOW + 2).reason is Reason.REPLAY
+    # ... and the advert from before the wrap, replayed afterwards, is behind: refused.
+    assert guard.feed(vector["address"], first, NOW + 120).reason is Reason.REPLAY
 
 
 # --- decoding details -----------------------------------------------------------------------
@@ -193,17 +196,83 @@ def test_unknown_object_stops_reading_and_keeps_what_came_before() -> None:
     assert advert.to_json()["unknown_object"] == "0xee"
 
 
+def test_a_truncated_last_object_keeps_what_came_before() -> None:
+    # motion, then a temperature (2 bytes) with 1 byte left: bthome-ble keeps the motion.
+    advert = decode_service_data(ADDRESS, enc.plain(bytes.fromhex("0007 2101 0210")), None)
+    assert advert.values == {"packet_id": 7, "motion": True}
+    assert advert.truncated_object == 0x02
+    assert advert.to_json()["truncated_object"] == "0x02"
+    for cut in ("53", "5305ab", "3b"):  # text without / short of its length; command
+        assert decode_service_data(ADDRESS, bytes.fromhex("402101" + cut), None).values == {
+            "motion": True
+        }
+
+
+def test_command_object_0x3b() -> None:
+    # The spec's example: 3b 01 03 05 = step up, one argument byte, 5 steps.
+    advert = decode_service_data(ADDRESS, bytes.fromhex("40 3b010305 2101"), None)
+    assert advert.values == {"command": "step_up:05", "motion": True}
+    bare = decode_service_data(ADDRESS, bytes.fromhex("40 3b0002 3b00ff"), None)
+    assert bare.values == {"command": "toggle", "command_2": "0xff"}
+    # The high 3 bits of the length byte are reserved: they do not change the length.
+    assert decode_service_data(ADDRESS, bytes.fromhex("40 3be001 2101"), None).motion is True
+
+
+def test_device_info_mac_bit_skips_the_mac_and_decrypts_with_it() -> None:
+    mac = bytes.fromhex("a5808fe64854")  # 54:48:E6:8F:80:A5, sent reversed
+    # Without bit 1 these bytes would be read as objects: a5 is unknown, and in the
+    # constructed case below 21 01 (motion) would come out of the MAC itself.
+    plain = decode_service_data(PLAIN_ADDRESS, bytes([0x42]) + mac + bytes.fromhex("2300"), None)
+    assert plain.values == {"occupancy": False}
+    assert plain.mac == ADDRESS
+    tricky = bytes([0x42]) + bytes.fromhex("000021010000") + bytes.fromhex("2100")
+    assert decode_service_data(PLAIN_ADDRESS, tricky, None).values == {"motion": False}
+    # Encrypted with the MAC it carries (the device-info byte, bit 1 set, is in the nonce).
+    info = bytes([0x43])
+    counter = (31).to_bytes(4, "little")
+    nonce = bytes.fromhex(ADDRESS.replace(":", "")) + b"\xd2\xfc" + info + counter
+    box = AESCCM(KEY, tag_length=4).encrypt(nonce, enc.objects(packet_id=4, motion=True), None)
+    with_mac = info + mac + box[:-4] + counter + box[-4:]
+    advert = decode_service_data(PLAIN_ADDRESS, with_mac, KEY)  # advertised from elsewhere
+    assert advert.encryption is Encryption.DECRYPTED
+    assert advert.values == {"packet_id": 4, "motion": True}
+    assert advert.mac == ADDRESS
+
+
+def test_the_object_table_is_the_spec_object_list() -> None:
+    """tests/fixtures/bthome-objects.json is the spec's object list, kept by hand: every id
+    there is in OBJECTS with its length, format and factor, and OBJECTS has nothing else."""
+    spec = json.loads((FIXTURES / "bthome-objects.json").read_text("utf-8"))["objects"]
+    formats = {
+        "uint": {"UINT"},
+        "sint": {"SINT"},
+        "binary": {"BOOL"},
+        "event": {"BUTTON", "DIMMER", "COMMAND"},
+        "timestamp": {"TIMESTAMP"},
+        "string": {"TEXT"},
+        "raw": {"RAW"},
+        "device": {"UINT", "FIRMWARE"},
+    }
+    assert sorted(OBJECTS) == [int(entry["id"], 16) for entry in spec]
+    for entry in spec:
+        ours = OBJECTS[int(entry["id"], 16)]
+        assert ours.kind.name in formats[entry["format"]], entry
+        if entry["length"] == "variable":
+            assert ours.kind.name in {"TEXT", "RAW", "COMMAND"}, entry
+        else:
+            assert ours.length == entry["length"], entry
+        factor = Fraction(entry.get("factor", "1"))
+        assert Fraction(ours.multiply, ours.divide) == factor, entry
+
+
 @pytest.mark.parametrize(
     ("hex_data", "message"),
     [
         ("", "empty"),
         ("20", "version 1"),
         ("60", "version 3"),
-        ("4002", "needs 2 byte"),
-        ("400201", "needs 2 byte"),
-        ("4053", "no length byte"),
-        ("405305ab", "needs 5 byte"),
         ("41aabbccddeeff00", "too short"),
+        ("42aabbcc", "a MAC follows"),
     ],
 )
 def test_malformed_is_parse_error(hex_data: str, message: str) -> None:
@@ -267,11 +336,30 @@ def test_random_bytes_only_ever_parse_error_or_advert(data: bytes, with_key: boo
 @settings(max_examples=300)
 @given(payload=st.binary(max_size=40))
 def test_random_plaintext_objects_never_crash(payload: bytes) -> None:
-    try:
-        values, _ = decode_objects(payload)
-    except ParseError:
-        return
-    assert all(isinstance(value, bool | int | float | str) for value in values.values())
+    read = decode_objects(payload)  # never raises: it stops where it cannot go on
+    assert read.unknown_object is None or read.truncated_object is None
+    assert all(isinstance(value, bool | int | float | str) for value in read.values.values())
+
+
+@settings(max_examples=300)
+@given(
+    motion=st.booleans(),
+    packet_id=st.integers(0, 255),
+    battery=st.integers(0, 100),
+    temperature=st.integers(-4000, 4000).map(lambda t: t / 100),
+    keep=st.integers(0, 9),
+)
+def test_a_cut_advert_keeps_exactly_the_objects_before_the_cut(
+    motion: bool, packet_id: int, battery: int, temperature: float, keep: int
+) -> None:
+    whole = enc.objects(packet_id=packet_id, battery=battery, temperature=temperature)
+    whole += enc.objects(motion=motion)  # objects of 2, 2, 3 and 2 bytes: 9 in all
+    full = list(decode_objects(whole).values.items())
+    part = decode_objects(whole[:keep])
+    boundaries = {0: 0, 2: 1, 4: 2, 7: 3, 9: 4}  # bytes kept -> whole objects in them
+    whole_objects = max(n for at, n in boundaries.items() if at <= keep)
+    assert list(part.values.items()) == full[:whole_objects]
+    assert (part.truncated_object is None) == (keep in boundaries)
 
 
 # --- the guard ------------------------------------------------------------------------------
@@ -340,15 +428,15 @@ def test_plain_sensor_dedups_by_packet_id_then_by_values() -> None:
 
 def test_replay_is_refused_and_reported_once() -> None:
     guard = keyed_guard()
-    old = sealed(enc.objects(packet_id=1, motion=True), COUNTER_RESET_LIMIT + 10)
-    new = sealed(enc.objects(packet_id=2, motion=True), COUNTER_RESET_LIMIT + 20)
+    old = sealed(enc.objects(packet_id=1, motion=True), RESTART_LIMIT + 10)
+    new = sealed(enc.objects(packet_id=2, motion=True), RESTART_LIMIT + 20)
     assert guard.accept(ADDRESS, decode_service_data(ADDRESS, old, KEY), NOW) is not None
     assert guard.accept(ADDRESS, decode_service_data(ADDRESS, new, KEY), NOW) is not None
     first = guard.feed(ADDRESS, old, NOW + 1)
     assert (first.event, first.reason, first.first) == (None, Reason.REPLAY, True)
     second = guard.feed(ADDRESS, old, NOW + 2)
     assert (second.event, second.reason, second.first) == (None, Reason.REPLAY, False)
-    assert guard.last_counter(ADDRESS) == COUNTER_RESET_LIMIT + 20
+    assert guard.last_counter(ADDRESS) == RESTART_LIMIT + 20
 
 
 def test_counter_reset_after_reboot_is_accepted() -> None:
@@ -408,7 +496,7 @@ def test_no_motion_advert_and_malformed() -> None:
     guard = keyed_guard()
     battery_only = sealed(enc.objects(packet_id=1, battery=50), 1)
     assert guard.feed(ADDRESS, battery_only, NOW).reason is Reason.NO_MOTION
-    malformed = guard.feed(ADDRESS, b"\x40\x02", NOW)
+    malformed = guard.feed(ADDRESS, b"\x20\x21\x01", NOW)  # BTHome version 1
     assert (malformed.reason, malformed.sensor_id) == (Reason.MALFORMED, "bathroom")
 
 

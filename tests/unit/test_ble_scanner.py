@@ -490,7 +490,7 @@ async def test_scan_delivers_sightings() -> None:
         await until(lambda: bool(factory.made) and factory.live.started)
         live = factory.live
         live.callback(device(), advertisement(sealed(enc.objects(motion=True), 5), rssi=-40))
-        live.callback(device(STRANGER, "ATC"), advertisement(b"\x40\x02", name=None))
+        live.callback(device(STRANGER, "ATC"), advertisement(b"\x20\x02", name=None))
         live.callback(device(STRANGER), advertisement(None))
 
     feeder = asyncio.create_task(feed())
@@ -537,10 +537,15 @@ def cli(*argv: str) -> int:
     return result
 
 
+def decoded(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def test_cli_decode_encrypted_vector(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli(
         "ble",
         "decode",
+        "--json",
         "--address",
         ADDRESS.lower(),
         "--bindkey",
@@ -549,45 +554,88 @@ def test_cli_decode_encrypted_vector(capsys: pytest.CaptureFixture[str]) -> None
     )
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert json.loads(out) == {
-        "address": ADDRESS,
-        "encryption": "decrypted",
-        "encrypted": True,
-        "trigger_based": False,
-        "counter": 857870592,
-        "values": {"motion": True},
-    }
+    assert decoded(out) == [
+        {
+            "payload": 1,
+            "accepted": True,
+            "event": "motion",
+            "motion": True,
+            "occupancy": None,
+            "battery": None,
+            "packet_id": None,
+            "counter": 857870592,
+            "encryption": "decrypted",
+            "encrypted": True,
+            "trigger_based": False,
+            "values": {"motion": True},
+        }
+    ]
     assert KEY.hex() not in out + err
 
 
 def test_cli_decode_plain_and_no_key(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("ble", "decode", "--address", PLAIN_ADDRESS, "40:00:09:01:5d") == 0
-    assert json.loads(capsys.readouterr().out)["values"] == {"packet_id": 9, "battery": 93}
-    assert cli("ble", "decode", "--address", ADDRESS, "4187b90011223372b0231f") == 0
+    assert cli("ble", "decode", "--json", "--address", PLAIN_ADDRESS, "40:00:09:01:5d") == 0
+    [plain] = decoded(capsys.readouterr().out)
+    assert (plain["accepted"], plain["event"], plain.get("reason")) == (
+        True,
+        None,
+        None,
+    )
+    assert (plain["packet_id"], plain["battery"]) == (9, 93)
+    assert cli("ble", "decode", "--json", "--address", ADDRESS, "4187b90011223372b0231f") == 1
     out, err = capsys.readouterr()
-    assert json.loads(out)["encryption"] == "no_key"
+    [encrypted] = decoded(out)
+    assert (encrypted["accepted"], encrypted["reason"]) == (False, "no_key")
     assert "--bindkey" in err
+
+
+def test_cli_decode_people_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    motion = "4187b90011223372b0231f"
+    assert cli("ble", "decode", "--address", ADDRESS, "--bindkey", KEY.hex(), motion, motion) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "1: accepted  event=motion  counter=857870592  motion=on",
+        "2: refused (repeat)  event=-  counter=857870592  motion=on",
+    ]
 
 
 def test_cli_decode_key_from_the_environment(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(ble_cli.BINDKEY_ENV, KEY.hex())
-    assert cli("ble", "decode", "--address", ADDRESS, "41e445f3c9962b332211006c7c4519") == 0
-    assert json.loads(capsys.readouterr().out)["values"] == {
+    assert (
+        cli("ble", "decode", "--json", "--address", ADDRESS, "41e445f3c9962b332211006c7c4519") == 0
+    )
+    assert decoded(capsys.readouterr().out)[0]["values"] == {
         "temperature": 25.06,
         "humidity": 50.55,
     }
 
 
+def test_cli_decode_wrong_key_is_a_refusal_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("--json", "--bindkey", "00" * 16, "4187b90011223372b0231f")
+    assert cli("ble", "decode", "--address", ADDRESS, *argv) == 1
+    out, err = capsys.readouterr()
+    assert decoded(out)[0]["reason"] == "wrong_key"
+    assert "MIC check failed" in err
+
+
+def test_cli_decode_malformed_is_a_refusal_with_the_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli("ble", "decode", "--json", "--address", ADDRESS, "20", "4021") == 1
+    malformed, truncated = decoded(capsys.readouterr().out)
+    assert (malformed["accepted"], malformed["reason"]) == (False, "malformed")
+    assert "version 1" in malformed["error"]
+    assert (truncated["accepted"], truncated["truncated_object"]) == (True, "0x21")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--bindkey", "00" * 16, "4187b90011223372b0231f"], "wrong key"),
         (["--bindkey", "secretsecret", "4187b90011223372b0231f"], "32 hex"),
         (["zz11"], "not hex"),
         ([""], "no hex"),
-        (["4002"], "needs 2 byte"),
+        (["4021", "zz"], "not hex"),
     ],
 )
 def test_cli_decode_errors_are_one_line(

@@ -124,7 +124,7 @@ def test_a_command_group_is_parsed_by_its_own_module(
 def test_help_imports_no_command_group_and_no_library(tmp_path: Path) -> None:
     modules, done = imported(tmp_path, "--help")
     assert done.returncode == 0, done.stderr
-    for summary in ("register, revoke and list sensors", "scan nearby, decode an advert"):
+    for summary in ("register, revoke, list and retrust sensors", "scan nearby, decode an advert"):
         assert summary in done.stdout
     assert unneeded(modules) == []
     assert {"hub.config", "sqlite_utils", "logging"}.isdisjoint(modules)
