@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.ingest.ble import BleScanner, Inbound
+from hub.ingest.ble import BleScanner
 from hub.ingest.ble_decode import (
     LOCKOUT_REFUSALS,
     REPEAT_SECONDS,
@@ -24,7 +24,7 @@ from hub.ingest.ble_decode import (
     BleSensor,
     Reason,
 )
-from hub.ingest.mqtt_decode import MotionCleared
+from hub.ingest.mqtt_decode import Inbound, MotionCleared
 from hub.model import MotionEvent
 from tests import bthome_encode as enc
 from tests.unit.test_ble_scanner import (
