@@ -651,8 +651,7 @@ class SpotifyPlayer:
         self._check_usable()
         if not sensor.spotify_device:
             raise _Refused(NOTE_NO_DEVICE)
-        target = await self._resolve(sensor.spotify_device)
-        await self._check_free(target, sensor.spotify_device, session.session_id)
+        target = await self._check_free(sensor.spotify_device, session.session_id)
         uri = to_uri(sensor.context_uri)
         resume = resumes_by_default(uri) if sensor.resume is None else sensor.resume
         point = self._resume.get((session.sensor_id, uri)) if resume and uri else None
@@ -697,30 +696,32 @@ class SpotifyPlayer:
         if known is not None:
             # Missing from a fresh list means asleep; without one, it may well be awake.
             return _Target(known, awake=False if fresh else None)
-        hit = match_device(await self._list_devices(), wanted)
+        hit = None if fresh else match_device(await self._list_devices(), wanted)
         if hit is not None:
             return _Target(str(hit["id"]), awake=True)
         _LOGGER.warning("Spotify device %r is not on the device list", wanted)
         raise _Refused(NOTE_DEVICE_NOT_FOUND)
 
-    async def _check_free(self, target: _Target, wanted: str, session_id: str) -> None:
-        """Start only if the account plays nowhere and the target is not in a private
-        session or restricted. `GET /me/player` answers 204 both when nothing plays and when
-        a private session hides what does: only then is the device list read to tell."""
+    async def _check_free(self, wanted: str, session_id: str) -> _Target:
+        """The target, if the account plays nowhere and the target is not in a private
+        session or restricted; else _Refused with why. `GET /me/player` answers 204 both
+        when nothing plays and when a private session hides what does: only then is the
+        device list read, afresh, to tell them apart (and it resolves the target too)."""
         current = await self._call(self._current_playback)
-        if current.value is not None:
+        if current.value is None:
+            listed = await self._list_devices()
+            target = await self._resolve(wanted)
+            verdict = why_not_start_listed(listed, target.device_id)
+        else:
+            target = await self._resolve(wanted)
             device = current.value.get("device") or {}
             if device.get("id"):
                 self._devices[str(device["id"])] = device
                 if device["id"] == target.device_id:
                     target.awake = True
             verdict = why_not_start(current.value, target.device_id)
-        else:
-            listed = await self._list_devices()
-            verdict = why_not_start_listed(listed, target.device_id)
-            target.awake = any(d.get("id") == target.device_id for d in listed)
         if verdict is None:
-            return
+            return target
         note, where = verdict
         name = str(self._devices.get(where, {}).get("name") or where)
         _LOGGER.info(

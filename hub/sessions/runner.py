@@ -13,10 +13,10 @@ consumer: motion and sensor status (MQTT, BLE), the player's answers, and reques
 Music therefore never starts for a session whose row is not committed. The player runs in
 tasks of their own, one per speaker, each taking its speaker's commands one at a time, in
 order: a hung Spotify never delays ingest, and a speaker that hangs never delays another
-room's music. Their answers come back through the inbox like everything else. A request, or a status update,
-needs the database's answer before the next item is decided, so what came before it is
-committed first. While a batch commits, the next one gathers in the inbox (group commit);
-a full inbox makes the ingest adapters wait (back-pressure).
+room's music. Their answers come back through the inbox like everything else. A request,
+or a status update, needs the database's answer before the next item is decided, so what
+came before it is committed first. While a batch commits, the next one gathers in the inbox
+(group commit); a full inbox makes the ingest adapters wait (back-pressure).
 
 The engine is only ever called from the consumer, so it needs no lock.
 """
@@ -448,7 +448,8 @@ class SessionRunner:
         pauses = [*ended, *active]
         if pauses:
             await asyncio.wait(pauses, timeout=max(0.0, deadline - loop.time()))
-        late = [task for task in [*pauses, *in_flight] if not task.done()]
+        calls: list[asyncio.Future[Any]] = [*pauses, *in_flight]
+        late = [call for call in calls if not call.done()]
         for task in late:
             task.cancel()
         if late:

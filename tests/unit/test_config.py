@@ -631,7 +631,7 @@ def test_example_file_parses() -> None:
 def test_moments_parse_and_crossing_midnight_is_one_window() -> None:
     config = parse_config(
         SENSOR
-        + '''
+        + """
 [[sensors.moments]]
 start = "23:00"
 end = "06:30"
@@ -640,7 +640,7 @@ volume = 10
 start = "06:30"
 end = "09:00"
 context_uri = "spotify:show:2mTUnDkuKUkhiueKcVWoP0"
-'''
+"""
     )
 
     assert config.sensors[0].moments == (
@@ -653,7 +653,7 @@ context_uri = "spotify:show:2mTUnDkuKUkhiueKcVWoP0"
 def test_overlapping_moments_are_rejected_naming_both_and_where() -> None:
     problems = problems_of(
         SENSOR
-        + '''
+        + """
 [[sensors.moments]]
 start = "22:00"
 end = "07:00"
@@ -667,14 +667,16 @@ end = "09:00"
 start = "13:00"
 end = "13:00"
 volume = 101
-'''
+"""
     )
 
     assert problems == [
         "sensors[0].moments[2]: 06:30-09:00 overlaps moments[0] (22:00-07:00) from 06:30",
         "sensors[0].moments[3].volume: must be an integer from 0 to 100, got 101",
-        "sensors[0].moments[3].end: must differ from start "
-        "(an empty window is a typo; remove the moment)",
+        (
+            "sensors[0].moments[3].end: must differ from start "
+            "(an empty window is a typo; remove the moment)"
+        ),
     ]
 
 

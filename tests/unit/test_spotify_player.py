@@ -15,6 +15,7 @@ import pytest
 from hub.config import HubConfig, SensorConfig, SpotifySection
 from hub.model import open_session
 from hub.playback.dry_run import DryRunPlayer
+from hub.playback.port import ResumePoint
 from hub.playback.spotify import (
     Breaker,
     SpotifyPlayer,
@@ -32,7 +33,6 @@ from hub.playback.spotify import (
     why_not_start,
     why_not_start_listed,
 )
-from hub.playback.port import ResumePoint
 
 DEVICE = "a" * 40
 FAKE_SECRET = "fake-" + secrets.token_hex(8)
