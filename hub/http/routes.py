@@ -556,6 +556,13 @@ async def _health(request: web.Request) -> web.StreamResponse:
             "spotify": await asyncio.to_thread(_spotify_state, config),
         }
     daemon = state.daemon
+    player_status = daemon.spotify_status() if daemon is not None else None
+    from hub.playback.spotify import STATUS_PREMIUM_REQUIRED  # noqa: PLC0415 - as the daemon's
+
+    if player_status == STATUS_PREMIUM_REQUIRED:
+        facts["spotify"] = {"state": "premium-required", "message": player_status}
+    elif player_status is not None and facts["spotify"]["state"] == "logged-in":
+        facts["spotify"] = {"state": "logged-in", "message": player_status}
     connected = daemon.link.connected if daemon is not None and daemon.link is not None else None
     active = len(daemon.runner.engine.active) if daemon is not None and daemon.runner else None
     tz = local_zone(config.hub.timezone)

@@ -43,6 +43,7 @@ SCOPES = "user-read-playback-state user-modify-playback-state"
 SECRET_NAME = "spotify_client_secret"  # noqa: S105 - a name, not a secret
 SECRET_ENV = "SPOTIFY_CLIENT_SECRET"  # noqa: S105
 LOGIN_HINT = "run `spottypotty spotify login`"
+STATUS_PREMIUM_REQUIRED = "Spotify Premium required"  # status(), as people see it
 
 # Notes a start answers with (they end up in the session's playback_note).
 NOTE_STARTED = "started"
@@ -550,7 +551,7 @@ class SpotifyPlayer:
         if self._login_needed:
             return "Spotify login needed"
         if self._premium_required:
-            return "Spotify Premium required"
+            return STATUS_PREMIUM_REQUIRED
         if now < self._not_before:
             left = _duration(self._not_before - now)
             if self._quota_exceeded:
@@ -625,7 +626,10 @@ class SpotifyPlayer:
         """Forever: refresh the access token ahead of its expiry, off any session's path, so
         motion after hours of quiet costs no refresh round trip."""
         while True:
-            await self._sleep(await self.refresh_ahead())
+            wait = await self.refresh_ahead()
+            # Real time, not the injected sleep: that one is for retries, and a test's
+            # instant sleep would turn this into a busy loop.
+            await asyncio.sleep(wait)
 
     async def refresh_ahead(self) -> float:
         """Refresh the token if it expires within the margin; seconds until worth looking again."""
