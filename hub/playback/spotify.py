@@ -469,6 +469,13 @@ class _Refused(Exception):  # noqa: N818 - private control flow
 # chapter) playing shows as `item: null`, and the hub would not recognise its own playback.
 _ADDITIONAL_TYPES = "track,episode"
 _RETRY_STATUSES = frozenset({502, 503})  # Spotify's docs: retry these after a short wait
+_IDLE_AFTER = 15 * 60.0  # seconds without a look after which the account is likely idle
+
+
+def _quietly(future: asyncio.Future[Any]) -> None:
+    """Retrieve a background call's outcome: its failure was already logged by `_call`."""
+    if not future.cancelled():
+        future.exception()
 
 
 class SpotifyPlayer:
@@ -521,6 +528,9 @@ class SpotifyPlayer:
         self._memory: PlayerMemory | None = None
         self._owned: dict[str, _Owned] = {}  # session id -> what we started
         self._fades: dict[str, asyncio.Task[None]] = {}  # session id -> its fade-in
+        self._background: set[asyncio.Future[Any]] = set()  # device lists nobody awaits
+        self._looked_at: float | None = None  # the last GET /me/player
+        self._idle = False  # it answered 204
         self._client_lock = threading.Lock()
         self._client: Any = None
         self._auth: TokenAuth | None = None
@@ -708,15 +718,34 @@ class SpotifyPlayer:
 
     async def _check_free(self, wanted: str, session_id: str) -> _Target:
         """The target, if the account plays nowhere and the target is not in a private
-        session or restricted; else _Refused with why. `GET /me/player` answers 204 both
-        when nothing plays and when a private session hides what does: only then is the
-        device list read, afresh, to tell them apart (and it resolves the target too)."""
-        current = await self._call(self._current_playback)
+        session or restricted; else _Refused with why.
+
+        `GET /me/player` answers 204 both when nothing plays and when a private session
+        hides what does: only then is the device list read, afresh, to tell them apart (it
+        resolves the target too). When a 204 is likely (the last answer was one, or the
+        last look is long past: Spotify drops idle devices), the list is asked for beside
+        `GET /me/player`, so a 204 still costs one round trip before the play, not two."""
+        now = self._clock()
+        likely_idle = self._looked_at is not None and (
+            self._idle or now - self._looked_at > _IDLE_AFTER
+        )
+        listing = asyncio.ensure_future(self._list_devices()) if likely_idle else None
+        try:
+            current = await self._call(self._current_playback)
+        except _Refused:
+            if listing is not None:
+                listing.cancel()
+            raise
+        self._looked_at, self._idle = now, current.value is None
         if current.value is None:
-            listed = await self._list_devices()
+            listed = await (listing if listing is not None else self._list_devices())
             target = await self._resolve(wanted)
             verdict = why_not_start_listed(listed, target.device_id)
         else:
+            if listing is not None:  # not needed after all; it refreshes the cache meanwhile
+                self._background.add(listing)
+                listing.add_done_callback(self._background.discard)
+                listing.add_done_callback(_quietly)
             target = await self._resolve(wanted)
             device = current.value.get("device") or {}
             if device.get("id"):

@@ -151,6 +151,7 @@ async def test_start_sets_the_volume_before_it_plays_then_the_configured_shuffle
 
 
 async def test_warm_a_start_is_two_requests_and_a_learned_id_outlives_the_list(rig: Rig) -> None:
+    rig.fake.set_playing(rig.speaker.id, CONTEXT, is_playing=False)  # active, paused
     player = rig.player(device_ttl=300.0)
     await player.start(rig.session(), SENSOR)
     rig.fake.playback.is_playing = False

@@ -26,7 +26,7 @@ from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store.playback import StoreMemory
 from hub.store.writer import StoreWriter
-from tests.fake_spotify import Device, FakeSpotify, Fault
+from tests.fake_spotify import Device, FakeSpotify, Fault, Playback
 
 PLAYLIST = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
 TRACKS = [f"spotify:track:{n}AbCdEfGhIjKlMnOpQrStU" for n in range(3)]
@@ -378,6 +378,25 @@ async def test_the_token_is_refreshed_ahead_of_expiry_so_motion_after_hours_cost
     assert (await player.start(rig.session(bath), bath)).started
     assert rig.fake.api_calls() == [PLAYER, PLAY]
     assert not rig.fake.calls("POST", "/api/token")
+
+
+async def test_when_the_account_was_idle_the_device_list_goes_beside_get_me_player(
+    rig: Rig,
+) -> None:
+    rig.fake.latency = 0.05  # a real round trip, so overlapping is visible
+    bath = sensor()
+    player = rig.player()
+    first = rig.session(bath)
+    await player.start(first, bath)  # nothing active: 204, then the list
+    await player.stop(first, bath)
+    rig.fake.playback = Playback()  # the account went idle again
+    rig.fake.reset_log()
+
+    assert (await player.start(rig.session(bath), bath)).started
+
+    assert sorted(rig.fake.api_calls()[:2]) == [PLAYER, DEVICES]
+    get, _, play = rig.fake.calls()[:3]
+    assert play.at - get.at < 0.09  # one round trip before the play, not two
 
 
 # --- 6. errors people can act on ------------------------------------------------------------
