@@ -16,18 +16,27 @@ import stat
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hub.cli.spotify import add_parser
-from hub.config import SensorConfig, SpotifySection, load_config
+from hub.config import SensorConfig, load_config
 from hub.errors import AuthError, HubError
-from hub.model import Session, open_session
+from hub.model import Session
 from hub.playback.login import begin_login, finish_login, list_devices, play_test
-from hub.playback.spotify import SpotifyPlayer
 from tests.fake_spotify import Device, FakeSpotify, Fault
+from tests.spotify_rig import (
+    DEVICES,
+    PAUSE,
+    PLAY,
+    PLAYER,
+    SHUFFLE,
+    TRANSFER,
+    VOLUME,
+    SpotifyRig,
+)
 
 CONTEXT = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
 SENSOR = SensorConfig(
@@ -38,65 +47,15 @@ SENSOR = SensorConfig(
     shuffle=True,
     volume=40,
 )
-PLAY = "PUT /me/player/play"
-PLAYER = "GET /me/player"
-DEVICES = "GET /me/player/devices"
-TRANSFER = "PUT /me/player"
-PAUSE = "PUT /me/player/pause"
-SHUFFLE = "PUT /me/player/shuffle"
-VOLUME = "PUT /me/player/volume"
 QUICK = 1.0  # seconds: "returns quickly" (nothing waits for a Retry-After or timeout)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
-class Rig:
-    fake: FakeSpotify
-    settings: SpotifySection
-    clock: Clock
-    speaker: Device
+@dataclass(kw_only=True)
+class Rig(SpotifyRig):
     kitchen: Device
-    sleeps: list[float] = field(default_factory=list)
-    sessions: int = 0
-
-    def player(self, **options: float) -> SpotifyPlayer:
-        async def sleep(seconds: float) -> None:
-            self.sleeps.append(seconds)
-
-        values: dict[str, float] = {"request_timeout": 2.0, "retry_delay": 0.0} | options
-        return SpotifyPlayer(
-            self.settings,
-            client_secret=self.fake.client_secret,
-            clock=self.clock,
-            sleep=sleep,
-            jitter=lambda _low, high: high,  # the longest wait, recorded, never slept
-            request_timeout=values["request_timeout"],
-            retry_delay=values["retry_delay"],
-            device_ttl=values.get("device_ttl", 300.0),
-            breaker_cooldown=values.get("breaker_cooldown", 60.0),
-        )
 
     def session(self, sensor: SensorConfig = SENSOR) -> Session:
-        self.sessions += 1
-        return open_session(
-            session_id=f"session-{sensor.id}-{self.sessions}",
-            sensor_id=sensor.id,
-            user_id=sensor.user_id,
-            start=1_800_000_000.0,
-            now=1_800_000_000.0,
-            ttl_days=30,
-            spotify_context_uri=sensor.context_uri or None,
-        )
+        return super().session(sensor)
 
 
 @pytest.fixture
@@ -113,7 +72,7 @@ def rig(fake: FakeSpotify, tmp_path: Path) -> Rig:
     state.mkdir()
     settings = fake.settings(state / "spotify-token.json")
     fake.write_token_cache(settings.token_cache)
-    return Rig(fake=fake, settings=settings, clock=Clock(), speaker=speaker, kitchen=kitchen)
+    return Rig(fake=fake, settings=settings, speaker=speaker, kitchen=kitchen)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,71 +19,38 @@ import pytest
 import requests
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
-from hub.model import MotionEvent, Session, open_session
+from hub.model import MotionEvent
 from hub.playback.port import ResumePoint
-from hub.playback.spotify import SpotifyPlayer
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store.playback import StoreMemory
 from hub.store.writer import StoreWriter
 from tests.fake_spotify import Device, FakeSpotify, Fault, Playback
+from tests.spotify_rig import (
+    DEVICES,
+    PAUSE,
+    PLAY,
+    PLAYER,
+    QUEUE,
+    SHUFFLE,
+    TRANSFER,
+    VOLUME,
+    SpotifyRig,
+)
 
 PLAYLIST = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
 TRACKS = [f"spotify:track:{n}AbCdEfGhIjKlMnOpQrStU" for n in range(3)]
 SHOW = "spotify:show:2mTUnDkuKUkhiueKcVWoP0"
 EPISODES = [f"spotify:episode:{n}ZyXwVuTsRqPoNmLkJiHgF" for n in range(3)]
-PLAY = "PUT /me/player/play"
-PLAYER = "GET /me/player"
-DEVICES = "GET /me/player/devices"
-TRANSFER = "PUT /me/player"
-PAUSE = "PUT /me/player/pause"
-SHUFFLE = "PUT /me/player/shuffle"
-VOLUME = "PUT /me/player/volume"
-QUEUE = "GET /me/player/queue"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Rig:
-    fake: FakeSpotify
-    token_cache: Path
-    speaker: Device
+@dataclass(kw_only=True)
+class Rig(SpotifyRig):
     phone: Device
-    clock: Clock = field(default_factory=Clock)
-    sleeps: list[float] = field(default_factory=list)
-    sessions: int = 0
 
-    def player(self) -> SpotifyPlayer:
-        async def sleep(seconds: float) -> None:
-            self.sleeps.append(seconds)
-
-        return SpotifyPlayer(
-            self.fake.settings(self.token_cache),
-            client_secret=self.fake.client_secret,
-            clock=self.clock,
-            sleep=sleep,
-            jitter=lambda _low, high: high,
-            request_timeout=2.0,
-        )
-
-    def session(self, sensor: SensorConfig) -> Session:
-        self.sessions += 1
-        return open_session(
-            session_id=f"session-{sensor.id}-{self.sessions}",
-            sensor_id=sensor.id,
-            user_id=sensor.user_id,
-            start=1_800_000_000.0,
-            now=1_800_000_000.0,
-            ttl_days=30,
-            spotify_context_uri=sensor.context_uri or None,
-        )
+    @property
+    def token_cache(self) -> Path:
+        return self.settings.token_cache
 
 
 BATH = SensorConfig(id="bath", user_id="u", spotify_device="Bathroom speaker", context_uri=PLAYLIST)
@@ -100,9 +67,9 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         fake.add_context(SHOW, EPISODES)
         speaker = fake.add_device("Bathroom speaker")
         phone = fake.add_device("Alex's phone", type_="Smartphone")
-        token_cache = tmp_path / "token.json"
-        fake.write_token_cache(token_cache)
-        yield Rig(fake, token_cache, speaker, phone)
+        settings = fake.settings(tmp_path / "token.json")
+        fake.write_token_cache(settings.token_cache)
+        yield Rig(fake=fake, settings=settings, speaker=speaker, phone=phone)
 
 
 @pytest.fixture
@@ -413,7 +380,7 @@ async def test_quota_exceeded_is_told_apart_from_a_plain_rate_limit(rig: Rig) ->
     assert player.status() == "Spotify app quota exceeded (development mode) for 2.0 h"
     assert rig.sleeps == []
 
-    rig.clock.now += 7201
+    rig.clock.advance(7201)
     rig.fake.fail("GET", "/v1/me/player", Fault.rate_limited(60))
     assert (await player.start(rig.session(bath), bath)).note == "rate_limited"
     assert player.status() == "Spotify rate-limited for 60 s"
