@@ -472,12 +472,6 @@ _RETRY_STATUSES = frozenset({502, 503})  # Spotify's docs: retry these after a s
 _IDLE_AFTER = 15 * 60.0  # seconds without a look after which the account is likely idle
 
 
-def _quietly(future: asyncio.Future[Any]) -> None:
-    """Retrieve a background call's outcome: its failure was already logged by `_call`."""
-    if not future.cancelled():
-        future.exception()
-
-
 class SpotifyPlayer:
     """The `Player` for Spotify Connect. Never raises for a playback failure."""
 
@@ -528,7 +522,6 @@ class SpotifyPlayer:
         self._memory: PlayerMemory | None = None
         self._owned: dict[str, _Owned] = {}  # session id -> what we started
         self._fades: dict[str, asyncio.Task[None]] = {}  # session id -> its fade-in
-        self._background: set[asyncio.Future[Any]] = set()  # device lists nobody awaits
         self._looked_at: float | None = None  # the last GET /me/player
         self._idle = False  # it answered 204
         self._client_lock = threading.Lock()
@@ -673,10 +666,20 @@ class SpotifyPlayer:
         if target.awake is False:
             await self._transfer(target.device_id)  # wake it first: it then takes the volume
             target.awake = True
-        if levels and target.awake:
+        if levels and target.awake is not False:
             # Before the play: music must not start at whatever volume was used last.
             levels = levels[1:] if await self._set_volume(target.device_id, levels[0]) else levels
-        await self._play(target, play_body(uri, point))
+        try:
+            await self._play(target, play_body(uri, point))
+        except _Refused as refused:
+            if point is None or refused.problem is None or refused.problem.status not in {400, 404}:
+                raise
+            # The kept item may be gone (an episode removed, a playlist edited): start
+            # afresh rather than never again.
+            _LOGGER.info("session %s: resume point refused; starting afresh", session.session_id)
+            await self._keep_resume(session.sensor_id, point.context_uri, None)
+            point = None
+            await self._play(target, play_body(uri))
         self._premium_required = False
         self._owned[session.session_id] = _Owned(target.device_id, uri, session.sensor_id, resume)
         _LOGGER.info(
@@ -735,6 +738,7 @@ class SpotifyPlayer:
         except _Refused:
             if listing is not None:
                 listing.cancel()
+                await asyncio.wait([listing])  # gone before we answer: nothing left running
             raise
         self._looked_at, self._idle = now, current.value is None
         if current.value is None:
@@ -742,10 +746,9 @@ class SpotifyPlayer:
             target = await self._resolve(wanted)
             verdict = why_not_start_listed(listed, target.device_id)
         else:
-            if listing is not None:  # not needed after all; it refreshes the cache meanwhile
-                self._background.add(listing)
-                listing.add_done_callback(self._background.discard)
-                listing.add_done_callback(_quietly)
+            if listing is not None:  # not needed after all; it came back about as soon
+                with contextlib.suppress(_Refused):
+                    await listing
             target = await self._resolve(wanted)
             device = current.value.get("device") or {}
             if device.get("id"):
@@ -794,12 +797,14 @@ class SpotifyPlayer:
         interval = seconds / len(levels) if seconds > 0 else 0.0
 
         async def fade() -> None:
-            for level in levels:
-                if interval:
-                    await self._sleep(interval)
-                if not await self._set_volume(device_id, level):
-                    return
-            self._fades.pop(session_id, None)
+            try:
+                for level in levels:
+                    if interval:
+                        await self._sleep(interval)
+                    if not await self._set_volume(device_id, level):
+                        return
+            finally:
+                self._fades.pop(session_id, None)
 
         self._fades[session_id] = asyncio.ensure_future(fade())
 
@@ -832,6 +837,7 @@ class SpotifyPlayer:
         device_id = target.device_id
         transferred = target.awake is False
         failures = accepted = 0
+        last: _Problem | None = None
         while True:
             try:
                 reply = await self._call(
@@ -840,6 +846,7 @@ class SpotifyPlayer:
             except _Refused as refused:
                 if refused.problem is None or refused.problem.status != 404:  # noqa: PLR2004
                     raise
+                last = refused.problem
                 failures += 1
                 if failures >= self._play_attempts:
                     break
@@ -857,7 +864,7 @@ class SpotifyPlayer:
                 break
             await self._sleep(self._accepted_delay)
         _LOGGER.warning("Spotify device %s did not start", device_id)
-        raise _Refused(NOTE_DEVICE_NOT_READY, device_id)
+        raise _Refused(NOTE_DEVICE_NOT_READY, device_id, last)
 
     async def _transfer(self, device_id: str) -> None:
         try:
@@ -886,14 +893,20 @@ class SpotifyPlayer:
                 return
             following = [str(i.get("uri")) for i in queue.get("queue") or [] if i and i.get("uri")]
             point = ResumePoint(owned.uri, following[0], 0) if following else None
-        key = (owned.sensor_id, owned.uri)
+        await self._keep_resume(owned.sensor_id, owned.uri, point)
+
+    async def _keep_resume(
+        self, sensor_id: str, context_uri: str, point: ResumePoint | None
+    ) -> None:
+        """In memory now, and in SQLite for the next run (a failure there only logged);
+        None forgets it."""
         if point is None:
-            self._resume.pop(key, None)
+            self._resume.pop((sensor_id, context_uri), None)
         else:
-            self._resume[key] = point
+            self._resume[(sensor_id, context_uri)] = point
         if self._memory is not None:
             try:
-                await self._memory.keep_resume(owned.sensor_id, owned.uri, point)
+                await self._memory.keep_resume(sensor_id, context_uri, point)
             except HubError as exc:
                 _LOGGER.warning("could not keep the resume point: %s", exc)
 

@@ -195,6 +195,23 @@ async def test_a_playlist_with_resume_continues_with_the_next_track(rig: Rig) ->
     assert play.body == {"context_uri": PLAYLIST, "offset": {"uri": TRACKS[1]}, "position_ms": 0}
 
 
+async def test_a_resume_point_the_context_no_longer_has_is_dropped_and_play_starts_afresh(
+    rig: Rig, writer: StoreWriter
+) -> None:
+    memory = StoreMemory(writer)
+    gone = ResumePoint(SHOW, "spotify:episode:removedFromTheShow0000", 1_000)
+    await memory.keep_resume("bath", SHOW, gone)
+    player = rig.player()
+    await player.load_memory(memory)
+    bath = sensor(context_uri=SHOW)
+
+    assert (await player.start(rig.session(bath), bath)).started
+
+    assert rig.fake.calls("PUT", "/v1/me/player/play")[-1].body == {"context_uri": SHOW}
+    assert rig.fake.playback.item_uri == EPISODES[0]
+    assert (await memory.load()).resume_points == {}
+
+
 async def test_a_playlist_without_resume_starts_afresh_and_keeps_nothing(rig: Rig) -> None:
     bath = sensor()
     player = rig.player()
