@@ -666,8 +666,9 @@ class SpotifyPlayer:
         if target.awake is False:
             await self._transfer(target.device_id)  # wake it first: it then takes the volume
             target.awake = True
-        if levels and target.awake is not False:
-            # Before the play: music must not start at whatever volume was used last.
+        if levels:
+            # Before the play: music must not start at whatever volume was used last. (Not
+            # taken, e.g. by a device that turns out to be asleep: set after the play.)
             levels = levels[1:] if await self._set_volume(target.device_id, levels[0]) else levels
         try:
             await self._play(target, play_body(uri, point))
@@ -739,6 +740,8 @@ class SpotifyPlayer:
             if listing is not None:
                 listing.cancel()
                 await asyncio.wait([listing])  # gone before we answer: nothing left running
+                if not listing.cancelled():
+                    listing.exception()  # retrieved: `_call` logged it already
             raise
         self._looked_at, self._idle = now, current.value is None
         if current.value is None:
