@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
-from hub.model import MotionEvent
+from hub.model import MotionEvent, Session
 from hub.playback.port import ResumePoint
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
@@ -452,3 +452,31 @@ async def test_a_hung_speaker_never_delays_another_rooms_play(
         rig.fake.release()
         runner.finish(pause_active=False)
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_session_that_did_not_start_music_records_why_and_where(
+    rig: Rig, writer: StoreWriter
+) -> None:
+    rig.fake.set_playing(rig.phone.id, "spotify:album:theirs")
+    config = HubConfig(sessions=SessionsSection(timeout_minutes=5), sensors=(sensor(),))
+    saved: asyncio.Queue[Session] = asyncio.Queue()
+    now = time.time()
+    runner = SessionRunner(
+        SessionEngine(config), writer, rig.player(), clock=lambda: now, on_session=saved.put_nowait
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        await runner.inbox.put(MotionEvent("bath", occurred_at=now, received_at=now))
+        async with asyncio.timeout(5):
+            created = await saved.get()
+            answered = await saved.get()
+    finally:
+        runner.finish(pause_active=False)
+        await asyncio.wait_for(task, 10)
+
+    assert created.playback_note is None  # asked to play
+    assert (answered.playback_started, answered.playback_note, answered.spotify_device_id) == (
+        False,
+        "account_busy",
+        rig.phone.id,
+    )
