@@ -577,6 +577,7 @@ class FakeSpotify:
             if item is None and "position" in offset and offset["position"] < len(items):
                 item = items[offset["position"]]
             if item is not None and items and item not in items:
+                # Spotify does not document this answer; a refusal of some kind is certain.
                 return _api_error(404, "Player command failed: Item not found in context")
             self.playback.context_uri = context
             self.playback.item_uri = item or self._first_item(context)
