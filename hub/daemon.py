@@ -35,6 +35,7 @@ from hub.playback.port import Player
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
+from hub.store.playback import StoreMemory
 from hub.store.pool import DatabasePool
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
@@ -133,6 +134,9 @@ class Daemon:
         async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
             self._writer = writer
             engine = SessionEngine(config)
+            if isinstance(self._player, SpotifyPlayer):
+                # Learned device ids and resume points, before the first motion can need them.
+                await self._player.load_memory(StoreMemory(writer, clock=self._clock))
             recovered = await writer.call(lambda repository: repository.all_active())
             engine.restore(recovered)
             if recovered:
@@ -182,8 +186,10 @@ class Daemon:
         if self.ble is not None:  # its failures never reach MQTT ingest
             intake.append(group.create_task(self.ble.run(), name="ble-scanner"))
         if isinstance(self._player, SpotifyPlayer):
-            # Fills the device cache so the first session's play is one call sooner.
+            # Fills the device cache so the first session's play is one call sooner, and
+            # keeps the token fresh so no play waits for a refresh.
             helpers.append(group.create_task(self._player.warm_up(), name="spotify-warm-up"))
+            helpers.append(group.create_task(self._player.keep_token_fresh(), name="spotify-token"))
         interval = watchdog_interval()
         if interval is not None:
             helpers.append(
@@ -204,6 +210,8 @@ class Daemon:
                 RUNNER_STOP_SECONDS,
             )
             runner_task.cancel()
+        if isinstance(self._player, SpotifyPlayer):
+            await self._player.close()  # fade-ins of sessions left playing
         await link.publish_offline()
         link_task.cancel()
         for task in helpers:
@@ -299,6 +307,10 @@ class Daemon:
         if counters != self._saved_ble_counters:
             await self._writer.call(lambda repository: save_states(repository.db, counters))
             self._saved_ble_counters = counters
+
+    def spotify_status(self) -> str | None:
+        """The Spotify player's status phrase (None without a Spotify player)."""
+        return self._player.status() if isinstance(self._player, SpotifyPlayer) else None
 
     def stats(self) -> dict[str, int]:
         """The runner's and the MQTT link's counters, e.g. `unknown_sensor:garden_shed`."""

@@ -39,7 +39,7 @@ from hub.sessions.changes import (
     ended,
     updated,
 )
-from hub.sessions.policy import in_quiet_hours
+from hub.sessions.policy import in_quiet_hours, playback_for
 from hub.timeutil import local_zone
 
 # --- commands -------------------------------------------------------------------------
@@ -455,6 +455,7 @@ class SessionEngine:
     def _create(self, sensor: SensorConfig, event: MotionEvent, now: float) -> list[Command]:
         """Rule 3: a new session; playback unless the motion is stale or in quiet hours."""
         note = self._playback_veto(sensor, event, now)
+        sensor = playback_for(sensor, event.occurred_at, self._tz)  # the moment's music
         session = open_session(
             session_id=self._new_id(sensor.id, event.occurred_at),
             sensor_id=sensor.id,

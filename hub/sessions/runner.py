@@ -18,12 +18,15 @@ When the disk refuses writes (full, read-only, I/O error, file replaced), the de
 are held in memory, in order, and written with the next successful commit (retried with
 backoff; `unwritable` says why meanwhile). The engine's state stays as decided, so
 sessions go on, music plays and receipts are settled while at most HOLD_ROWS rows are
-held; beyond that receipts wait, and the broker keeps what is not acknowledged. The player runs in
-a task of its own, one command at a time, so a hung Spotify never delays ingest; its
-answers come back through the inbox like everything else. A request, or a status update,
-needs the database's answer before the next item is decided, so what came before it is
-committed first. While a batch commits, the next one gathers in the inbox (group commit);
-a full inbox makes the ingest adapters wait (back-pressure).
+held; beyond that receipts wait, and the broker keeps what is not acknowledged.
+
+The player runs in tasks of their own, one per speaker, each taking its speaker's commands
+one at a time, in order: a hung Spotify never delays ingest, and a speaker that hangs never
+delays another room's music. Their answers come back through the inbox like everything
+else. A request, or a status update, needs the database's answer before the next item is
+decided, so what came before it is committed first. While a batch commits, the next one
+gathers in the inbox (group commit); a full inbox makes the ingest adapters wait
+(back-pressure).
 
 The engine is only ever called from the consumer, so it needs no lock.
 """
@@ -156,8 +159,11 @@ class SessionRunner:
         self.storage_changed = asyncio.Event()  # set when `unwritable` changes: tell people
         self._on_session = on_session
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(maxsize=inbox_size)
-        self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
-        self._in_flight: asyncio.Future[_Started | _Stopped] | None = None  # the player's call
+        # One lane per speaker: its queue, and its player call in flight.
+        self._lanes: dict[str, asyncio.Queue[PlayerCommand]] = {}
+        self._in_flight: dict[str, asyncio.Future[_Started | _Stopped]] = {}
+        self._players: asyncio.TaskGroup | None = None  # where lane tasks run, while running
+        self._lane_tasks: list[asyncio.Task[None]] = []
         self._finishing = False
         self._last_batch = 0
         self._pause_active = True
@@ -343,7 +349,7 @@ class SessionRunner:
         for command in turn.playback:
             if isinstance(command, StartPlayback) and command.session.session_id in failed:
                 continue  # no row, no music: the session does not exist (or is not as decided)
-            self._player_queue.put_nowait(command)
+            self._hand_to_player(command)
 
     def _hold(self, saves: list[Save], error: BaseException) -> None:
         """The disk refused `saves`: keep them, in order, and retry with backoff."""
@@ -454,16 +460,31 @@ class SessionRunner:
 
     # --- the player --------------------------------------------------------------------------
 
-    async def _play(self) -> None:
-        """One playback at a time, in order; each answer goes back through the inbox."""
+    def _hand_to_player(self, command: PlayerCommand) -> None:
+        """Queue the command in its speaker's lane (started on first use)."""
+        lane = _lane(command)
+        queue = self._lanes.get(lane)
+        if queue is None:
+            queue = self._lanes[lane] = asyncio.Queue()
+            self._start_lane(lane, queue)
+        queue.put_nowait(command)
+
+    def _start_lane(self, lane: str, queue: asyncio.Queue[PlayerCommand]) -> None:
+        if self._players is not None:
+            task = self._players.create_task(self._play(lane, queue), name=f"player:{lane}")
+            self._lane_tasks.append(task)
+
+    async def _play(self, lane: str, queue: asyncio.Queue[PlayerCommand]) -> None:
+        """One speaker's playback, one command at a time, in order; each answer goes back
+        through the inbox."""
         while True:
-            command = await self._player_queue.get()
+            command = await queue.get()
             call = asyncio.ensure_future(self._call_player(command))
-            self._in_flight = call
+            self._in_flight[lane] = call
             # Shielded: at shutdown `finish()` waits (bounded) for a start in flight.
             answer = await asyncio.shield(call)
             await self._inbox.put(answer)
-            self._in_flight = None  # only now: its answer is in the inbox
+            del self._in_flight[lane]  # only now: its answer is in the inbox
 
     async def _call_player(self, command: PlayerCommand) -> _Started | _Stopped:
         session = command.session
@@ -478,10 +499,16 @@ class SessionRunner:
 
     async def run(self) -> None:
         """Decide until `finish()`; then settle the player's work and record it."""
-        async with asyncio.TaskGroup() as group:
-            player = group.create_task(self._play(), name="runner-player")
-            await self._consume()
-            player.cancel()
+        async with asyncio.TaskGroup() as players:
+            self._players = players
+            for lane, queue in self._lanes.items():  # queued before the runner ran
+                self._start_lane(lane, queue)
+            try:
+                await self._consume()
+            finally:
+                self._players = None
+                for task in self._lane_tasks:
+                    task.cancel()
         await self._finish_playback()
         if self._held:
             self._retry_at = 0.0  # one last try
@@ -516,20 +543,26 @@ class SessionRunner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._playback_wait
         ended: dict[asyncio.Future[bool], Session] = {}
-        while not self._player_queue.empty():  # sessions that ended with music to pause
-            command = self._player_queue.get_nowait()
-            if isinstance(command, StopPlayback):
-                stop = asyncio.ensure_future(self._player.stop(command.session, command.sensor))
-                ended[stop] = command.session
+        for queue in self._lanes.values():  # sessions that ended with music to pause
+            while not queue.empty():
+                command = queue.get_nowait()
+                if isinstance(command, StopPlayback):
+                    stop = asyncio.ensure_future(self._player.stop(command.session, command.sensor))
+                    ended[stop] = command.session
         active = {
             asyncio.ensure_future(self._player.stop(session, None)): session
             for session in self._playing_sessions()
         }
-        in_flight = self._in_flight
-        if in_flight is not None:
-            await asyncio.wait([in_flight], timeout=max(0.0, deadline - loop.time()))
-            if in_flight.done() and not in_flight.cancelled() and in_flight.exception() is None:
-                await self._turn([in_flight.result()])  # a start that landed is playing now
+        in_flight = list(self._in_flight.values())
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=max(0.0, deadline - loop.time()))
+            landed: list[_Item] = [
+                call.result()
+                for call in in_flight
+                if call.done() and not call.cancelled() and call.exception() is None
+            ]
+            if landed:
+                await self._turn(landed)  # a start that landed is playing now
                 pausing = {session.session_id for session in active.values()}
                 for session in self._playing_sessions():
                     if session.session_id not in pausing:
@@ -537,7 +570,8 @@ class SessionRunner:
         pauses = [*ended, *active]
         if pauses:
             await asyncio.wait(pauses, timeout=max(0.0, deadline - loop.time()))
-        late = [task for task in [*pauses, in_flight] if task is not None and not task.done()]
+        calls: list[asyncio.Future[Any]] = [*pauses, *in_flight]
+        late = [call for call in calls if not call.done()]
         for task in late:
             task.cancel()
         if late:
@@ -572,6 +606,14 @@ class SessionRunner:
             for session in self.engine.active.values()
             if session.playback_started and not session.playback_stopped
         ]
+
+
+def _lane(command: PlayerCommand) -> str:
+    """The speaker a command is for: the sensor's device as configured (a start and the
+    stop of its session share it), else the device the session played on."""
+    if command.sensor is not None and command.sensor.spotify_device:
+        return command.sensor.spotify_device.strip().casefold()
+    return command.session.spotify_device_id or ""
 
 
 def _paused(task: asyncio.Future[bool]) -> bool:

@@ -123,3 +123,28 @@ def _hub_identity(db: Database) -> None:
     # Small facts about this hub, e.g. `hubId`: the stable id its cloud items carry so
     # several hubs can share one DynamoDB table (made on the first sync).
     db.execute("CREATE TABLE hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@_named("0003_playback_memory")
+def _playback_memory(db: Database) -> None:
+    _run_script(
+        db,
+        """
+        -- Spotify device ids learned from the names sensors give: a speaker asleep when the
+        -- hub starts (off the device list) is still reached by its id.
+        CREATE TABLE spotify_devices (
+            name TEXT PRIMARY KEY,          -- casefolded, as configured
+            deviceId TEXT NOT NULL,
+            seenAt REAL NOT NULL
+        );
+        -- Where a sensor's (room's) music was paused, per context, to resume there next time.
+        CREATE TABLE resume_points (
+            sensorId TEXT NOT NULL,
+            contextUri TEXT NOT NULL,
+            itemUri TEXT NOT NULL,
+            positionMs INTEGER NOT NULL CHECK (positionMs >= 0),
+            keptAt REAL NOT NULL,
+            PRIMARY KEY (sensorId, contextUri)
+        ) WITHOUT ROWID;
+        """,
+    )
