@@ -173,7 +173,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _fill(disk: Path) -> Path:
-    """Fill the disk to the last byte; the filler file, to delete for space to return."""
+    """Fill the disk to the last byte; returns the filler file."""
     filler = disk / "filler"
     with contextlib.suppress(OSError), filler.open("wb") as out:
         while True:
@@ -203,7 +203,8 @@ async def test_a_full_disk_holds_motion_says_so_and_writes_it_all_when_space_ret
         status = await notify.wait_for("database not writable")
         assert "row(s) held, retrying" in status
         assert hub.running
-        filler.unlink()  # space returns
+        _mount("-o", "remount,size=8m", str(small_disk))  # the disk grows: space returns
+        assert filler.exists()
         await notify.wait_for("STATUS=")  # told at once, not at the next interval
         stored = await _until_stored(database, FAULT_MOTIONS)
         assert await hub.terminate() == 0
