@@ -57,6 +57,14 @@ def _config(tmp_path: Path, broker: Broker, prefix: str, database: Path, **hub: 
     return path
 
 
+def _rig(
+    tmp_path: Path, broker: Broker, prefix: str, database: Path, notify: NotifySocket
+) -> tuple[HubProcess, Sensors]:
+    """The hub on `database` (not started) and the sensors that feed it."""
+    config = _config(tmp_path, broker, prefix, database)
+    return HubProcess(config, notify, tmp_path / "hub.log"), Sensors(broker, prefix)
+
+
 def _stored(database: Path) -> list[tuple[str, int]]:
     """(sensor, seq) of every motion event row, duplicates included."""
     with contextlib.closing(sqlite3.connect(database, timeout=5)) as db:
@@ -118,10 +126,7 @@ async def test_kill_9_during_a_flood_loses_nothing_and_counts_nothing_twice(
 ) -> None:
     broker = broker_factory(DEPLOYED_BROKER)
     database = tmp_path / "hub.db"
-    hub = HubProcess(
-        _config(tmp_path, broker, unique_prefix, database), notify, tmp_path / "hub.log"
-    )
-    sensors = Sensors(broker, unique_prefix)
+    hub, sensors = _rig(tmp_path, broker, unique_prefix, database, notify)
     rng = random.Random(KILL_SEED)
     stop = asyncio.Event()
 
@@ -192,10 +197,7 @@ async def test_a_full_disk_holds_motion_says_so_and_writes_it_all_when_space_ret
 ) -> None:
     broker = broker_factory(DEPLOYED_BROKER)
     database = small_disk / "hub.db"
-    hub = HubProcess(
-        _config(tmp_path, broker, unique_prefix, database), notify, tmp_path / "hub.log"
-    )
-    sensors = Sensors(broker, unique_prefix)
+    hub, sensors = _rig(tmp_path, broker, unique_prefix, database, notify)
     try:
         await hub.start()
         filler = await asyncio.to_thread(_fill, small_disk)
@@ -261,10 +263,7 @@ async def test_a_read_only_remount_is_loud_and_a_restart_on_it_refuses_to_start(
 ) -> None:
     broker = broker_factory(DEPLOYED_BROKER)
     database = ext4_disk / "hub.db"
-    hub = HubProcess(
-        _config(tmp_path, broker, unique_prefix, database), notify, tmp_path / "hub.log"
-    )
-    sensors = Sensors(broker, unique_prefix)
+    hub, sensors = _rig(tmp_path, broker, unique_prefix, database, notify)
     try:
         await hub.start()
         await asyncio.to_thread(_fail_the_file_system, ext4_disk)
@@ -334,10 +333,7 @@ async def test_huge_messages_are_refused_at_the_deployed_broker_before_the_hub_r
     # must be the broker's (deploy/mosquitto: max_packet_size 65536).
     broker = broker_factory(f"{DEPLOYED_BROKER}max_packet_size 65536\n")
     database = tmp_path / "hub.db"
-    hub = HubProcess(
-        _config(tmp_path, broker, unique_prefix, database), notify, tmp_path / "hub.log"
-    )
-    sensors = Sensors(broker, unique_prefix)
+    hub, sensors = _rig(tmp_path, broker, unique_prefix, database, notify)
     huge = b"{" + b" " * (10 * 1024 * 1024) + b"}"
     try:
         await hub.start()
