@@ -15,6 +15,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import uuid
@@ -315,11 +316,40 @@ async def test_a_deleted_database_folder_is_loud_and_the_watchdog_check_fails(
     assert "Traceback" not in log
 
 
-def _rss_kib(pid: int) -> int:
+def _remaining_length(length: int) -> bytes:
+    """MQTT's variable-length integer."""
+    encoded = bytearray()
+    while True:
+        length, digit = divmod(length, 128)
+        encoded.append(digit | (0x80 if length else 0))
+        if not length:
+            return bytes(encoded)
+
+
+def _mqtt_string(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def _publish_raw(broker: Broker, topic: str, payload: bytes) -> None:
+    """CONNECT, then a QoS-0 PUBLISH of `payload`, on a plain socket: the client libraries
+    wait seconds for a broker that hung up on them (it does, on a packet over its limit)."""
+    connect = b"\x00\x04MQTT\x04\x02\x00\x3c" + _mqtt_string(f"huge-{uuid.uuid4().hex[:8]}")
+    publish = _mqtt_string(topic) + payload
+    with socket.create_connection((broker.host, broker.port), timeout=5) as sock:
+        sock.sendall(b"\x10" + _remaining_length(len(connect)) + connect)
+        assert sock.recv(4)[:1] == b"\x20"  # CONNACK
+        with contextlib.suppress(OSError):  # reset by the broker part way: as it should
+            sock.sendall(b"\x30" + _remaining_length(len(publish)) + publish)
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """The process's peak resident memory (VmHWM): a 10 MB message read and freed again
+    leaves VmRSS where it was, but not this."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    raise AssertionError("no VmHWM")
 
 
 async def test_huge_messages_are_refused_at_the_deployed_broker_before_the_hub_reads_them(
@@ -338,18 +368,16 @@ async def test_huge_messages_are_refused_at_the_deployed_broker_before_the_hub_r
     try:
         await hub.start()
         assert hub.process is not None
-        before = _rss_kib(hub.process.pid)
+        before = _peak_rss_kib(hub.process.pid)
         for _ in range(20):
-            with contextlib.suppress(aiomqtt.MqttError):  # the broker hangs up on it
-                async with sensors.client() as client:
-                    await client.publish(f"{unique_prefix}/s0/motion", huge, qos=1, timeout=5)
+            await asyncio.to_thread(_publish_raw, broker, f"{unique_prefix}/s0/motion", huge)
         await sensors.burst(4)  # and the hub goes on
         stored = await _until_stored(database, 4)
-        after = _rss_kib(hub.process.pid)
+        after = _peak_rss_kib(hub.process.pid)
         assert await hub.terminate() == 0
     finally:
         hub.cleanup()
     with capsys.disabled():
-        print(f"\n20 x 10 MB messages: hub RSS {before} -> {after} KiB")
+        print(f"\n20 x 10 MB messages: hub peak RSS {before} -> {after} KiB")
     assert sorted(stored) == sorted(sensors.accepted)
     assert after - before < 5 * 1024  # not 20 x 10 MB, nor one of them
