@@ -113,13 +113,11 @@ class _PahoFlow:
         self._paho.manual_ack_set(on=True)
         self._paused: int | None = None  # the socket's file descriptor while paused
 
-    def acknowledge(self, messages: list[aiomqtt.Message]) -> None:
-        """Acknowledge `messages` together (one write of PUBACKs) and empty the list."""
+    def acknowledge(self, mids: list[int]) -> None:
+        """Acknowledge the QoS-1 messages `mids` together (one write of PUBACKs)."""
         if self._paho.is_connected():  # else the broker sends them again anyway
-            for message in messages:
-                if message.qos > 0:
-                    self._paho.ack(message.mid, message.qos)
-        messages.clear()
+            for mid in mids:
+                self._paho.ack(mid, QOS)
 
     def taken(self, queued: int) -> None:
         """The reader took a message and `queued` wait behind it."""
@@ -445,7 +443,9 @@ class MqttLink:
         group of them is acknowledged once the runner has committed it (a `Receipt` queued
         behind the group). Reading the socket pauses while too many wait (back-pressure)."""
         self._queued = lambda: len(client.messages)
-        taken: list[aiomqtt.Message] = []  # in the inbox, no receipt queued behind them yet
+        # QoS-1 messages in the inbox with no receipt behind them yet: their ids only (a
+        # flood keeps thousands waiting for their commit; the messages themselves can go).
+        taken: list[int] = []
         try:
             async for message in client.messages:
                 queued = len(client.messages)
@@ -460,8 +460,9 @@ class MqttLink:
                         if isinstance(value, MotionEvent):
                             self._dedup.forget(value.sensor_id, value.seq)
                         raise
-                taken.append(message)
-                if not queued or len(taken) >= ACK_BATCH or self._inbox.full():
+                if message.qos > 0:
+                    taken.append(message.mid)
+                if taken and (not queued or len(taken) >= ACK_BATCH or self._inbox.full()):
                     # One receipt per group: one write of PUBACKs once the group is
                     # committed, not one per message (a third of the hub's time under a
                     # flood when acknowledged singly).
