@@ -21,11 +21,11 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hub import control
+from hub.clock import HubClock
 from hub.config import HubConfig
 from hub.ingest.mqtt import MqttLink
 from hub.model import Session
@@ -35,6 +35,7 @@ from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store.meta import load_ble_counters, save_ble_counters
 from hub.store.pool import DatabasePool
+from hub.store.sessions import SessionRepository
 from hub.store.writer import StoreWriter
 from hub.systemd import Notifier, watchdog_interval, watchdog_loop
 
@@ -67,7 +68,7 @@ class Daemon:
         *,
         notifier: Notifier,
         player: Player | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         client_id: str = "spottypotty-hub",
         status_interval: float = STATUS_EVERY_SECONDS,
         hard_stop: float | None = None,
@@ -76,7 +77,9 @@ class Daemon:
         self._status_interval = status_interval
         self._notifier = notifier
         self._player = player if player is not None else make_player(config)
-        self._clock = clock
+        # The hub's clock (hub/clock.py: steps detected, unconfirmed times corrected); a
+        # test's plain callable is used as it is.
+        self._clock = clock if clock is not None else HubClock()
         self._client_id = client_id
         self._stop = asyncio.Event()
         self._hard_stop = hard_stop  # seconds from stop() to a forced exit (None: never)
@@ -121,7 +124,7 @@ class Daemon:
         async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
             self._writer = writer
             engine = SessionEngine(config)
-            recovered = await writer.call(lambda repository: repository.all_active())
+            recovered = await writer.call(self._recover)
             engine.restore(recovered)
             if recovered:
                 _LOGGER.info("recovered %d session(s) left active", len(recovered))
@@ -142,6 +145,13 @@ class Daemon:
                 await self.reads.close()
         _LOGGER.info("stopped cleanly")
         return 0
+
+    def _recover(self, repository: SessionRepository) -> list[Session]:
+        """The sessions left active, after this boot's unconfirmed times are put on the
+        clock's current timeline (a restart may follow a step of the system clock)."""
+        if isinstance(self._clock, HubClock):
+            repository.set_clock(self._clock.state)
+        return repository.all_active()
 
     async def _run_tasks(
         self, group: asyncio.TaskGroup, runner: SessionRunner, link: MqttLink

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
+from hub.clock import HubClock
 from hub.errors import HubError, StoreError
 from hub.futures import settle
 from hub.ingest.mqtt_decode import MotionCleared, StatusUpdate
@@ -143,6 +145,12 @@ class SessionRunner:
         self._playback_wait = PLAYBACK_WAIT
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
+        # The hub's clock (hub/clock.py) is watched for steps and synchronisation; a plain
+        # callable (tests, one-off `invoke`) is taken as it is.
+        self._hub_clock = clock if isinstance(clock, HubClock) else None
+        # After a step: how many items already queued were stamped before it, and by how
+        # much to move them.
+        self._restamp: tuple[int, float] = (0, 0.0)
 
     @property
     def inbox(self) -> asyncio.Queue[Inbound]:
@@ -199,10 +207,16 @@ class SessionRunner:
     def _until_deadline(self) -> float | None:
         """Seconds until the engine's next deadline (0 when due), or None without one."""
         deadline = self.engine.next_deadline()
-        return None if deadline is None else max(0.0, deadline - self._clock())
+        wait = None if deadline is None else max(0.0, deadline - self._clock())
+        if self._hub_clock is not None:  # look at the clock now and then, even when idle
+            check = self._hub_clock.check_interval()
+            wait = check if wait is None else min(wait, check)
+        return wait
 
     async def _turn(self, batch: list[_Item]) -> None:
         """Decide the batch in order, commit it, then hand playback on."""
+        if self._hub_clock is not None:
+            batch = await self._watch_clock(batch)
         now = self._clock()
         self.last_decision = now
         turn = _Turn()
@@ -235,6 +249,32 @@ class SessionRunner:
                     turn = _Turn()
                     await self._serve(item, now)
         await self._commit(turn)
+
+    async def _watch_clock(self, batch: list[_Item]) -> list[_Item]:
+        """A step of the system clock moves what is in flight with it (the engine's
+        sessions, the motion stamped before it); a step before, or the arrival of,
+        synchronisation corrects what was recorded. Returns the batch on the new timeline."""
+        assert self._hub_clock is not None  # noqa: S101 - the caller checked
+        left, delta = self._restamp
+        if left:  # queued when an earlier step was seen
+            moved = min(left, len(batch))
+            batch = [_restamped(item, delta) for item in batch[:moved]] + batch[moved:]
+            self._restamp = (left - moved, delta)
+        change = self._hub_clock.observe()
+        if change is None:
+            return batch
+        if change.step is not None:
+            self.counters["clock_steps"] += 1
+            self.engine.shift(change.step, history=change.corrects_history)
+            batch = [_restamped(item, change.step) for item in batch]
+            left, delta = self._restamp
+            self._restamp = (max(left, self._inbox.qsize()), delta + change.step)
+        corrected = await self._writer.call(
+            partial(SessionRepository.set_clock, state=change.state)
+        )
+        if corrected:
+            _LOGGER.info("corrected or confirmed the times of %d recorded row(s)", corrected)
+        return batch
 
     def _plan(self, commands: Iterable[Command], turn: _Turn) -> None:
         for command in commands:
@@ -452,6 +492,19 @@ class SessionRunner:
             for session in self.engine.active.values()
             if session.playback_started and not session.playback_stopped
         ]
+
+
+def _restamped(item: _Item, delta: float) -> _Item:
+    """`item` with its receive time (and when it happened) on a clock `delta` seconds later."""
+    match item:
+        case MotionEvent():
+            return dataclasses.replace(
+                item, received_at=item.received_at + delta, occurred_at=item.occurred_at + delta
+            )
+        case StatusUpdate() | MotionCleared():
+            return dataclasses.replace(item, received_at=item.received_at + delta)
+        case _:
+            return item
 
 
 def _paused(task: asyncio.Future[bool]) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from hub.clock import STEP_THRESHOLD, ClockState
 from hub.errors import ConflictError, StoreError
 from hub.model import (
     RECORD_FIELDS,
@@ -28,9 +29,12 @@ from hub.model import (
 # The record's columns plus the bookkeeping ones a `Session` carries.
 _SESSION_COLUMNS = (*RECORD_FIELDS, "playbackNote")
 _SELECT = "SELECT " + ", ".join(_SESSION_COLUMNS) + " FROM sessions"
+# Times made before the system clock was synchronised: the boot and base they were made
+# with (hub/clock.py), NULL once confirmed.
+_CLOCK_COLUMNS = ("clockBoot", "clockBase")
 _INSERT = (
-    f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)})"
+    f"INSERT INTO sessions ({', '.join((*_SESSION_COLUMNS, *_CLOCK_COLUMNS))}) "
+    f"VALUES ({', '.join(':' + c for c in (*_SESSION_COLUMNS, *_CLOCK_COLUMNS))})"
 )
 # Every column but the key; an update sets the ones that changed.
 _UPDATABLE = tuple(column for column in _SESSION_COLUMNS if column != "sessionId")
@@ -57,6 +61,7 @@ _EVENT_COLUMNS = (
     "firmwareVersion",
     "late",
     "ttl",
+    *_CLOCK_COLUMNS,
 )
 _INSERT_EVENT = (
     f"INSERT INTO motion_events ({', '.join(_EVENT_COLUMNS)}) "
@@ -89,6 +94,7 @@ def _changed_columns(before: Session, after: Session) -> tuple[str, ...]:
     return tuple(column for column in _UPDATABLE if column in changed)
 
 
+_SELECT_CLOCKED = "SELECT " + ", ".join((*_SESSION_COLUMNS, "clockBase")) + " FROM sessions"
 _SELECT_RECORD = "SELECT " + ", ".join(RECORD_FIELDS) + " FROM sessions"
 
 
@@ -127,6 +133,8 @@ class SessionRepository:
         # only the columns that changed (flash wear). Sound because the daemon's runner is
         # the one writer of sessions: no other program changes a row behind it.
         self._written: dict[str, Session] = {}
+        # (clockBoot, clockBase) for what is written while the clock is unconfirmed.
+        self._clock_mark: dict[str, Any] = {"clockBoot": None, "clockBase": None}
 
     # -- writes -------------------------------------------------------------------------
 
@@ -175,13 +183,16 @@ class SessionRepository:
         """One row; an update sets only the columns that changed since we last wrote it,
         so an extended session rewrites one table page, not every index (flash wear)."""
         if created:
-            self.db.execute(_INSERT, session_row(session))
+            self.db.execute(_INSERT, session_row(session) | self._clock_mark)
             return
         before = self._written.get(session.session_id)
         changed = _UPDATABLE if before is None else _changed_columns(before, session)
         if not changed:
             return
         values = _columns(session, changed)
+        if self._clock_mark["clockBoot"] is not None:
+            changed = (*changed, *_CLOCK_COLUMNS)
+            values |= self._clock_mark
         values["sessionId"] = session.session_id
         if self.db.execute(_update_sql(changed), values).rowcount != 1:
             raise StoreError(f"session {session.session_id} is not in the database")
@@ -212,7 +223,60 @@ class SessionRepository:
             "firmwareVersion": event.firmware_version,
             "late": int(event.late),
             "ttl": int(event.occurred_at) + self._event_ttl_seconds,
+            **self._clock_mark,
         }
+
+    def set_clock(self, state: ClockState) -> int:
+        """Put this boot's unconfirmed rows on `state`'s timeline, confirm them when the
+        clock is synchronised, and mark (or not) what is written from now on. Returns how
+        many rows were corrected or confirmed.
+
+        A row's times are moved by the difference between `state.base` and the base they
+        were made with: the step the system clock took since (measured, never guessed).
+        Rows of another boot cannot be corrected (their monotonic clock is gone): they stay
+        unconfirmed, and the sync leaves them alone.
+        """
+        boot = {"boot": state.boot_id, "base": state.base, "limit": STEP_THRESHOLD}
+        touched = 0
+        with self.db.atomic():
+            stale = "clockBoot = :boot AND abs(clockBase - :base) > :limit"
+            cursor = self.db.execute(f"{_SELECT_CLOCKED} WHERE {stale}", boot)
+            names = [d[0] for d in cursor.description]
+            for values in cursor.fetchall():
+                row = dict(zip(names, values, strict=True))
+                moved = Session.from_record(row).shifted(state.base - row["clockBase"])
+                update = session_row(moved) | {"clockBase": state.base}
+                columns = (*_UPDATABLE, "clockBase")
+                self.db.execute(_update_sql(columns), update)
+                self._remember(moved)
+                touched += 1
+            touched += self.db.execute(
+                "UPDATE motion_events SET timestamp = timestamp + (:base - clockBase), "
+                "receivedAt = receivedAt + (:base - clockBase), "
+                "ttl = CAST(timestamp + (:base - clockBase) AS INTEGER) + :ttl, "
+                f"clockBase = :base WHERE {stale}",
+                boot | {"ttl": self._event_ttl_seconds},
+            ).rowcount
+            if state.confirmed:
+                for table in ("sessions", "motion_events"):
+                    touched += self.db.execute(
+                        f"UPDATE {table} SET clockBoot = NULL, clockBase = NULL "
+                        "WHERE clockBoot = :boot",
+                        boot,
+                    ).rowcount
+        mark = None if state.confirmed else state
+        self._clock_mark = {
+            "clockBoot": None if mark is None else mark.boot_id,
+            "clockBase": None if mark is None else mark.base,
+        }
+        return touched
+
+    def count_unconfirmed(self) -> int:
+        """Sessions whose times wait for the system clock to be synchronised."""
+        row = self.db.execute(
+            "SELECT count(*) FROM sessions WHERE clockBoot IS NOT NULL"
+        ).fetchone()
+        return int(row[0])
 
     def _conflict(self, sessions: list[Session], exc: sqlite3.IntegrityError) -> Exception:
         for session in sessions:
