@@ -40,6 +40,9 @@ class QuietHours:
 class HubSection:
     database: Path = Path("/var/lib/spottypotty/hub.db")
     timezone: str = ""  # empty: the system's zone
+    # The system clock is right without NTP (a real-time clock): recorded times need no
+    # confirmation (hub/clock.py).
+    trust_clock: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,7 +643,7 @@ def _read_sensors(raw: Any) -> tuple[SensorConfig, ...]:
 
 _read_document = _table(
     {
-        "hub": _table({"database": _path, "timezone": _timezone}, HubSection),
+        "hub": _table({"database": _path, "timezone": _timezone, "trust_clock": _bool}, HubSection),
         "mqtt": _table(
             {
                 "host": _host,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hub import control
-from hub.clock import HubClock
+from hub.clock import HubClock, system_clock_synchronised
 from hub.config import HubConfig
 from hub.ingest.mqtt import MqttLink
 from hub.model import Session
@@ -79,7 +79,10 @@ class Daemon:
         self._player = player if player is not None else make_player(config)
         # The hub's clock (hub/clock.py: steps detected, unconfirmed times corrected); a
         # test's plain callable is used as it is.
-        self._clock = clock if clock is not None else HubClock()
+        if clock is None:
+            trusted = config.hub.trust_clock
+            clock = HubClock(synchronised=(lambda: True) if trusted else system_clock_synchronised)
+        self._clock = clock
         self._client_id = client_id
         self._stop = asyncio.Event()
         self._hard_stop = hard_stop  # seconds from stop() to a forced exit (None: never)
@@ -262,6 +265,8 @@ class Daemon:
             line = f"{line}, BLE {self.ble.status}"
         if isinstance(self._player, SpotifyPlayer):
             line = f"{line}, {self._player.status()}"
+        if isinstance(self._clock, HubClock) and not self._clock.confirmed:
+            line = f"{line}, clock not synchronised yet (times recorded unconfirmed)"
         dropped = sum(
             count
             for key, count in (self.runner.counters.items() if self.runner else [])
