@@ -32,10 +32,16 @@ _SELECT = "SELECT " + ", ".join(_SESSION_COLUMNS) + " FROM sessions"
 # Times made before the system clock was synchronised: the boot and base they were made
 # with (hub/clock.py), NULL once confirmed.
 _CLOCK_COLUMNS = ("clockBoot", "clockBase")
-_INSERT = (
-    f"INSERT INTO sessions ({', '.join((*_SESSION_COLUMNS, *_CLOCK_COLUMNS))}) "
-    f"VALUES ({', '.join(':' + c for c in (*_SESSION_COLUMNS, *_CLOCK_COLUMNS))})"
-)
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    )
+
+
+_INSERT = _insert_sql("sessions", _SESSION_COLUMNS)
+_INSERT_CLOCKED = _insert_sql("sessions", (*_SESSION_COLUMNS, *_CLOCK_COLUMNS))
 # Every column but the key; an update sets the ones that changed.
 _UPDATABLE = tuple(column for column in _SESSION_COLUMNS if column != "sessionId")
 _REMEMBERED_ROWS = 4_096
@@ -61,12 +67,9 @@ _EVENT_COLUMNS = (
     "firmwareVersion",
     "late",
     "ttl",
-    *_CLOCK_COLUMNS,
 )
-_INSERT_EVENT = (
-    f"INSERT INTO motion_events ({', '.join(_EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _EVENT_COLUMNS)})"
-)
+_INSERT_EVENT = _insert_sql("motion_events", _EVENT_COLUMNS)
+_INSERT_EVENT_CLOCKED = _insert_sql("motion_events", (*_EVENT_COLUMNS, *_CLOCK_COLUMNS))
 
 MAX_PAGE = 1_000
 
@@ -133,8 +136,8 @@ class SessionRepository:
         # only the columns that changed (flash wear). Sound because the daemon's runner is
         # the one writer of sessions: no other program changes a row behind it.
         self._written: dict[str, Session] = {}
-        # (clockBoot, clockBase) for what is written while the clock is unconfirmed.
-        self._clock_mark: dict[str, Any] = {"clockBoot": None, "clockBase": None}
+        # {clockBoot, clockBase} for what is written while the clock is unconfirmed.
+        self._clock_mark: dict[str, Any] = {}
 
     # -- writes -------------------------------------------------------------------------
 
@@ -167,7 +170,7 @@ class SessionRepository:
                 for session, _, event in items:
                     if event is not None:
                         session_id = session.session_id if session is not None else None
-                        self.db.execute(_INSERT_EVENT, self._event_row(event, session_id))
+                        self._insert_event(event, session_id)
         except sqlite3.IntegrityError as exc:
             for session_id in latest:  # rolled back: what we last wrote is unknown now
                 self._written.pop(session_id, None)
@@ -183,14 +186,17 @@ class SessionRepository:
         """One row; an update sets only the columns that changed since we last wrote it,
         so an extended session rewrites one table page, not every index (flash wear)."""
         if created:
-            self.db.execute(_INSERT, session_row(session) | self._clock_mark)
+            if self._clock_mark:
+                self.db.execute(_INSERT_CLOCKED, session_row(session) | self._clock_mark)
+            else:
+                self.db.execute(_INSERT, session_row(session))
             return
         before = self._written.get(session.session_id)
         changed = _UPDATABLE if before is None else _changed_columns(before, session)
         if not changed:
             return
         values = _columns(session, changed)
-        if self._clock_mark["clockBoot"] is not None:
+        if self._clock_mark:
             changed = (*changed, *_CLOCK_COLUMNS)
             values |= self._clock_mark
         values["sessionId"] = session.session_id
@@ -206,7 +212,14 @@ class SessionRepository:
     def record_event(self, event: MotionEvent, session_id: str | None = None) -> None:
         """Keep a motion event that belongs to no session we track (e.g. out of order)."""
         with self.db.atomic():
-            self.db.execute(_INSERT_EVENT, self._event_row(event, session_id))
+            self._insert_event(event, session_id)
+
+    def _insert_event(self, event: MotionEvent, session_id: str | None) -> None:
+        row = self._event_row(event, session_id)
+        if self._clock_mark:
+            self.db.execute(_INSERT_EVENT_CLOCKED, row | self._clock_mark)
+        else:
+            self.db.execute(_INSERT_EVENT, row)
 
     def _event_row(self, event: MotionEvent, session_id: str | None) -> dict[str, Any]:
         return {
@@ -223,7 +236,6 @@ class SessionRepository:
             "firmwareVersion": event.firmware_version,
             "late": int(event.late),
             "ttl": int(event.occurred_at) + self._event_ttl_seconds,
-            **self._clock_mark,
         }
 
     def set_clock(self, state: ClockState) -> int:
@@ -264,11 +276,9 @@ class SessionRepository:
                         "WHERE clockBoot = :boot",
                         boot,
                     ).rowcount
-        mark = None if state.confirmed else state
-        self._clock_mark = {
-            "clockBoot": None if mark is None else mark.boot_id,
-            "clockBase": None if mark is None else mark.base,
-        }
+        self._clock_mark = (
+            {} if state.confirmed else {"clockBoot": state.boot_id, "clockBase": state.base}
+        )
         return touched
 
     def count_unconfirmed(self) -> int:
