@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ MAX_SLEW: Final = 0.001
 # is unconfirmed (its synchronisation corrects what is recorded), rarely once it is.
 CHECK_UNCONFIRMED: Final = 2.0
 CHECK_CONFIRMED: Final = 60.0
+# Asked at most this often (a stat and a system call) while unconfirmed, however busy.
+SYNC_ASK_INTERVAL: Final = 1.0
 
 _STA_UNSYNC: Final = 0x0040
 _TIME_ERROR: Final = 5
@@ -98,17 +101,25 @@ class _Timex(ctypes.Structure):
 def kernel_synchronised() -> bool | None:
     """Whether the kernel says an NTP daemon disciplines the clock (`adjtimex`, read only);
     None when that cannot be asked."""
-    try:
-        # The process's own symbol table (dlopen(NULL)), so an LD_PRELOAD'ed adjtimex
-        # (the tests' clock shim) is the one called.
-        adjtimex = ctypes.CDLL(None, use_errno=True).adjtimex
-    except (OSError, AttributeError):
+    adjtimex = _adjtimex()
+    if adjtimex is None:
         return None
     timex = _Timex()  # modes = 0: read, never set
     state = adjtimex(ctypes.byref(timex))
     if state < 0:
         return None
     return state != _TIME_ERROR and not timex.status & _STA_UNSYNC
+
+
+@functools.cache
+def _adjtimex() -> Callable[[Any], int] | None:
+    try:
+        # The process's own symbol table (dlopen(NULL)), so an LD_PRELOAD'ed adjtimex
+        # (the tests' clock shim) is the one called.
+        function: Callable[[Any], int] = ctypes.CDLL(None, use_errno=True).adjtimex
+    except (OSError, AttributeError):
+        return None
+    return function
 
 
 def system_clock_synchronised() -> bool:
@@ -142,6 +153,7 @@ class HubClock:
         self._base = wall() - looked
         self._looked = looked
         self._confirmed = synchronised()
+        self._asked = looked  # when synchronisation was last asked about
 
     def __call__(self) -> float:
         return self._monotonic() + self._base
@@ -167,7 +179,10 @@ class HubClock:
         self._looked = looked
         self._base += drift
         step = drift if abs(drift) > limit else None
-        confirmed_now = not self._confirmed and self._synchronised()
+        confirmed_now = False
+        if not self._confirmed and looked - self._asked >= SYNC_ASK_INTERVAL:
+            self._asked = looked
+            confirmed_now = self._synchronised()
         self._confirmed = self._confirmed or confirmed_now
         if step is not None:
             _LOGGER.warning(

@@ -151,6 +151,7 @@ class SessionRunner:
         # After a step: how many items already queued were stamped before it, and by how
         # much to move them.
         self._restamp: tuple[int, float] = (0, 0.0)
+        self._clock_unsaved = False  # the store's correction failed: try again next turn
 
     @property
     def inbox(self) -> asyncio.Queue[Inbound]:
@@ -216,7 +217,7 @@ class SessionRunner:
     async def _turn(self, batch: list[_Item]) -> None:
         """Decide the batch in order, commit it, then hand playback on."""
         if self._hub_clock is not None:
-            batch = await self._watch_clock(batch)
+            batch = await self._watch_clock(self._hub_clock, batch)
         now = self._clock()
         self.last_decision = now
         turn = _Turn()
@@ -250,30 +251,34 @@ class SessionRunner:
                     await self._serve(item, now)
         await self._commit(turn)
 
-    async def _watch_clock(self, batch: list[_Item]) -> list[_Item]:
+    async def _watch_clock(self, clock: HubClock, batch: list[_Item]) -> list[_Item]:
         """A step of the system clock moves what is in flight with it (the engine's
         sessions, the motion stamped before it); a step before, or the arrival of,
         synchronisation corrects what was recorded. Returns the batch on the new timeline."""
-        assert self._hub_clock is not None  # noqa: S101 - the caller checked
         left, delta = self._restamp
         if left:  # queued when an earlier step was seen
             moved = min(left, len(batch))
             batch = [_restamped(item, delta) for item in batch[:moved]] + batch[moved:]
             self._restamp = (left - moved, delta)
-        change = self._hub_clock.observe()
-        if change is None:
-            return batch
-        if change.step is not None:
+        change = clock.observe()
+        if change is not None and change.step is not None:
             self.counters["clock_steps"] += 1
             self.engine.shift(change.step, history=change.corrects_history)
             batch = [_restamped(item, change.step) for item in batch]
             left, delta = self._restamp
             self._restamp = (max(left, self._inbox.qsize()), delta + change.step)
-        corrected = await self._writer.call(
-            partial(SessionRepository.set_clock, state=change.state)
-        )
-        if corrected:
-            _LOGGER.info("corrected or confirmed the times of %d recorded row(s)", corrected)
+        if change is not None or self._clock_unsaved:
+            try:
+                corrected = await self._writer.call(
+                    partial(SessionRepository.set_clock, state=clock.state)
+                )
+            except HubError as exc:  # the rows keep their own base: corrected next time
+                self._clock_unsaved = True
+                _LOGGER.warning("could not correct the recorded times yet: %s", exc)
+            else:
+                self._clock_unsaved = False
+                if corrected:
+                    _LOGGER.info("corrected or confirmed the times of %d row(s)", corrected)
         return batch
 
     def _plan(self, commands: Iterable[Command], turn: _Turn) -> None:

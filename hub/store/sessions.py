@@ -97,6 +97,10 @@ def _changed_columns(before: Session, after: Session) -> tuple[str, ...]:
     return tuple(column for column in _UPDATABLE if column in changed)
 
 
+_ANY_UNCONFIRMED = (
+    "SELECT EXISTS (SELECT 1 FROM sessions WHERE clockBoot = :boot) "
+    "OR EXISTS (SELECT 1 FROM motion_events WHERE clockBoot = :boot)"
+)
 _SELECT_CLOCKED = "SELECT " + ", ".join((*_SESSION_COLUMNS, "clockBase")) + " FROM sessions"
 _SELECT_RECORD = "SELECT " + ", ".join(RECORD_FIELDS) + " FROM sessions"
 
@@ -239,54 +243,61 @@ class SessionRepository:
         }
 
     def set_clock(self, state: ClockState) -> int:
-        """Put this boot's unconfirmed rows on `state`'s timeline, confirm them when the
-        clock is synchronised, and mark (or not) what is written from now on. Returns how
-        many rows were corrected or confirmed.
+        """Mark (or not) what is written from now on as `state` says, put this boot's
+        unconfirmed rows on `state`'s timeline, and confirm them when the clock is
+        synchronised. Returns how many rows were corrected or confirmed.
 
         A row's times are moved by the difference between `state.base` and the base they
         were made with: the step the system clock took since (measured, never guessed).
-        Rows of another boot cannot be corrected (their monotonic clock is gone): they stay
-        unconfirmed, and the sync leaves them alone.
+        The mark changes first, so should the correction fail (a full disk) the rows keep
+        the base they were made with and a later call still corrects them. Rows of another
+        boot cannot be corrected (their monotonic clock is gone): they stay unconfirmed, and
+        the sync leaves them alone.
         """
-        boot = {"boot": state.boot_id, "base": state.base, "limit": STEP_THRESHOLD}
-        touched = 0
-        with self.db.atomic():
-            stale = "clockBoot = :boot AND abs(clockBase - :base) > :limit"
-            cursor = self.db.execute(f"{_SELECT_CLOCKED} WHERE {stale}", boot)
-            names = [d[0] for d in cursor.description]
-            for values in cursor.fetchall():
-                row = dict(zip(names, values, strict=True))
-                moved = Session.from_record(row).shifted(state.base - row["clockBase"])
-                update = session_row(moved) | {"clockBase": state.base}
-                columns = (*_UPDATABLE, "clockBase")
-                self.db.execute(_update_sql(columns), update)
-                self._remember(moved)
-                touched += 1
-            touched += self.db.execute(
-                "UPDATE motion_events SET timestamp = timestamp + (:base - clockBase), "
-                "receivedAt = receivedAt + (:base - clockBase), "
-                "ttl = CAST(timestamp + (:base - clockBase) AS INTEGER) + :ttl, "
-                f"clockBase = :base WHERE {stale}",
-                boot | {"ttl": self._event_ttl_seconds},
-            ).rowcount
-            if state.confirmed:
-                for table in ("sessions", "motion_events"):
-                    touched += self.db.execute(
-                        f"UPDATE {table} SET clockBoot = NULL, clockBase = NULL "
-                        "WHERE clockBoot = :boot",
-                        boot,
-                    ).rowcount
         self._clock_mark = (
             {} if state.confirmed else {"clockBoot": state.boot_id, "clockBase": state.base}
         )
+        boot = {"boot": state.boot_id, "base": state.base, "limit": STEP_THRESHOLD}
+        if not self.db.execute(_ANY_UNCONFIRMED, boot).fetchone()[0]:
+            return 0  # the usual case: nothing to write (nor a write lock to take)
+        touched = 0
+        moved: list[Session] = []
+        stale = "clockBoot = :boot AND abs(clockBase - :base) > :limit"
+        try:
+            with self.db.atomic():
+                cursor = self.db.execute(f"{_SELECT_CLOCKED} WHERE {stale}", boot)
+                names = [d[0] for d in cursor.description]
+                for values in cursor.fetchall():
+                    row = dict(zip(names, values, strict=True))
+                    session = Session.from_record(row).shifted(state.base - row["clockBase"])
+                    update = session_row(session) | {"clockBase": state.base}
+                    self.db.execute(_update_sql((*_UPDATABLE, "clockBase")), update)
+                    moved.append(session)
+                touched += len(moved) + self._move_events(stale, boot)
+                if state.confirmed:
+                    for table in ("sessions", "motion_events"):
+                        touched += self.db.execute(
+                            f"UPDATE {table} SET clockBoot = NULL, clockBase = NULL "
+                            "WHERE clockBoot = :boot",
+                            boot,
+                        ).rowcount
+        except BaseException:
+            for session in moved:  # rolled back: what we last wrote is unknown now
+                self._written.pop(session.session_id, None)
+            raise
+        for session in moved:
+            self._remember(session)
         return touched
 
-    def count_unconfirmed(self) -> int:
-        """Sessions whose times wait for the system clock to be synchronised."""
-        row = self.db.execute(
-            "SELECT count(*) FROM sessions WHERE clockBoot IS NOT NULL"
-        ).fetchone()
-        return int(row[0])
+    def _move_events(self, where: str, params: dict[str, Any]) -> int:
+        cursor = self.db.execute(
+            "UPDATE motion_events SET timestamp = timestamp + (:base - clockBase), "
+            "receivedAt = receivedAt + (:base - clockBase), "
+            "ttl = CAST(timestamp + (:base - clockBase) AS INTEGER) + :ttl, "
+            f"clockBase = :base WHERE {where}",
+            params | {"ttl": self._event_ttl_seconds},
+        )
+        return int(cursor.rowcount)
 
     def _conflict(self, sessions: list[Session], exc: sqlite3.IntegrityError) -> Exception:
         for session in sessions:

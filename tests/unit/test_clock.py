@@ -11,6 +11,7 @@ from hub.clock import (
     CHECK_UNCONFIRMED,
     MAX_SLEW,
     STEP_THRESHOLD,
+    SYNC_ASK_INTERVAL,
     HubClock,
     kernel_synchronised,
     system_clock_synchronised,
@@ -103,6 +104,7 @@ def test_synchronisation_is_seen_once_and_kept() -> None:
     assert not clock.state.confirmed
     assert clock.check_interval() == CHECK_UNCONFIRMED
     clocks.synced = True
+    clocks.mono += SYNC_ASK_INTERVAL
     clocks.offset += 30 * DAY  # the step that came with it
     change = clock.observe()
     assert change is not None
@@ -115,6 +117,23 @@ def test_synchronisation_is_seen_once_and_kept() -> None:
     clocks.synced = False  # the kernel flag lapses after hours without NTP: still confirmed
     assert clock.observe() is None
     assert clock.confirmed
+
+
+def test_a_busy_hub_asks_about_synchronisation_once_a_second() -> None:
+    clocks = Clocks()
+    asked: list[float] = []
+
+    def synchronised() -> bool:
+        asked.append(clocks.mono)
+        return False
+
+    clock = HubClock(
+        wall=clocks.wall, monotonic=clocks.monotonic, synchronised=synchronised, boot="b1"
+    )
+    for _ in range(1_000):  # turns 10 ms apart for 10 s
+        clocks.mono += 0.01
+        clock.observe()
+    assert 9 <= len(asked) - 1 <= 11  # (the first answer is the constructor's)
 
 
 def test_the_system_can_be_asked() -> None:
