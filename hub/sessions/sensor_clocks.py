@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from hub.model import MotionEvent
 
@@ -39,11 +39,15 @@ WINDOW: Final = 8  # live samples kept per sensor
 AGREE: Final = 2.0  # seconds: whole-second stamps and a LAN's latency
 LATE_AFTER: Final = 2.0  # seconds of lag above the offset before a message counts as late
 SPACED: Final = 2.0  # seconds between the arrivals of a moved clock's messages, at least
-MAX_AGE: Final = 24 * 60 * 60  # seconds a sample is trusted (sensor clocks drift)
-MAX_LATE: Final = 24 * 60 * 60  # a late message is dated at most this long before arrival
+MAX_AGE: Final = 24 * 60 * 60  # seconds (sensor clock) a sample is trusted: clocks drift
+MAX_LATE: Final = 7 * 24 * 60 * 60  # a late message is dated at most this long before arrival
 MAX_SENSORS: Final = 10_000  # sensors remembered (made-up sensor ids cannot grow memory)
 
-_Sample = tuple[float, float]  # (received_at, lag)
+
+class _Sample(NamedTuple):
+    stamp: float  # the sensor's timestamp: a sample's age is told on the sensor's clock,
+    received: float  # so a hub that was down for hours still knows its sensors' offsets
+    lag: float  # received - stamp
 
 
 @dataclass(slots=True)
@@ -61,24 +65,25 @@ class SensorClocks:
     def __init__(self) -> None:
         self._sensors: dict[str, _Sensor] = {}
 
-    def offset(self, sensor_id: str, now: float) -> float | None:
-        """The sensor's clock offset (hub minus sensor, seconds) if known and stable."""
+    def offset(self, sensor_id: str, at: float) -> float | None:
+        """The sensor's clock offset (hub minus sensor, seconds) if known and stable at
+        `at` (the sensor's clock)."""
         sensor = self._sensors.get(sensor_id)
-        return None if sensor is None else _stable_offset(sensor, now)
+        return None if sensor is None else _stable_offset(sensor, at)
 
     def judge(self, event: MotionEvent) -> MotionEvent:
         """`event`, with `occurred_at` when it happened (see the module docstring)."""
         if event.sensor_timestamp is None:
             return event
-        received = event.received_at
-        sample = (received, received - event.sensor_timestamp)
+        stamp, received = event.sensor_timestamp, event.received_at
+        sample = _Sample(stamp, received, received - stamp)
         sensor = self._sensor(event.sensor_id)
-        offset = _stable_offset(sensor, received)
+        offset = _stable_offset(sensor, stamp)
         if offset is None:
             if not event.late:  # buffered by the firmware: never a sample of a live lag
                 sensor.live.append(sample)
             return event
-        waited = sample[1] - offset
+        waited = sample.lag - offset
         if waited <= LATE_AFTER:
             if not event.late:
                 sensor.live.append(sample)
@@ -95,7 +100,10 @@ class SensorClocks:
         """The hub's clock stepped by `delta`: every receive time and lag moves with it."""
         for sensor in self._sensors.values():
             for samples in (sensor.live, sensor.high):
-                moved = [(received + delta, lag + delta) for received, lag in samples]
+                moved = [
+                    _Sample(sample.stamp, sample.received + delta, sample.lag + delta)
+                    for sample in samples
+                ]
                 samples.clear()
                 samples.extend(moved)
 
@@ -108,8 +116,8 @@ class SensorClocks:
         return sensor
 
 
-def _stable_offset(sensor: _Sensor, now: float) -> float | None:
-    lags = [lag for received, lag in sensor.live if now - received <= MAX_AGE]
+def _stable_offset(sensor: _Sensor, at: float) -> float | None:
+    lags = [sample.lag for sample in sensor.live if at - sample.stamp <= MAX_AGE]
     if len(lags) < MIN_SAMPLES:
         return None
     lowest = min(lags)
@@ -121,8 +129,8 @@ def _moved(high: deque[_Sample]) -> bool:
     """MIN_SAMPLES messages in a row, each as late as the others, arriving spaced out."""
     if len(high) < MIN_SAMPLES:
         return False
-    lags = [lag for _, lag in high]
-    arrivals = [received for received, _ in high]
+    lags = [sample.lag for sample in high]
+    arrivals = [sample.received for sample in high]
     spaced = all(b - a >= SPACED for a, b in itertools.pairwise(arrivals))
     return spaced and max(lags) - min(lags) <= AGREE
 

@@ -115,3 +115,27 @@ def test_steps_never_move_the_end_in_real_time(
     assert done.end is not None
     assert abs(done.end - done.start - TIMEOUT) < 1e-5  # its length is real
     assert real >= TIMEOUT - 1e-5  # and it ended no earlier than TIMEOUT of real time
+
+
+@given(
+    offset=st.floats(min_value=-60 * DAY, max_value=60 * DAY),
+    latencies=st.lists(st.floats(min_value=0, max_value=0.9), min_size=3, max_size=6),
+    waited=st.floats(min_value=TIMEOUT + 2.5, max_value=3 * DAY),
+    gap=st.floats(min_value=TIMEOUT, max_value=DAY / 2),  # (a learnt offset lasts a day)
+)
+def test_motion_older_than_the_timeout_never_starts_music_once_the_offset_is_known(
+    offset: float, latencies: list[float], waited: float, gap: float
+) -> None:
+    """Live motion teaches the sensor's offset (any: the hub's clock may be weeks off); a
+    motion that then sat in the broker longer than the timeout plays nothing."""
+    engine = SessionEngine(CONFIG)
+    at = T0
+    for latency in latencies:  # whole-second stamps, as the firmware sends
+        engine.on_motion(motion(at + offset + latency, stamp=float(int(at))), at + offset + latency)
+        at += 1
+    happened = at + gap  # after the session ended: a new one
+    received = happened + offset + waited
+    commands = engine.on_tick(received) + engine.on_motion(
+        motion(received, stamp=float(int(happened))), received
+    )
+    assert not any(isinstance(c, StartPlayback) for c in commands)
