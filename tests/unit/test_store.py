@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,12 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
+from hub.clock import ClockState
 from hub.errors import ConflictError, DamagedDatabaseError, StoreError
 from hub.model import MotionEvent, Session, SessionStatus, open_session
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.database import is_damage
 from hub.store.schema import KNOWN_MIGRATIONS
 from hub.store.sessions import SessionQuery, record_from_row, session_row
+from hub.sync.outbox import Outbox
 from tests.damage import build_hub_database, damage, page_size
 from tests.strategies import sessions
 
@@ -344,3 +346,80 @@ def test_record_from_row_is_exactly_the_sessions_record(
     if completed:
         session = session.with_changes(status=SessionStatus.COMPLETED, end=start + length + 60)
     assert record_from_row(session_row(session)) == session.to_record()
+
+
+# -- times recorded before the system clock is synchronised (hub/clock.py) ---------------
+
+DAY = 86_400.0
+TRUE_T0 = 1_800_000_000.0
+BEHIND = 30 * DAY  # a Pi booted with its clock a month behind
+BOOT = "boot-1"
+
+
+@pytest.fixture
+def memory_db() -> Iterator[Database]:
+    database = open_database(None)
+    yield database
+    close_database(database)
+
+
+def unconfirmed_sessions(db: Database) -> int:
+    return int(
+        db.execute("SELECT count(*) FROM sessions WHERE clockBoot IS NOT NULL").fetchone()[0]
+    )
+
+
+def unconfirmed(base: float, boot: str = BOOT) -> ClockState:
+    return ClockState(boot_id=boot, base=base, confirmed=False)
+
+
+def test_rows_written_unconfirmed_are_corrected_and_confirmed_by_the_step(
+    memory_db: Database,
+) -> None:
+    db = memory_db
+    repository = SessionRepository(db, ttl_days=30)
+    repository.set_clock(unconfirmed(base=-BEHIND))
+    wrong = TRUE_T0 - BEHIND
+    event = MotionEvent("bath", occurred_at=wrong, received_at=wrong)
+    repository.save(_session("session-bath-1", start=wrong), created=True, event=event)
+    outbox = Outbox(db)
+    assert unconfirmed_sessions(db) == 1
+    assert (outbox.count_due_sessions(), outbox.count_due_events()) == (0, 0)
+    # NTP steps the clock a month forward; timesyncd says it is synchronised.
+    touched = repository.set_clock(ClockState(BOOT, base=0.0, confirmed=True))
+    assert touched == 4  # the session and its event corrected, then both confirmed
+    (row,) = db.execute("SELECT startTime, ttl, startTimeISO, clockBoot FROM sessions")
+    assert row == (int(TRUE_T0), int(TRUE_T0 + 30 * DAY), "2027-01-15T08:00:00.000000+00:00", None)
+    (event_row,) = db.execute("SELECT timestamp, receivedAt, ttl, clockBoot FROM motion_events")
+    assert event_row == (TRUE_T0, TRUE_T0, int(TRUE_T0 + 30 * DAY), None)
+    assert (outbox.count_due_sessions(), outbox.count_due_events()) == (1, 1)
+    # Written from now on: confirmed.
+    repository.save(_session("session-hall-1", "hall", TRUE_T0 + 100), created=True)
+    assert unconfirmed_sessions(db) == 0
+
+
+def test_a_restart_in_the_same_boot_corrects_what_the_last_process_wrote(
+    memory_db: Database,
+) -> None:
+    db = memory_db
+    first = SessionRepository(db, ttl_days=30)
+    first.set_clock(unconfirmed(base=-BEHIND))
+    first.save(_session("session-bath-1", start=TRUE_T0 - BEHIND), created=True)
+    # The clock stepped while the hub was restarting: the new process only sees its base.
+    second = SessionRepository(db, ttl_days=30)
+    assert second.set_clock(unconfirmed(base=0.0)) == 1
+    (row,) = db.execute("SELECT startTime, clockBoot, clockBase FROM sessions")
+    assert row == (int(TRUE_T0), BOOT, 0.0)  # corrected, still unconfirmed
+    assert Outbox(db).count_due_sessions() == 0
+
+
+def test_rows_of_another_boot_cannot_be_corrected_and_stay_unsent(memory_db: Database) -> None:
+    db = memory_db
+    old = SessionRepository(db, ttl_days=30)
+    old.set_clock(unconfirmed(base=-BEHIND, boot="an-earlier-boot"))
+    old.save(_session("session-bath-1", start=TRUE_T0 - BEHIND), created=True)
+    now = SessionRepository(db, ttl_days=30)
+    assert now.set_clock(ClockState(BOOT, base=0.0, confirmed=True)) == 0
+    (row,) = db.execute("SELECT startTime, clockBoot FROM sessions")
+    assert row == (int(TRUE_T0 - BEHIND), "an-earlier-boot")
+    assert Outbox(db).count_due_sessions() == 0
