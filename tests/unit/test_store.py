@@ -373,15 +373,21 @@ def unconfirmed(base: float, boot: str = BOOT) -> ClockState:
     return ClockState(boot_id=boot, base=base, confirmed=False)
 
 
+def written_behind(db: Database, boot: str = BOOT) -> SessionRepository:
+    """A repository that wrote a session and its motion a month behind, unconfirmed."""
+    repository = SessionRepository(db, ttl_days=30)
+    repository.set_clock(unconfirmed(base=-BEHIND, boot=boot))
+    wrong = TRUE_T0 - BEHIND
+    event = MotionEvent("bath", occurred_at=wrong, received_at=wrong)
+    repository.save(_session("session-bath-1", start=wrong), created=True, event=event)
+    return repository
+
+
 def test_rows_written_unconfirmed_are_corrected_and_confirmed_by_the_step(
     memory_db: Database,
 ) -> None:
     db = memory_db
-    repository = SessionRepository(db, ttl_days=30)
-    repository.set_clock(unconfirmed(base=-BEHIND))
-    wrong = TRUE_T0 - BEHIND
-    event = MotionEvent("bath", occurred_at=wrong, received_at=wrong)
-    repository.save(_session("session-bath-1", start=wrong), created=True, event=event)
+    repository = written_behind(db)
     outbox = Outbox(db)
     assert unconfirmed_sessions(db) == 1
     assert (outbox.count_due_sessions(), outbox.count_due_events()) == (0, 0)
@@ -402,12 +408,10 @@ def test_a_restart_in_the_same_boot_corrects_what_the_last_process_wrote(
     memory_db: Database,
 ) -> None:
     db = memory_db
-    first = SessionRepository(db, ttl_days=30)
-    first.set_clock(unconfirmed(base=-BEHIND))
-    first.save(_session("session-bath-1", start=TRUE_T0 - BEHIND), created=True)
+    written_behind(db)
     # The clock stepped while the hub was restarting: the new process only sees its base.
     second = SessionRepository(db, ttl_days=30)
-    assert second.set_clock(unconfirmed(base=0.0)) == 1
+    assert second.set_clock(unconfirmed(base=0.0)) == 2  # the session and its event
     (row,) = db.execute("SELECT startTime, clockBoot, clockBase FROM sessions")
     assert row == (int(TRUE_T0), BOOT, 0.0)  # corrected, still unconfirmed
     assert Outbox(db).count_due_sessions() == 0
@@ -415,9 +419,7 @@ def test_a_restart_in_the_same_boot_corrects_what_the_last_process_wrote(
 
 def test_rows_of_another_boot_cannot_be_corrected_and_stay_unsent(memory_db: Database) -> None:
     db = memory_db
-    old = SessionRepository(db, ttl_days=30)
-    old.set_clock(unconfirmed(base=-BEHIND, boot="an-earlier-boot"))
-    old.save(_session("session-bath-1", start=TRUE_T0 - BEHIND), created=True)
+    written_behind(db, boot="an-earlier-boot")
     now = SessionRepository(db, ttl_days=30)
     assert now.set_clock(ClockState(BOOT, base=0.0, confirmed=True)) == 0
     (row,) = db.execute("SELECT startTime, clockBoot FROM sessions")
