@@ -51,7 +51,8 @@ class MotionEvent:
     """One motion report from a sensor, already decoded from its wire format.
 
     `occurred_at` is the instant lifecycle decisions use: the hub's receive time unless
-    the ingest adapter trusts the sensor's clock (or the event was buffered and is late).
+    the sensor's clock says it happened earlier — buffered by the firmware (`late`), or
+    sat in the broker, judged by the engine from the sensor's learnt clock offset.
     """
 
     sensor_id: str

@@ -41,7 +41,6 @@ LATE_AFTER: Final = 2.0  # seconds of lag above the offset before a message coun
 SPACED: Final = 2.0  # seconds between the arrivals of a moved clock's messages, at least
 MAX_AGE: Final = 24 * 60 * 60  # seconds (sensor clock) a sample is trusted: clocks drift
 MAX_LATE: Final = 7 * 24 * 60 * 60  # a late message is dated at most this long before arrival
-MAX_SENSORS: Final = 10_000  # sensors remembered (made-up sensor ids cannot grow memory)
 
 
 class _Sample(NamedTuple):
@@ -108,10 +107,9 @@ class SensorClocks:
                 samples.extend(moved)
 
     def _sensor(self, sensor_id: str) -> _Sensor:
+        # One per configured sensor: the engine judges no other sensor's motion.
         sensor = self._sensors.get(sensor_id)
         if sensor is None:
-            if len(self._sensors) >= MAX_SENSORS:
-                del self._sensors[next(iter(self._sensors))]  # the first seen
             sensor = self._sensors[sensor_id] = _Sensor()
         return sensor
 
