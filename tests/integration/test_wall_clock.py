@@ -186,7 +186,7 @@ async def test_a_pi_booted_a_month_behind_then_stepped_by_ntp(
         (after,) = _rows(database, "SELECT * FROM sessions")
         events = _rows(database, "SELECT timestamp, clockBoot FROM motion_events")
         accounting = _accounting(database, sensor.published)
-    print("month-forward step:", accounting)
+    print("month-forward step:", accounting, f"ended {ended - last:.2f} s after the last motion")
     assert accounting == {"acknowledged": 2, "stored": 2, "set_aside": 0}
     assert ended - last >= TIMEOUT - 0.5  # not ended early by the step
     assert after["motionEventsCount"] == 2
@@ -228,7 +228,11 @@ async def test_steps_backward_neither_prolong_a_session_nor_set_motion_aside(
         second_end = await _until(database, completed, 2)
         sessions = _rows(database, "SELECT * FROM sessions ORDER BY startTimeISO")
         accounting = _accounting(database, sensor.published)
-    print("backward steps:", accounting)
+    print(
+        "backward steps:",
+        accounting,
+        f"ended {first_end - last:.2f} s and {second_end - last_two:.2f} s after the last motion",
+    )
     assert accounting == {"acknowledged": 4, "stored": 4, "set_aside": 0}
     assert TIMEOUT - 0.5 <= first_end - last <= TIMEOUT + 2.5
     assert TIMEOUT - 0.5 <= second_end - last_two <= TIMEOUT + 2.5
