@@ -105,6 +105,14 @@ class Outbox:
         ).fetchone()
         return int(row[0])
 
+    def count_unconfirmed(self) -> int:
+        """Sessions held back because their times wait for the system clock (hub/clock.py)."""
+        row = self.db.execute(
+            "SELECT count(*) FROM sessions INDEXED BY sessions_unconfirmed "
+            "WHERE clockBoot IS NOT NULL"
+        ).fetchone()
+        return int(row[0])
+
     def count_due_events(self) -> int:
         row = self.db.execute(
             "SELECT count(*) FROM motion_events INDEXED BY motion_events_unsynced "

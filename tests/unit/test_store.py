@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
+from hub.cli.sync import dry_run_report, summary_report
 from hub.clock import ClockState
+from hub.config import HubConfig
 from hub.errors import ConflictError, DamagedDatabaseError, StoreError
 from hub.model import MotionEvent, Session, SessionStatus, open_session
 from hub.store import SessionRepository, close_database, open_database
@@ -17,6 +19,7 @@ from hub.store.database import is_damage
 from hub.store.schema import KNOWN_MIGRATIONS
 from hub.store.sessions import SessionQuery, record_from_row, session_row
 from hub.sync.outbox import Outbox
+from hub.sync.uploader import SyncSummary
 from tests.damage import build_hub_database, damage, page_size
 from tests.strategies import sessions
 
@@ -389,7 +392,7 @@ def test_rows_written_unconfirmed_are_corrected_and_confirmed_by_the_step(
     db = memory_db
     repository = written_behind(db)
     outbox = Outbox(db)
-    assert unconfirmed_sessions(db) == 1
+    assert unconfirmed_sessions(db) == outbox.count_unconfirmed() == 1
     assert (outbox.count_due_sessions(), outbox.count_due_events()) == (0, 0)
     # NTP steps the clock a month forward; timesyncd says it is synchronised.
     touched = repository.set_clock(ClockState(BOOT, base=0.0, confirmed=True))
@@ -399,6 +402,7 @@ def test_rows_written_unconfirmed_are_corrected_and_confirmed_by_the_step(
     (event_row,) = db.execute("SELECT timestamp, receivedAt, ttl, clockBoot FROM motion_events")
     assert event_row == (TRUE_T0, TRUE_T0, int(TRUE_T0 + 30 * DAY), None)
     assert (outbox.count_due_sessions(), outbox.count_due_events()) == (1, 1)
+    assert outbox.count_unconfirmed() == 0
     # Written from now on: confirmed.
     repository.save(_session("session-hall-1", "hall", TRUE_T0 + 100), created=True)
     assert unconfirmed_sessions(db) == 0
@@ -425,3 +429,10 @@ def test_rows_of_another_boot_cannot_be_corrected_and_stay_unsent(memory_db: Dat
     (row,) = db.execute("SELECT startTime, clockBoot FROM sessions")
     assert row == (int(TRUE_T0 - BEHIND), "an-earlier-boot")
     assert Outbox(db).count_due_sessions() == 0
+
+
+def test_the_sync_says_what_it_holds_back(memory_db: Database) -> None:
+    written_behind(memory_db)
+    report = summary_report(SyncSummary(held_back=1), HubConfig())
+    assert report.splitlines()[-1].startswith("held back: 1 session(s) recorded before")
+    assert "held back: 1 session(s)" in dry_run_report(Outbox(memory_db), HubConfig())
