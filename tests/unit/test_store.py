@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,9 @@ from hub.clock import ClockState
 from hub.config import HubConfig
 from hub.errors import ConflictError, DamagedDatabaseError, StoreError
 from hub.model import MotionEvent, Session, SessionStatus, open_session
+from hub.sessions.analytics import summarize
 from hub.store import SessionRepository, close_database, open_database
+from hub.store.aggregates import aggregate_sessions
 from hub.store.database import is_damage
 from hub.store.schema import KNOWN_MIGRATIONS
 from hub.store.sessions import SessionQuery, record_from_row, session_row
@@ -436,3 +439,13 @@ def test_the_sync_says_what_it_holds_back(memory_db: Database) -> None:
     report = summary_report(SyncSummary(held_back=1), HubConfig())
     assert report.splitlines()[-1].startswith("held back: 1 session(s) recorded before")
     assert "held back: 1 session(s)" in dry_run_report(Outbox(memory_db), HubConfig())
+
+
+def test_analytics_after_the_correction_see_the_real_time_between_sessions(
+    memory_db: Database,
+) -> None:
+    repository = written_behind(memory_db)  # 08:00 on a clock a month behind
+    repository.set_clock(ClockState(BOOT, base=0.0, confirmed=True))  # NTP
+    repository.save(_completed("session-bath-2", start=TRUE_T0 + 600), created=True)
+    analytics = summarize(aggregate_sessions(memory_db, sensor_id="bath"), dt.UTC)
+    assert analytics["averageTimeBetweenSessionsMinutes"] == 10.0  # not 43,210
