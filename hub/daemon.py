@@ -33,7 +33,12 @@ from hub.playback.port import Player
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
-from hub.store.meta import load_ble_counters, save_ble_counters
+from hub.store.meta import (
+    load_ble_counters,
+    load_sensor_clocks,
+    save_ble_counters,
+    save_sensor_clocks,
+)
 from hub.store.pool import DatabasePool
 from hub.store.sessions import SessionRepository
 from hub.store.writer import StoreWriter
@@ -92,6 +97,7 @@ class Daemon:
         self.ble: BleScanner | None = None
         self._shown: dict[str, tuple[object, ...]] = {}  # session id -> what MQTT last showed
         self._saved_ble_counters: dict[str, tuple[int | None, int | None]] = {}
+        self._saved_sensor_clocks: dict[str, tuple[int, int]] = {}
         self._writer: StoreWriter | None = None
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
 
@@ -127,8 +133,9 @@ class Daemon:
         async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
             self._writer = writer
             engine = SessionEngine(config)
-            recovered = await writer.call(self._recover)
+            recovered, sensor_clocks = await writer.call(self._recover)
             engine.restore(recovered)
+            engine.remember_sensor_clocks(sensor_clocks)
             if recovered:
                 _LOGGER.info("recovered %d session(s) left active", len(recovered))
             runner = SessionRunner(
@@ -149,12 +156,18 @@ class Daemon:
         _LOGGER.info("stopped cleanly")
         return 0
 
-    def _recover(self, repository: SessionRepository) -> list[Session]:
+    def _recover(
+        self, repository: SessionRepository
+    ) -> tuple[list[Session], dict[str, tuple[float, float]]]:
         """The sessions left active, after this boot's unconfirmed times are put on the
-        clock's current timeline (a restart may follow a step of the system clock)."""
-        if isinstance(self._clock, HubClock):
-            repository.set_clock(self._clock.state)
-        return repository.all_active()
+        clock's current timeline (a restart may follow a step of the system clock); and
+        the sensors' clock offsets, when the clock they were learnt on is confirmed."""
+        if not isinstance(self._clock, HubClock):
+            return repository.all_active(), {}
+        repository.set_clock(self._clock.state)
+        offsets = load_sensor_clocks(repository.db) if self._clock.confirmed else {}
+        self._saved_sensor_clocks = _kept(offsets)
+        return repository.all_active(), offsets
 
     async def _run_tasks(
         self, group: asyncio.TaskGroup, runner: SessionRunner, link: MqttLink
@@ -204,6 +217,7 @@ class Daemon:
         for task in helpers:
             task.cancel()
         await self._keep_ble_counters()
+        await self._keep_sensor_clocks()
 
     async def invoke(self, event: object) -> dict[str, Any]:
         """One Session Manager event (the control socket, `POST /invoke`): changes go to the
@@ -227,6 +241,7 @@ class Daemon:
             await asyncio.sleep(self._status_interval)
             self._notifier.status(self._status_line())
             await self._keep_ble_counters()
+            await self._keep_sensor_clocks()
             retained = {STATS_TOPIC: json.dumps(self.stats(), sort_keys=True)}
             if isinstance(self._player, SpotifyPlayer):
                 retained[SPOTIFY_TOPIC] = self._player.status()
@@ -234,6 +249,19 @@ class Daemon:
                 if published.get(topic) != payload:  # only changes go on the wire
                     self.link.publish(topic, payload)
                     published[topic] = payload
+
+    async def _keep_sensor_clocks(self) -> None:
+        """The sensors' learnt clock offsets, saved when they moved (a second or more, or
+        an hour newer) and only on a confirmed clock: after a restart the backlog in the
+        broker is dated by them (hub/sessions/sensor_clocks.py)."""
+        clock = self._clock
+        if self._writer is None or self.runner is None or not isinstance(clock, HubClock):
+            return
+        offsets = self.runner.engine.sensor_clock_offsets()
+        if not clock.confirmed or _kept(offsets) == self._saved_sensor_clocks:
+            return
+        await self._writer.call(lambda repository: save_sensor_clocks(repository.db, offsets))
+        self._saved_sensor_clocks = _kept(offsets)
 
     async def _keep_ble_counters(self) -> None:
         """Encrypted BLE sensors' counters, saved when they moved: after a restart the hub
@@ -308,6 +336,13 @@ def serve(config: HubConfig) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
     notifier = Notifier.from_environment()
     return asyncio.run(Daemon(config, notifier=notifier, hard_stop=HARD_STOP_SECONDS).run())
+
+
+def _kept(offsets: dict[str, tuple[float, float]]) -> dict[str, tuple[int, int]]:
+    """What makes sensor clock offsets worth saving again: whole seconds, whole hours."""
+    return {
+        sensor: (round(offset), int(seen // 3600)) for sensor, (offset, seen) in offsets.items()
+    }
 
 
 def _exit_now(after: float) -> None:

@@ -354,6 +354,14 @@ class SessionEngine:
         heapq.heapify(self._deadlines)
         self._clocks.shift(delta)
 
+    def sensor_clock_offsets(self) -> dict[str, tuple[float, float]]:
+        """The sensors' learnt clock offsets, to keep across a restart (`SensorClocks`)."""
+        return self._clocks.offsets()
+
+    def remember_sensor_clocks(self, kept: Mapping[str, tuple[float, float]]) -> None:
+        """Offsets kept before a restart (taken on the same, confirmed timeline)."""
+        self._clocks.remember({k: v for k, v in kept.items() if k in self._sensors})
+
     def on_tick(self, now: float) -> list[Command]:
         """End every active session whose deadline <= now (rule 1), earliest first."""
         return self._end_due(now)

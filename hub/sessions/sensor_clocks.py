@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -94,6 +95,30 @@ class SensorClocks:
                 sensor.high.clear()
                 return event
         return _dated(event, waited)
+
+    def offsets(self) -> dict[str, tuple[float, float]]:
+        """sensor id -> (offset, the sensor's time of its newest sample) for each sensor
+        whose offset is known and stable: what a restart keeps, so the backlog it finds in
+        the broker is dated too (`remember`)."""
+        kept: dict[str, tuple[float, float]] = {}
+        for sensor_id, sensor in self._sensors.items():
+            if not sensor.live:
+                continue
+            newest = max(sample.stamp for sample in sensor.live)
+            offset = _stable_offset(sensor, newest)
+            if offset is not None:
+                kept[sensor_id] = (offset, newest)
+        return kept
+
+    def remember(self, kept: Mapping[str, tuple[float, float]]) -> None:
+        """Take back what `offsets()` gave before a restart, for sensors not heard from
+        since; their own messages replace it as they come."""
+        for sensor_id, (offset, stamp) in kept.items():
+            sensor = self._sensor(sensor_id)
+            if not sensor.live:
+                sensor.live.extend(
+                    _Sample(stamp, stamp + offset, offset) for _ in range(MIN_SAMPLES)
+                )
 
     def shift(self, delta: float) -> None:
         """The hub's clock stepped by `delta`: every receive time and lag moves with it."""

@@ -288,3 +288,35 @@ def test_the_shim_moves_the_wall_clock_alone(shim: Path, wall: WallClock) -> Non
     assert abs(shifted - (time.time() - MONTH)) < 5
     assert abs(monotonic - time.monotonic()) < 5  # the monotonic clock is the system's
     assert synced is False
+
+
+async def test_motion_the_broker_kept_while_the_hub_restarted_is_judged_by_when_it_happened(
+    tmp_path: Path, broker: Broker, unique_prefix: str, wall: WallClock
+) -> None:
+    """The sensors' offsets outlive a restart, so the backlog it finds is dated too."""
+    database = tmp_path / "hub.db"
+    config = _config(tmp_path, broker, unique_prefix, trust_clock=True)
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        sensor = Sensor(client, unique_prefix)
+        async with hub_process(config, broker, None, wall):
+            for _ in range(3):
+                last = await sensor.motion(timestamp=time.time())
+                await _until(database, "SELECT * FROM motion_events", sensor.published)
+                await asyncio.sleep(0.3)
+        # Kept by the broker. (Sent a whole second after the last counted motion: motion
+        # dated before it, as the whole-second stamp could make it, is coalesced.)
+        await asyncio.sleep(last + 1.2 - time.time())
+        sent = await sensor.motion(timestamp=time.time())
+        await asyncio.sleep(last + TIMEOUT + 3 - time.time())  # the deadline passes
+        async with hub_process(config, broker, None, wall):
+            await _until(database, "SELECT * FROM motion_events", sensor.published)
+            await _until(database, "SELECT * FROM sessions WHERE status = 'completed'", 1)
+            sessions = _rows(database, "SELECT * FROM sessions")
+            (kept,) = _rows(database, "SELECT * FROM motion_events WHERE seq = 4")
+            accounting = _accounting(database, sensor.published)
+    print("motion kept across a restart:", accounting)
+    assert accounting == {"acknowledged": 4, "stored": 4, "set_aside": 0}
+    assert len(sessions) == 1  # no new session, no music for someone who left
+    assert sessions[0]["motionEventsCount"] == 4
+    assert kept["late"] == 1
+    assert abs(kept["timestamp"] - sent) <= 2

@@ -140,3 +140,17 @@ def test_motion_is_never_dated_after_it_arrived_nor_more_than_a_day_before(
         )
         judged = clocks.judge(event)
         assert received - MAX_LATE <= judged.occurred_at <= received
+
+
+def test_offsets_kept_across_a_restart_date_the_backlog_it_finds() -> None:
+    before = SensorClocks()
+    last = learnt(before)
+    kept = before.offsets()
+    assert set(kept) == {"bath"}
+    after = SensorClocks()  # the hub restarted; the broker kept motion for it
+    after.remember(kept)
+    happened = last + 60
+    judged = after.judge(sent(happened, arrives=happened + OFFSET + 30))
+    assert judged.late
+    assert abs(judged.occurred_at - (happened + OFFSET)) <= 1
+    assert SensorClocks().offsets() == {}

@@ -19,6 +19,7 @@ from hub.sessions.analytics import summarize
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.aggregates import aggregate_sessions
 from hub.store.database import is_damage
+from hub.store.meta import SENSOR_CLOCKS_KEY, load_sensor_clocks, save_sensor_clocks, set_meta
 from hub.store.schema import KNOWN_MIGRATIONS
 from hub.store.sessions import SessionQuery, record_from_row, session_row
 from hub.sync.outbox import Outbox
@@ -449,3 +450,11 @@ def test_analytics_after_the_correction_see_the_real_time_between_sessions(
     repository.save(_completed("session-bath-2", start=TRUE_T0 + 600), created=True)
     analytics = summarize(aggregate_sessions(memory_db, sensor_id="bath"), dt.UTC)
     assert analytics["averageTimeBetweenSessionsMinutes"] == 10.0  # not 43,210
+
+
+def test_sensor_clock_offsets_are_kept_in_hub_meta(memory_db: Database) -> None:
+    assert load_sensor_clocks(memory_db) == {}
+    save_sensor_clocks(memory_db, {"bath": (-3600.25, TRUE_T0)})
+    assert load_sensor_clocks(memory_db) == {"bath": (-3600.25, TRUE_T0)}
+    set_meta(memory_db, {SENSOR_CLOCKS_KEY: "not json"})
+    assert load_sensor_clocks(memory_db) == {}
