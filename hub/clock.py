@@ -188,7 +188,7 @@ class HubClock:
             _LOGGER.warning(
                 "the system clock stepped by %+.3f s (%s); sessions keep their real length",
                 step,
-                "it is synchronised now" if self._confirmed else "not synchronised yet",
+                "synchronised" if self._confirmed else "not synchronised yet",
             )
         if confirmed_now:
             _LOGGER.info("the system clock is synchronised: recorded times are confirmed")

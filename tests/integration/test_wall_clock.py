@@ -241,6 +241,31 @@ async def test_steps_backward_neither_prolong_a_session_nor_set_motion_aside(
         assert abs(session["durationMinutes"] - (1 + TIMEOUT) / 60) <= 0.02
 
 
+async def _teach_offset(sensor: Sensor, database: Path) -> float:
+    """Three live motions stamped by the sensor's clock; the real time of the last."""
+    for _ in range(3):
+        last = await sensor.motion(timestamp=time.time())
+        await _until(database, "SELECT * FROM motion_events", sensor.published)
+        await asyncio.sleep(0.3)
+    return last
+
+
+async def _judged_late(database: Path, sensor: Sensor, sent: float, fault: str) -> None:
+    """Once it is in: the late motion joined the session it happened in (no new session,
+    no music for someone who left), dated when it was sent."""
+    await _until(database, "SELECT * FROM motion_events", sensor.published)
+    await _until(database, "SELECT * FROM sessions WHERE status = 'completed'", 1)
+    sessions = _rows(database, "SELECT * FROM sessions")
+    (late,) = _rows(database, f"SELECT * FROM motion_events WHERE seq = {sensor.published}")
+    accounting = _accounting(database, sensor.published)
+    print(f"{fault}:", accounting)
+    assert accounting == {"acknowledged": 4, "stored": 4, "set_aside": 0}
+    assert [s["motionEventsCount"] for s in sessions] == [4]
+    assert late["late"] == 1
+    assert abs(late["timestamp"] - sent) <= 2
+    assert late["receivedAt"] - late["timestamp"] >= 5
+
+
 async def test_motion_that_sat_while_the_hub_was_stopped_is_judged_by_when_it_happened(
     tmp_path: Path, broker: Broker, unique_prefix: str, wall: WallClock
 ) -> None:
@@ -251,27 +276,13 @@ async def test_motion_that_sat_while_the_hub_was_stopped_is_judged_by_when_it_ha
         aiomqtt.Client(broker.host, broker.port) as client,
     ):
         sensor = Sensor(client, unique_prefix)
-        for _ in range(3):  # live motion: the hub learns the sensor's clock
-            last = await sensor.motion(timestamp=time.time())
-            await _until(database, "SELECT * FROM motion_events", sensor.published)
-            await asyncio.sleep(0.3)
+        last = await _teach_offset(sensor, database)
         hub.send_signal(signal.SIGSTOP)
         await asyncio.sleep(last + TIMEOUT - 1.5 - time.time())
         sent = await sensor.motion(timestamp=time.time())  # before the deadline …
         await asyncio.sleep(last + TIMEOUT + 10 - time.time())
         hub.send_signal(signal.SIGCONT)  # … received 10 s after it
-        await _until(database, "SELECT * FROM motion_events", sensor.published)
-        await _until(database, "SELECT * FROM sessions WHERE status = 'completed'", 1)
-        sessions = _rows(database, "SELECT * FROM sessions")
-        (queued,) = _rows(database, "SELECT * FROM motion_events WHERE seq = 4")
-        accounting = _accounting(database, sensor.published)
-    print("motion queued while stopped:", accounting)
-    assert accounting == {"acknowledged": 4, "stored": 4, "set_aside": 0}
-    assert len(sessions) == 1  # no new session, no music for someone who left
-    assert sessions[0]["motionEventsCount"] == 4
-    assert queued["late"] == 1
-    assert abs(queued["timestamp"] - sent) <= 2  # dated when it happened
-    assert queued["receivedAt"] - queued["timestamp"] >= 8
+        await _judged_late(database, sensor, sent, "motion queued while stopped")
 
 
 def test_the_shim_moves_the_wall_clock_alone(shim: Path, wall: WallClock) -> None:
@@ -299,24 +310,11 @@ async def test_motion_the_broker_kept_while_the_hub_restarted_is_judged_by_when_
     async with aiomqtt.Client(broker.host, broker.port) as client:
         sensor = Sensor(client, unique_prefix)
         async with hub_process(config, broker, None, wall):
-            for _ in range(3):
-                last = await sensor.motion(timestamp=time.time())
-                await _until(database, "SELECT * FROM motion_events", sensor.published)
-                await asyncio.sleep(0.3)
+            last = await _teach_offset(sensor, database)
         # Kept by the broker. (Sent a whole second after the last counted motion: motion
         # dated before it, as the whole-second stamp could make it, is coalesced.)
         await asyncio.sleep(last + 1.2 - time.time())
         sent = await sensor.motion(timestamp=time.time())
         await asyncio.sleep(last + TIMEOUT + 3 - time.time())  # the deadline passes
         async with hub_process(config, broker, None, wall):
-            await _until(database, "SELECT * FROM motion_events", sensor.published)
-            await _until(database, "SELECT * FROM sessions WHERE status = 'completed'", 1)
-            sessions = _rows(database, "SELECT * FROM sessions")
-            (kept,) = _rows(database, "SELECT * FROM motion_events WHERE seq = 4")
-            accounting = _accounting(database, sensor.published)
-    print("motion kept across a restart:", accounting)
-    assert accounting == {"acknowledged": 4, "stored": 4, "set_aside": 0}
-    assert len(sessions) == 1  # no new session, no music for someone who left
-    assert sessions[0]["motionEventsCount"] == 4
-    assert kept["late"] == 1
-    assert abs(kept["timestamp"] - sent) <= 2
+            await _judged_late(database, sensor, sent, "motion kept across a restart")
