@@ -26,6 +26,10 @@ lifecycle uses):
   music for someone who left long ago. A late event whose timestamp is missing, in the
   future or older than 24 h falls back to `received_at` (with `late=True` kept).
 
+This is what decoding alone can say. The session engine then dates motion that sat in
+the broker (the hub stopped, or restarting) by the sensor's clock corrected by its learnt
+offset, once that offset is known and stable (`hub/sessions/sensor_clocks.py`).
+
 Retained messages: the broker replays a topic's retained message on subscribe. For status
 that is the point (the contract retains it), but a retained motion message (ESPHome and
 Zigbee2MQTT retain their state by default) is old state, not motion now: pass

@@ -148,3 +148,23 @@ def _playback_memory(db: Database) -> None:
         ) WITHOUT ROWID;
         """,
     )
+
+
+@_named("0004_clock_confirmation")
+def _clock_confirmation(db: Database) -> None:
+    # Times recorded before the system clock was synchronised (a Pi has no RTC): the boot
+    # and the wall-minus-monotonic offset they were made with, so they can be corrected
+    # once it is (hub/clock.py). NULL: the times are confirmed. Unconfirmed rows are not
+    # uploaded by the sync.
+    _run_script(
+        db,
+        """
+        ALTER TABLE sessions ADD COLUMN clockBoot TEXT;
+        ALTER TABLE sessions ADD COLUMN clockBase REAL;
+        ALTER TABLE motion_events ADD COLUMN clockBoot TEXT;
+        ALTER TABLE motion_events ADD COLUMN clockBase REAL;
+        CREATE INDEX sessions_unconfirmed ON sessions (clockBoot) WHERE clockBoot IS NOT NULL;
+        CREATE INDEX motion_events_unconfirmed ON motion_events (clockBoot)
+            WHERE clockBoot IS NOT NULL
+        """,
+    )
