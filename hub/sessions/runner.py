@@ -38,13 +38,14 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
 from hub.clock import HubClock
+from hub.config import SensorConfig
 from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
 from hub.ingest.mqtt_decode import Inbound, MotionCleared, StatusUpdate
@@ -586,17 +587,25 @@ class SessionRunner:
         active stay active: the next start takes them over."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._playback_wait
+        speakers: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+        def pause(session: Session, sensor: SensorConfig | None) -> asyncio.Future[bool]:
+            """Side by side across speakers, one after another on each: two sessions on one
+            speaker must not both see it playing and both pause it."""
+
+            async def in_turn() -> bool:
+                async with speakers[session.spotify_device_id or session.session_id]:
+                    return await self._player.stop(session, sensor)
+
+            return asyncio.ensure_future(in_turn())
+
         ended: dict[asyncio.Future[bool], Session] = {}
         for queue in self._lanes.values():  # sessions that ended with music to pause
             while not queue.empty():
                 command = queue.get_nowait()
                 if isinstance(command, StopPlayback):
-                    stop = asyncio.ensure_future(self._player.stop(command.session, command.sensor))
-                    ended[stop] = command.session
-        active = {
-            asyncio.ensure_future(self._player.stop(session, None)): session
-            for session in self._playing_sessions()
-        }
+                    ended[pause(command.session, command.sensor)] = command.session
+        active = {pause(session, None): session for session in self._playing_sessions()}
         in_flight = list(self._in_flight.values())
         if in_flight:
             await asyncio.wait(in_flight, timeout=max(0.0, deadline - loop.time()))
@@ -610,7 +619,7 @@ class SessionRunner:
                 pausing = {session.session_id for session in active.values()}
                 for session in self._playing_sessions():
                     if session.session_id not in pausing:
-                        active[asyncio.ensure_future(self._player.stop(session, None))] = session
+                        active[pause(session, None)] = session
         pauses = [*ended, *active]
         if pauses:
             await asyncio.wait(pauses, timeout=max(0.0, deadline - loop.time()))

@@ -490,7 +490,8 @@ class GatedStops(FakePlayer):
 
     async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult:
         self.started.append(session.session_id)
-        return PlaybackResult(started=True, device_id="dev-1", note="started")
+        # A speaker per room: pauses on different speakers go side by side.
+        return PlaybackResult(started=True, device_id=f"dev-{sensor.id}", note="started")
 
     async def stop(self, session: Session, sensor: SensorConfig | None) -> bool:
         self.calls.put_nowait(f"stop {session.sensor_id}")
@@ -543,3 +544,47 @@ async def test_finishing_pauses_ended_and_active_sessions_side_by_side(tmp_path:
         "porch": True,
     }
     assert rows["porch"].is_active  # kept for the next start to take over
+
+
+@dataclass
+class SharedSpeaker(FakePlayer):
+    """Every session plays on one speaker; records how many pauses ran at once."""
+
+    running: int = 0
+    most_at_once: int = 0
+
+    async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult:
+        self.started.append(session.session_id)
+        return PlaybackResult(started=True, device_id="dev-shared", note="started")
+
+    async def stop(self, session: Session, sensor: SensorConfig | None) -> bool:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        for _ in range(3):  # a GET, then a PUT: other tasks get their turns meanwhile
+            await asyncio.sleep(0)
+        self.running -= 1
+        self.stopped.append(session.sensor_id)
+        return True
+
+
+async def test_finishing_pauses_one_speaker_one_session_at_a_time(tmp_path: Path) -> None:
+    # Two rooms on one speaker: both pausing at once would both see it playing and the
+    # second pause would be refused (403: already paused).
+    clock, player = Clock(), SharedSpeaker()
+    saved: asyncio.Queue[Session] = asyncio.Queue()
+    async with StoreWriter(tmp_path / "hub.db", ttl_days=30) as writer:
+        runner = SessionRunner(
+            SessionEngine(CONFIG), writer, player, clock=clock, on_session=saved.put_nowait
+        )
+        task = asyncio.create_task(runner.run())
+        for sensor in ("bath", "hall"):
+            await runner.inbox.put(MotionEvent(sensor, T0, T0))
+        started: set[str] = set()
+        while len(started) < 2:
+            session = await asyncio.wait_for(saved.get(), 5)
+            if session.playback_started:
+                started.add(session.sensor_id)
+        runner.finish()
+        await asyncio.wait_for(task, PLAYBACK_WAIT + 2)
+    assert sorted(player.stopped) == ["bath", "hall"]
+    assert player.most_at_once == 1
