@@ -40,12 +40,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
+from hub.controls import ControlCommand, Controls, apply, check
 from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
 from hub.ingest.mqtt_decode import Inbound, MotionCleared, StatusUpdate
 from hub.model import MotionEvent, Receipt, Session
 from hub.playback.port import PlaybackResult, Player
-from hub.sessions.changes import Change, CreateSession
+from hub.sessions.changes import Change, CreateSession, EndSession
 from hub.sessions.engine import (
     Command,
     DropEvent,
@@ -54,6 +55,7 @@ from hub.sessions.engine import (
     StartPlayback,
     StopPlayback,
 )
+from hub.store.meta import CONTROLS_KEY, set_meta
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
 from hub.store.writer import Save, StoreWriter
@@ -66,6 +68,7 @@ PlayerCommand = StartPlayback | StopPlayback
 _SILENT_STARTS: Final = {
     "quiet_hours": "quiet hours",
     "stale": "the motion is older than the timeout",
+    "do_not_disturb": "do-not-disturb",
 }
 MAX_BATCH: Final = 1_000  # items decided and committed together at most
 BUSY_BATCH: Final = 4  # a turn this big means a flood …
@@ -114,12 +117,23 @@ class _StoreCall:
     answer: asyncio.Future[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _ControlRequest:
+    """A control command from `spottypotty dnd`, the dashboard or the API; `answer` gets the
+    controls it leaves, or the HubError that refused it. (MQTT's come as bare commands.)"""
+
+    command: ControlCommand
+    answer: asyncio.Future[Controls]
+
+
 class _Tick:
     """Look at the clock now (it may have jumped, or a test moved it)."""
 
 
 _TICK: Final = _Tick()
-_Item = Inbound | _Started | _Stopped | _Request | _StoreCall | _Tick
+_Item = (
+    Inbound | ControlCommand | _Started | _Stopped | _Request | _StoreCall | _ControlRequest | _Tick
+)
 
 
 @dataclass(slots=True)
@@ -140,9 +154,15 @@ class SessionRunner:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_session: Callable[[Session], None] | None = None,
+        on_control: Callable[[ControlCommand, Controls], None] | None = None,
+        controls: Controls | None = None,
         inbox_size: int = 10_000,
     ) -> None:
         self.engine = engine
+        # People's controls (hub.controls): the runner's to change, the engine's to obey.
+        self.controls = controls if controls is not None else Controls()
+        engine.set_controls(self.controls)
+        self._on_control = on_control
         self._writer = writer
         self._player = player
         self._clock = clock
@@ -195,6 +215,15 @@ class SessionRunner:
         """
         answer: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
         await self._inbox.put(_Request(change, answer))
+        return await answer
+
+    async def control(self, command: ControlCommand) -> Controls:
+        """Carry out a control command in order with motion; the controls it leaves.
+
+        Raises ValidationError for a room not configured, StoreError when it cannot be saved.
+        """
+        answer: asyncio.Future[Controls] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_ControlRequest(command, answer))
         return await answer
 
     async def store(self, function: Callable[[SessionRepository], _T]) -> _T:
@@ -269,7 +298,13 @@ class SessionRunner:
                     )
                 case _Tick():
                     pass
-                case StatusUpdate() | _Request() | _StoreCall():
+                case (
+                    StatusUpdate()
+                    | _Request()
+                    | _StoreCall()
+                    | ControlCommand()
+                    | _ControlRequest()
+                ):
                     # These need the database's answer first: what came before is committed.
                     await self._commit(turn)
                     turn = _Turn()
@@ -393,10 +428,22 @@ class SessionRunner:
         if self._on_session is not None:
             self._on_session(session)
 
-    async def _serve(self, item: StatusUpdate | _Request | _StoreCall, now: float) -> None:
+    async def _serve(
+        self,
+        item: StatusUpdate | _Request | _StoreCall | ControlCommand | _ControlRequest,
+        now: float,
+    ) -> None:
         match item:
             case StatusUpdate():
                 await self._record_availability(item)
+            case ControlCommand():
+                with contextlib.suppress(HubError):  # logged: MQTT has no one to answer
+                    await self._carry_out_control(item, now)
+            case _ControlRequest(command=command, answer=answer):
+                try:
+                    settle(answer, await self._carry_out_control(command, now))
+                except HubError as exc:
+                    settle(answer, error=exc)
             case _StoreCall(function=function, answer=answer):
                 try:
                     settle(answer, await self._writer.call(function))
@@ -420,6 +467,39 @@ class SessionRunner:
         if error is not None:
             raise StoreError(f"session {session.session_id} could not be saved: {error}")
         return session
+
+    async def _carry_out_control(self, command: ControlCommand, now: float) -> Controls:
+        """Check, save and apply a control; buttons act at once. Logged either way."""
+        rooms = self.engine.rooms()
+        try:
+            check(command, rooms)
+        except HubError as exc:
+            self.counters["control_refused"] += 1
+            _LOGGER.warning("refused a control from %s: %s", command.source, exc)
+            raise
+        _LOGGER.info("control from %s: %s", command.source, command.describe())
+        self.counters["control"] += 1
+        if command.control == "end_session" and command.room_id is not None:
+            for sensor_id in rooms[command.room_id].sensor_ids:
+                session = self.engine.active.get(sensor_id)
+                if session is not None:
+                    await self._carry_out(EndSession(session.session_id), now)
+        controls = apply(self.controls, command, now)
+        if controls != self.controls:
+            text = controls.to_json()
+            try:
+                await self._writer.call(
+                    lambda repository: set_meta(repository.db, {CONTROLS_KEY: text})
+                )
+            except HubError as exc:
+                self.counters["persist_failed"] += 1
+                _LOGGER.error("control not applied, it could not be saved: %s", exc)  # noqa: TRY400
+                raise
+            self.controls = controls
+            self.engine.set_controls(controls)
+        if self._on_control is not None:
+            self._on_control(command, self.controls)
+        return self.controls
 
     async def _record_availability(self, status: StatusUpdate) -> None:
         if not self.engine.knows(status.sensor_id):
