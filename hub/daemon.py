@@ -28,13 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from hub import control
 from hub.config import HubConfig
+from hub.controls import ControlCommand, Controls
 from hub.ingest.mqtt import MqttLink
 from hub.ingest.mqtt_decode import DEDUP_WINDOW
-from hub.model import Session
+from hub.model import Session, open_session
 from hub.playback.port import Player
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
+from hub.store.meta import CONTROLS_KEY, get_meta
 from hub.store.pool import DatabasePool
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
@@ -69,6 +71,7 @@ EXIT_WRITER_FAILED = 1  # systemd restarts the hub (Restart=on-failure)
 # Seqs of each sensor's motion looked back on at start (hub.store.sensors.recent_seqs):
 # a QoS-1 redelivery comes within moments of the connection it was meant for.
 SEQ_MEMORY_SECONDS = 600.0
+TEST_PLAY_SECONDS = 5.0  # "test playback" (a control): play this long, then pause
 
 
 class Daemon:
@@ -100,6 +103,10 @@ class Daemon:
         self._writer: StoreWriter | None = None
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
         self._health_logged: str | None = None
+        # --- people's controls (hub.controls; the runner owns their state) ---
+        self.controls_changed = asyncio.Event()  # Home Assistant shows them again
+        self.sessions_shown: set[str] = set()  # sensors whose session MQTT just showed
+        self._tests: set[asyncio.Task[None]] = set()  # "test playback" in progress
 
     def stop(self) -> None:
         if not self._stop.is_set() and self._hard_stop is not None:
@@ -133,12 +140,21 @@ class Daemon:
         async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
             self._writer = writer
             engine = SessionEngine(config)
+            saved = await writer.call(lambda repository: get_meta(repository.db, CONTROLS_KEY))
+            controls = Controls.from_json(saved)
+            engine.set_controls(controls)  # before restore: a room's timeout applies to its session
             recovered = await writer.call(lambda repository: repository.all_active())
             engine.restore(recovered)
             if recovered:
                 _LOGGER.info("recovered %d session(s) left active", len(recovered))
             runner = SessionRunner(
-                engine, writer, self._player, clock=self._clock, on_session=self._publish_session
+                engine,
+                writer,
+                self._player,
+                clock=self._clock,
+                on_session=self._publish_session,
+                on_control=self._controlled,
+                controls=controls,
             )
             link = MqttLink(config, runner.inbox, client_id=self._client_id, clock=self._clock)
             link.remember_seqs(await writer.call(partial(_committed_seqs, config)))
@@ -147,9 +163,9 @@ class Daemon:
                 from hub.ingest.ble import BleScanner  # noqa: PLC0415 - bleak only when BLE is on
                 from hub.ingest.ble_state import load_states  # noqa: PLC0415
 
-                saved = await writer.call(lambda repository: load_states(repository.db))
-                self._saved_ble_counters = saved
-                self.ble = BleScanner(config, runner.inbox, clock=self._clock, counters=saved)
+                counters = await writer.call(lambda repository: load_states(repository.db))
+                self._saved_ble_counters = counters
+                self.ble = BleScanner(config, runner.inbox, clock=self._clock, counters=counters)
             try:
                 async with asyncio.TaskGroup() as group:
                     await self._run_tasks(group, runner, link)
@@ -206,7 +222,7 @@ class Daemon:
             runner_task.cancel()
         await link.publish_offline()
         link_task.cancel()
-        for task in helpers:
+        for task in [*helpers, *self._tests]:
             task.cancel()
         await self._keep_ble_counters()
 
@@ -332,11 +348,7 @@ class Daemon:
             line = f"{line}, BLE {self.ble.status}"
         if isinstance(self._player, SpotifyPlayer):
             line = f"{line}, {self._player.status()}"
-        dropped = sum(
-            count
-            for key, count in (self.runner.counters.items() if self.runner else [])
-            if key.startswith(("unknown_sensor:", "disabled_sensor:", "out_of_order:"))
-        )
+        dropped = self.dropped_messages()
         return f"{line}, {dropped} motion message(s) dropped" if dropped else line
 
     def _healthy(self) -> bool:
@@ -360,6 +372,62 @@ class Daemon:
             return f"no decision for {STALL_SECONDS:.0f} s with work queued"
         return None
 
+    # --- people's controls ---------------------------------------------------------------
+
+    async def command(self, command: ControlCommand) -> Controls:
+        """A control from `spottypotty dnd`, the dashboard or the API, through the runner."""
+        if self.runner is None:
+            raise RuntimeError("command() before the daemon runs")
+        return await self.runner.control(command)
+
+    def _controlled(self, command: ControlCommand, controls: Controls) -> None:  # noqa: ARG002 - the runner's callback
+        """The runner carried out a control: show it; a test playback starts here."""
+        self.controls_changed.set()
+        if command.control == "test_playback" and command.room_id is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._test_playback(command.room_id), name="test-playback"
+            )
+            self._tests.add(task)
+            task.add_done_callback(self._tests.discard)
+
+    async def _test_playback(self, room_id: str) -> None:
+        """Play on the room's device as a session would, then pause: a check from Home
+        Assistant that music will come. It records no session."""
+        sensor = self._config.sensor(room_id)
+        if sensor is None or not sensor.spotify_device:
+            _LOGGER.warning("test playback in %s: no spotify_device configured", room_id)
+            return
+        now = self._clock()
+        session = open_session(
+            session_id=f"test-{sensor.id}-{int(now)}",
+            sensor_id=sensor.id,
+            user_id=sensor.user_id,
+            start=now,
+            now=now,
+            ttl_days=1,
+            spotify_context_uri=sensor.context_uri or None,
+        )
+        result = await self._player.start(session, sensor)
+        _LOGGER.info("test playback in %s: %s", room_id, result.note or result.started)
+        if result.started:
+            await asyncio.sleep(TEST_PLAY_SECONDS)
+            playing = session.with_changes(
+                playback_started=True, spotify_device_id=result.device_id
+            )
+            await self._player.stop(playing, sensor)
+
+    def spotify_status(self) -> str | None:
+        """The Spotify player's state in a few words; None when another player is used."""
+        return self._player.status() if isinstance(self._player, SpotifyPlayer) else None
+
+    def dropped_messages(self) -> int:
+        """Motion messages dropped: unknown or disabled sensors, out of order."""
+        return sum(
+            count
+            for key, count in (self.runner.counters.items() if self.runner else [])
+            if key.startswith(("unknown_sensor:", "disabled_sensor:", "out_of_order:"))
+        )
+
     def _publish_session(self, session: Session) -> None:
         """The sensor's session, retained — on changes people see (start, counted motion,
         music, end), not on every coalesced extension: a flood must not become one
@@ -375,6 +443,7 @@ class Daemon:
         )
         if self._shown.get(session.session_id) == shown:
             return
+        self.sessions_shown.add(session.sensor_id)
         if session.is_active:
             self._shown[session.session_id] = shown
         else:
