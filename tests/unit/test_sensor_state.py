@@ -32,6 +32,7 @@ def test_battery_signal_and_firmware_are_each_the_latest_reported(db: Database) 
         sensor_id="bath",
         last_motion_at=T0 + 30,
         battery_level=89,
+        signal_strength=-60,  # the later event did not say: still the last one known
         firmware_version="1.0.0",
         active_session_id="s1",
     )
