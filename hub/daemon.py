@@ -416,6 +416,10 @@ class Daemon:
             )
             await self._player.stop(playing, sensor)
 
+    def now(self) -> float:
+        """The hub's wall clock (a test's, in tests)."""
+        return self._clock()
+
     def spotify_status(self) -> str | None:
         """The Spotify player's state in a few words; None when another player is used."""
         return self._player.status() if isinstance(self._player, SpotifyPlayer) else None

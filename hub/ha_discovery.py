@@ -14,11 +14,12 @@ The retained config messages (`homeassistant/<component>/<node>/<entity>/config`
   account and the hub may write (deploy/mosquitto/acl).
 
 State comes from retained topics the hub publishes (`hub.http.wiring.home_assistant`):
-`spottypotty/hub/status` and `spottypotty/hub/state` (the hub), `spottypotty/sensors/{id}/stats`
-(a sensor's figures, battery, signal, timestamps and its latest session) and
-`spottypotty/rooms/{id}/state` (a room's controls). Every number is rendered through a
-template that yields a number or `None` (unknown), never a stale `this.state`: HA logs an
-ERROR for a non-number in a numeric sensor.
+`spottypotty/hub/status`, `spottypotty/hub/state` and `spottypotty/hub/last_sync` (the hub),
+`spottypotty/sensors/{id}/stats` (a sensor's figures, battery, signal and its latest
+session), `spottypotty/sensors/{id}/last_motion` and `…/last_session_start` (timestamps,
+once known) and `spottypotty/rooms/{id}/state` (a room's controls). Every number is
+rendered through a template that yields a number or `None` (unknown), never a stale
+`this.state`: HA logs an ERROR for a non-number in a numeric sensor.
 
 Availability: every entity needs the hub online; a SpottyPottySense firmware sensor's
 entities also need the sensor's own retained `status` online (`availability_mode: all`), so
@@ -43,6 +44,11 @@ HUB_STATUS_TOPIC: Final = "spottypotty/hub/status"
 HUB_STATE_TOPIC: Final = "spottypotty/hub/state"
 SESSION_TOPIC: Final = "spottypotty/sessions/{sensor_id}"
 SENSOR_STATS_TOPIC: Final = "spottypotty/sensors/{sensor_id}/stats"
+# Timestamps each on a topic of their own, published once known: HA 2024.3 has no payload
+# that leaves a timestamp sensor unknown without a WARNING, so "never" is no message at all.
+LAST_MOTION_TOPIC: Final = "spottypotty/sensors/{sensor_id}/last_motion"
+LAST_SESSION_START_TOPIC: Final = "spottypotty/sensors/{sensor_id}/last_session_start"
+HUB_LAST_SYNC_TOPIC: Final = "spottypotty/hub/last_sync"
 MANUFACTURER: Final = "SpottyPottySense"
 HUB_NODE: Final = "spottypotty_hub"
 MOTION_OFF_DELAY: Final = 30  # seconds: motion reports are events, not on/off states
@@ -85,12 +91,26 @@ def _number(key: str) -> str:
     )
 
 
-def _text(key: str) -> str:
-    """A text field (a timestamp, a phrase), or None (unknown) when absent or empty."""
+def _text(key: str, absent: str) -> str:
+    """A text field, or `absent` when it is missing or empty."""
     return (
         f"{{% set v = value_json.get('{key}') if value_json is mapping else none %}}"
-        "{{ v if v is string and v else 'None' }}"
+        f"{{{{ v if v is string and v else '{absent}' }}}}"
     )
+
+
+def _attributes(key: str) -> str:
+    """A JSON object field as the entity's attributes ({} when absent)."""
+    return (
+        f"{{% set v = value_json.get('{key}') if value_json is mapping else none %}}"
+        "{{ (v if v is mapping else {}) | tojson }}"
+    )
+
+
+_DND_ATTRIBUTES: Final = (
+    "{% set v = value_json.get('dndUntil') if value_json is mapping else none %}"
+    "{{ {'until': v} | tojson }}"
+)
 
 
 def _switch(key: str) -> str:
@@ -123,17 +143,17 @@ def retained_topics(sensor_id: str) -> list[str]:
     return [
         SESSION_TOPIC.format(sensor_id=sensor_id),
         SENSOR_STATS_TOPIC.format(sensor_id=sensor_id),
+        LAST_MOTION_TOPIC.format(sensor_id=sensor_id),
+        LAST_SESSION_START_TOPIC.format(sensor_id=sensor_id),
         ROOM_STATE_TOPIC.format(room_id=sensor_id),
     ]
 
 
 def removal_messages(sensor_id: str) -> list[DiscoveryMessage]:
-    """Empty retained payloads that delete a removed sensor's entities (and its device) and
-    its retained state."""
-    return [
-        DiscoveryMessage(topic, b"")
-        for topic in [*entity_topics(sensor_id), *retained_topics(sensor_id)]
-    ]
+    """Empty retained payloads that delete a removed sensor's entities (and its device).
+    Its retained state (`retained_topics`) is cleared a moment later: an empty payload is
+    not a valid state for the entities still subscribed."""
+    return [DiscoveryMessage(topic, b"") for topic in entity_topics(sensor_id)]
 
 
 def _message(topic: str, payload: dict[str, Any]) -> DiscoveryMessage:
@@ -179,9 +199,7 @@ def hub_messages(*, version: str, configuration_url: str | None = None) -> list[
             "spotify",
             "Spotify",
             icon="mdi:spotify",
-            value_template=_text("spotify"),
-            json_attributes_topic=HUB_STATE_TOPIC,
-            json_attributes_template="{{ {'detail': value_json.get('spotifyDetail')} | tojson }}",
+            value_template=_text("spotify", "unknown"),
             **state,
         ),
         ("sensor", "last_sync"): entity(
@@ -189,15 +207,14 @@ def hub_messages(*, version: str, configuration_url: str | None = None) -> list[
             "Last cloud sync",
             device_class="timestamp",
             entity_category="diagnostic",
-            value_template=_text("lastSyncAt"),
-            **state,
+            state_topic=HUB_LAST_SYNC_TOPIC,
         ),
         ("sensor", "last_sync_result"): entity(
             "last_sync_result",
             "Last cloud sync result",
             icon="mdi:cloud-upload",
             entity_category="diagnostic",
-            value_template=_text("lastSyncResult"),
+            value_template=_text("lastSyncResult", "never"),
             **state,
         ),
         ("sensor", "active_sessions"): entity(
@@ -224,7 +241,7 @@ def hub_messages(*, version: str, configuration_url: str | None = None) -> list[
             command_topic=command_topic(None, "dnd"),
             value_template=_switch("dnd"),
             json_attributes_topic=HUB_STATE_TOPIC,
-            json_attributes_template="{{ {'until': value_json.get('dndUntil')} | tojson }}",
+            json_attributes_template=_DND_ATTRIBUTES,
             **state,
         ),
     }
@@ -386,7 +403,7 @@ def _sensor_payloads(
             payload_on="ON",
             payload_off="OFF",
             json_attributes_topic=stats["state_topic"],
-            json_attributes_template="{{ (value_json.get('session') or {}) | tojson }}",
+            json_attributes_template=_attributes("session"),
             **stats,
         ),
         ("sensor", "sessions_today"): entity(
@@ -410,15 +427,13 @@ def _sensor_payloads(
             "last_motion",
             "Last motion",
             device_class="timestamp",
-            value_template=_text("lastMotion"),
-            **stats,
+            state_topic=LAST_MOTION_TOPIC.format(sensor_id=sensor.id),
         ),
         ("sensor", "last_session_start"): entity(
             "last_session_start",
             "Last session start",
             device_class="timestamp",
-            value_template=_text("lastSessionStart"),
-            **stats,
+            state_topic=LAST_SESSION_START_TOPIC.format(sensor_id=sensor.id),
         ),
     }
     if battery_known:
@@ -468,7 +483,7 @@ def _room_payloads(room: Room, entity: _Entity) -> dict[tuple[str, str], dict[st
             command_topic=command_topic(room.id, "dnd"),
             value_template=_switch("dnd"),
             json_attributes_topic=state["state_topic"],
-            json_attributes_template="{{ {'until': value_json.get('dndUntil')} | tojson }}",
+            json_attributes_template=_DND_ATTRIBUTES,
             **state,
         ),
         ("button", "end_session"): entity(
