@@ -19,10 +19,11 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from hub.config import HubConfig
-from hub.errors import ParseError, ValidationError
+from hub.errors import HubError, ParseError, ValidationError
+from hub.timeutil import iso
 
 HUB: Final = "hub"  # the target of hub-wide commands (do-not-disturb)
 ROOM_COMMAND_TOPIC: Final = "spottypotty/rooms/{room_id}/{control}/set"
@@ -271,3 +272,93 @@ def apply(controls: Controls, command: ControlCommand, now: float) -> Controls:
         case _:
             return controls
     return replace(controls, rooms=MappingProxyType({**controls.rooms, command.room_id: room}))
+
+
+# --- the control event: `spottypotty dnd`, the control socket, `POST /controls` -----------
+
+CONTROL_ACTION: Final = "control"
+_EVENT_FIELDS: Final = frozenset({"action", "control", "room", "value", "minutes"})
+
+
+def command_from_event(event: object, *, source: str) -> ControlCommand:
+    """`{"action": "control", "control": "dnd", "room": "bath", "value": true,
+    "minutes": 30}` → a command (`room` null or absent: the hub). Raises ValidationError."""
+    if not isinstance(event, Mapping):
+        raise ValidationError("event", "the event must be a JSON object")
+    unknown = sorted(set(event) - _EVENT_FIELDS)
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown field(s): {', '.join(unknown)}")
+    control = event.get("control")
+    if control not in CONTROLS:
+        raise ValidationError("control", f"control must be one of {', '.join(sorted(CONTROLS))}")
+    room = event.get("room")
+    if room is not None and not isinstance(room, str):
+        raise ValidationError("room", "room must be a room id or null (the hub)")
+    value, minutes = event.get("value"), event.get("minutes")
+    if control in SWITCHES and not isinstance(value, bool):
+        raise ValidationError("value", f"{control} takes true or false")
+    if control == "timeout" and value is not None and not _is_number(value):
+        raise ValidationError("value", "timeout takes a number of minutes, or null")
+    if minutes is not None and (control != "dnd" or value is not True or not _is_number(minutes)):
+        raise ValidationError("minutes", "minutes is a number, for do-not-disturb switched on")
+    return ControlCommand(
+        control,
+        room,
+        value=value,
+        minutes=None if minutes is None else float(minutes),
+        source=source,
+    )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def room_view(config: HubConfig, controls: Controls, room_id: str, now: float) -> dict[str, Any]:
+    """A room's controls as they hold at `now` (its retained MQTT state, and the API's)."""
+    room = controls.room(room_id)
+    sensor = config.sensor(room_id)
+    until = controls.dnd_until(room_id, now)
+    return {
+        "enabled": controls.enabled(room_id, configured=sensor.enabled if sensor else True),
+        "dnd": controls.own_dnd(room_id, now),
+        "dndUntil": None if until is None else iso(until),
+        "timeoutMinutes": room.timeout_minutes or config.timeout_seconds(room_id) / 60,
+    }
+
+
+def controls_view(config: HubConfig, controls: Controls, now: float) -> dict[str, Any]:
+    until = controls.dnd_until(None, now)
+    return {
+        "hub": {
+            "dnd": controls.own_dnd(None, now),
+            "dndUntil": None if until is None else iso(until),
+        },
+        "rooms": {room.id: room_view(config, controls, room.id, now) for room in rooms_of(config)},
+    }
+
+
+def control_answer(config: HubConfig, controls: Controls, now: float) -> dict[str, Any]:
+    return {
+        "statusCode": 200,
+        "action": CONTROL_ACTION,
+        "controls": controls_view(config, controls, now),
+    }
+
+
+def control_failure(exc: HubError) -> dict[str, Any]:
+    """A refused control, in the shape of the Session Manager's errors."""
+    if isinstance(exc, ValidationError):
+        return {
+            "statusCode": 400,
+            "action": CONTROL_ACTION,
+            "error": "ValidationError",
+            "message": str(exc),
+            "field": exc.field,
+        }
+    return {
+        "statusCode": 500,
+        "action": CONTROL_ACTION,
+        "error": "InternalError",
+        "message": str(exc),
+    }

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from hub import control
 from hub.config import HubConfig
-from hub.controls import ControlCommand, Controls
+from hub.controls import (
+    CONTROL_ACTION,
+    ControlCommand,
+    Controls,
+    command_from_event,
+    control_answer,
+    control_failure,
+)
+from hub.errors import HubError
 from hub.ingest.mqtt import MqttLink
 from hub.ingest.mqtt_decode import DEDUP_WINDOW
 from hub.model import Session, open_session
@@ -243,6 +251,8 @@ class Daemon:
 
         if isinstance(event, dict) and event.get("action") == RETRUST_ACTION:
             return await self._retrust(str(event.get("sensorId", "")))
+        if isinstance(event, dict) and event.get("action") == CONTROL_ACTION:
+            return await self.control_event(event, source="cli")
         return await self.invoke(event)
 
     async def _retrust(self, sensor_id: str) -> dict[str, Any]:
@@ -374,11 +384,17 @@ class Daemon:
 
     # --- people's controls ---------------------------------------------------------------
 
-    async def command(self, command: ControlCommand) -> Controls:
-        """A control from `spottypotty dnd`, the dashboard or the API, through the runner."""
-        if self.runner is None:
-            raise RuntimeError("command() before the daemon runs")
-        return await self.runner.control(command)
+    async def control_event(self, event: object, *, source: str) -> dict[str, Any]:
+        """A control event (`hub.controls.command_from_event`) from `spottypotty dnd`, the
+        dashboard or the API, carried out by the runner; the answer names the controls."""
+        runner = self.runner
+        if runner is None:
+            raise RuntimeError("control_event() before the daemon runs")
+        try:
+            controls = await runner.control(command_from_event(event, source=source))
+        except HubError as exc:
+            return control_failure(exc)
+        return control_answer(self._config, controls, self._clock())
 
     def _controlled(self, command: ControlCommand, controls: Controls) -> None:  # noqa: ARG002 - the runner's callback
         """The runner carried out a control: show it; a test playback starts here."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from hub import __version__
 from hub.config import HubConfig
-from hub.controls import ROOM_STATE_TOPIC, Controls, rooms_of
+from hub.controls import ROOM_STATE_TOPIC, Controls, room_view, rooms_of
 from hub.errors import ConfigError, HubError
 from hub.ha_discovery import (
     HUB_LAST_SYNC_TOPIC,
@@ -153,19 +153,6 @@ def spotify_state(status: str | None, *, dry_run: bool) -> str:
         if needle in words:
             return state
     return "unreachable"
-
-
-def room_state(config: HubConfig, controls: Controls, room_id: str, now: float) -> dict[str, Any]:
-    """A room's retained state: its controls as they hold at `now`."""
-    room = controls.room(room_id)
-    sensor = config.sensor(room_id)
-    until = controls.dnd_until(room_id, now)
-    return {
-        "enabled": controls.enabled(room_id, configured=sensor.enabled if sensor else True),
-        "dnd": controls.own_dnd(room_id, now),
-        "dndUntil": None if until is None else iso(until),
-        "timeoutMinutes": room.timeout_minutes or config.timeout_seconds(room_id) / 60,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +331,7 @@ async def home_assistant(config: HubConfig, daemon: Daemon, *, tick: float = TIC
         daemon.controls_changed.clear()
         for room in rooms:
             published.put(
-                ROOM_STATE_TOPIC.format(room_id=room.id), room_state(config, controls, room.id, now)
+                ROOM_STATE_TOPIC.format(room_id=room.id), room_view(config, controls, room.id, now)
             )
         published.put(HUB_STATE_TOPIC, _hub_state(config, daemon, controls, sync, now))
         if sync[0]:
