@@ -111,8 +111,6 @@ class Daemon:
         self._writer: StoreWriter | None = None
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
         self._health_logged: str | None = None
-        # --- people's controls (hub.controls; the runner owns their state) ---
-        self.controls_changed = asyncio.Event()  # Home Assistant shows them again
         self.sessions_shown: set[str] = set()  # sensors whose session MQTT just showed
         self._tests: set[asyncio.Task[None]] = set()  # "test playback" in progress
 
@@ -397,8 +395,8 @@ class Daemon:
         return control_answer(self._config, controls, self._clock())
 
     def _controlled(self, command: ControlCommand, controls: Controls) -> None:  # noqa: ARG002 - the runner's callback
-        """The runner carried out a control: show it; a test playback starts here."""
-        self.controls_changed.set()
+        """The runner carried out a control (Home Assistant's task shows the new state on
+        its next tick); a test playback starts here."""
         if command.control == "test_playback" and command.room_id is not None:
             task = asyncio.get_running_loop().create_task(
                 self._test_playback(command.room_id), name="test-playback"

@@ -328,7 +328,6 @@ async def home_assistant(config: HubConfig, daemon: Daemon, *, tick: float = TIC
                 link.publish(topic, b"", retain=True)
         now = daemon.now()
         controls = runner.controls
-        daemon.controls_changed.clear()
         for room in rooms:
             published.put(
                 ROOM_STATE_TOPIC.format(room_id=room.id), room_view(config, controls, room.id, now)
