@@ -39,8 +39,8 @@ from hub.controls import (
 from hub.errors import HubError
 from hub.ingest.mqtt import MqttLink
 from hub.ingest.mqtt_decode import DEDUP_WINDOW
-from hub.model import Session, open_session
-from hub.playback.port import Player
+from hub.model import Session
+from hub.playback.port import Player, trial_session
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
@@ -411,16 +411,7 @@ class Daemon:
         if sensor is None or not sensor.spotify_device:
             _LOGGER.warning("test playback in %s: no spotify_device configured", room_id)
             return
-        now = self._clock()
-        session = open_session(
-            session_id=f"test-{sensor.id}-{int(now)}",
-            sensor_id=sensor.id,
-            user_id=sensor.user_id,
-            start=now,
-            now=now,
-            ttl_days=1,
-            spotify_context_uri=sensor.context_uri or None,
-        )
+        session = trial_session(sensor, self._clock())
         result = await self._player.start(session, sensor)
         _LOGGER.info("test playback in %s: %s", room_id, result.note or result.started)
         if result.started:

@@ -356,8 +356,10 @@ def _announce(
     *,
     announce: bool,
 ) -> None:
-    """Discovery for everything (`announce`), else again for the sensors whose battery,
-    signal or firmware became known: their entities appear when first reported."""
+    """Discovery for everything (`announce`), else for what of a sensor became known: its
+    battery or signal entity (they appear when first reported), and a new firmware version
+    on one entity (HA updates the device from any of its configs). Only those: every other
+    config would queue ahead of the sessions' own MQTT updates."""
     rooms = {room.id: room for room in rooms_of(config)}
     if announce:
         for sensor_id in snapshot.removed:
@@ -374,9 +376,24 @@ def _announce(
     else:
         messages = []
         for sensor_id, state in snapshot.states.items():
-            if _known(state) != known.get(sensor_id):
-                known[sensor_id] = _known(state)
-                messages.extend(_sensor_messages(config, sensor_id, state, rooms))
+            now_known, before = _known(state), known.get(sensor_id, (False, False, None))
+            if now_known == before:
+                continue
+            known[sensor_id] = now_known
+            wanted = {
+                obj
+                for obj, changed in (
+                    ("/battery/", now_known[0] != before[0]),
+                    ("/rssi/", now_known[1] != before[1]),
+                    ("/motion/", now_known[2] != before[2]),
+                )
+                if changed
+            }
+            messages.extend(
+                message
+                for message in _sensor_messages(config, sensor_id, state, rooms)
+                if any(obj in message.topic for obj in wanted)
+            )
     for message in messages:
         link.publish(message.topic, message.payload, retain=True)
 

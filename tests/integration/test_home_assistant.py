@@ -312,13 +312,19 @@ async def eventually_entities(ha: HomeAssistant, node: str, wanted: set[str]) ->
 
 
 async def test_controls_from_home_assistant(
-    home_assistant: HomeAssistant, broker_for_ha: Broker, start_hub: HubStarter, tmp_path: Path
+    home_assistant: HomeAssistant,
+    broker_for_ha: Broker,
+    start_hub: HubStarter,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     ha, broker = home_assistant, broker_for_ha
     await publish(broker, f"{PREFIX}/den/status", '{"status":"online"}', retain=True)
     hub = await start_hub(["den"])
     ids = await eventually_entities(
-        ha, "spottypotty_den", {"dnd", "enabled", "end_session", "timeout", "session"}
+        ha,
+        "spottypotty_den",
+        {"dnd", "enabled", "end_session", "test_playback", "timeout", "session"},
     )
     hub_ids = await eventually_entities(ha, "spottypotty_hub", {"dnd"})
     assert hub.daemon.runner is not None
@@ -352,6 +358,10 @@ async def test_controls_from_home_assistant(
     await publish(broker, f"{PREFIX}/den/motion", motion("den", 2))
     await eventually(lambda: runner.counters["disabled_sensor:den"] == 1, "the motion dropped")
     assert state_of(ha, ids["session"]) == "off"
+
+    # "Test playback" plays on the room's device (the dry-run player logs it).
+    await asyncio.to_thread(ha.call, "button", "press", entity_id=ids["test_playback"])
+    await eventually(lambda: "test playback in den" in caplog.text, "a test playback")
 
     # Hub-wide do-not-disturb.
     await asyncio.to_thread(ha.call, "switch", "turn_on", entity_id=hub_ids["dnd"])
