@@ -28,6 +28,7 @@ import pytest
 
 from hub.config import HubConfig, load_config
 from hub.daemon import Daemon
+from hub.sessions.local import control_owned
 from hub.sessions.runner import SessionRunner
 from hub.store import close_database, open_database
 from hub.systemd import Notifier
@@ -379,6 +380,11 @@ async def test_controls_from_home_assistant(
     await eventually(lambda: state_of(ha, ids["timeout"]) == "7.0", "the timeout still 7")
     await asyncio.to_thread(ha.call, "switch", "turn_off", entity_id=hub_ids["dnd"])
     await eventually(lambda: state_of(ha, hub_ids["dnd"]) == "off", "the hub's switch off")
+    # `spottypotty dnd off den` goes through the running hub's control socket.
+    event = {"action": "control", "control": "dnd", "room": "den", "value": False}
+    answer = await asyncio.to_thread(control_owned, hub.config, event)
+    assert answer["controls"]["rooms"]["den"]["dnd"] is False
+    await eventually(lambda: state_of(ha, ids["dnd"]) == "off", "the room's switch off")
 
     db = open_database(tmp_path / "hub.db")
     try:
@@ -387,3 +393,21 @@ async def test_controls_from_home_assistant(
         close_database(db)
     assert notes == ["do_not_disturb"]
     no_problems(ha, "den")
+
+
+async def test_home_assistant_restarting_finds_everything_again(
+    home_assistant: HomeAssistant, broker_for_ha: Broker, start_hub: HubStarter
+) -> None:
+    ha, broker = home_assistant, broker_for_ha
+    await publish(broker, f"{PREFIX}/porch/status", '{"status":"online"}', retain=True)
+    await start_hub(["porch"])
+    ids = await eventually_entities(ha, "spottypotty_porch", {"session", "dnd"})
+    await eventually(partial(has_state, ha, ids["session"], "off"), "the session off")
+    await asyncio.to_thread(ha.stop)
+    await asyncio.to_thread(ha.start)  # logs in again; MQTT is kept in HA's storage
+    # The hub re-announces on HA's birth message; the state comes back from retained topics.
+    await eventually(partial(has_state, ha, ids["session"], "off"), "the session off again")
+    await eventually(partial(has_state, ha, ids["dnd"], "off"), "the switch off again")
+    await publish(broker, f"{PREFIX}/porch/motion", motion("porch", 1))
+    await eventually(partial(has_state, ha, ids["session"], "on"), "a session after the restart")
+    no_problems(ha, "porch")
