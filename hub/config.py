@@ -37,12 +37,28 @@ class QuietHours:
 
 
 @dataclass(frozen=True, slots=True)
+class Moment:
+    """What plays, and how loud, in a daily window of local time (`start > end` crosses
+    midnight). A key left out (empty, None) takes the sensor's own value."""
+
+    start: dt.time
+    end: dt.time
+    context_uri: str = ""
+    volume: int | None = None
+    shuffle: bool | None = None
+    fade_in_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HubSection:
     database: Path = Path("/var/lib/spottypotty/hub.db")
     timezone: str = ""  # empty: the system's zone
     # Nothing written for this long (disk full, read-only, …): the watchdog check fails,
     # so systemd restarts the hub and the journal says why.
     unwritable_grace_minutes: float = 10.0
+    # The system clock is right without NTP (a real-time clock): recorded times need no
+    # confirmation (hub/clock.py).
+    trust_clock: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +117,7 @@ class SensorConfig:
     name: str = ""
     spotify_device: str = ""
     context_uri: str = ""
-    shuffle: bool = False
+    shuffle: bool | None = None  # None: never sent, the user's own shuffle stays
     volume: int | None = None
     timeout_minutes: float | None = None  # None: [sessions].timeout_minutes
     quiet_hours: QuietHours | None = None
@@ -110,6 +126,10 @@ class SensorConfig:
     ble_bindkey: str = ""
     mqtt_topic: str = ""
     mqtt_format: MqttFormat = "seed"
+    # None: on for shows, episodes and audiobooks, off for music.
+    resume: bool | None = None
+    fade_in_seconds: float = 0.0  # 0: the volume is set at once
+    moments: tuple[Moment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,7 +506,9 @@ _SENSOR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 _BINDKEY = re.compile(r"[0-9A-Fa-f]{32}")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
-_CONTEXT_URI = re.compile(r"spotify:(playlist|album|artist|show|episode|track):[A-Za-z0-9]+")
+_CONTEXT_URI = re.compile(
+    r"spotify:(playlist|album|artist|show|episode|audiobook|track):[A-Za-z0-9]+"
+)
 _CONTEXT_URL = re.compile(r"https://open\.spotify\.com/\S+")
 
 
@@ -545,6 +567,82 @@ def _check_quiet_hours(good: dict[str, Any], _raw: dict[str, Any]) -> dict[str, 
     return {}
 
 
+def _check_moment(good: dict[str, Any], _raw: dict[str, Any]) -> dict[str, str]:
+    if "start" in good and good.get("start") == good.get("end"):
+        return {"end": "must differ from start (an empty window is a typo; remove the moment)"}
+    return {}
+
+
+_DAY = 86400
+
+
+def _spans(start: dt.time, end: dt.time) -> list[tuple[int, int]]:
+    """A daily window as [from, to) seconds of the day; one crossing midnight is two."""
+    first = start.hour * 3600 + start.minute * 60 + start.second
+    last = end.hour * 3600 + end.minute * 60 + end.second
+    return [(first, last)] if first < last else [(first, _DAY), (0, last)]
+
+
+def _first_overlap(one: Moment, other: Moment) -> dt.time | None:
+    """The first clock time both windows cover (in `one`'s order of the day), or None."""
+    shared = [
+        max(a, c)
+        for a, b in _spans(one.start, one.end)
+        for c, d in _spans(other.start, other.end)
+        if max(a, c) < min(b, d)
+    ]
+    if not shared:
+        return None
+    at = min(shared)
+    return dt.time(at // 3600, at % 3600 // 60, at % 60)
+
+
+def _hhmm(value: dt.time) -> str:
+    return value.strftime("%H:%M:%S" if value.second else "%H:%M")
+
+
+_read_moment = _table(
+    {
+        "start": _clock,
+        "end": _clock,
+        "context_uri": _context_uri,
+        "volume": _volume,
+        "shuffle": _bool,
+        "fade_in_seconds": _duration("seconds", zero_ok=True),
+    },
+    Moment,
+    required=("start", "end"),
+    check=_check_moment,
+)
+
+
+def _read_moments(raw: Any) -> tuple[Moment, ...]:
+    """A sensor's moments: windows may not overlap (which one would play is then a guess)."""
+    if not isinstance(raw, list):
+        raise _Invalid(f"must be an array of tables ([[sensors.moments]]), got {_show(raw)}")
+    problems: dict[str, str] = {}
+    moments: list[tuple[int, Moment]] = []
+    for index, item in enumerate(raw):
+        try:
+            moment: Moment = _read_moment(item)
+        except _Invalid as exc:
+            for where, message in exc.problems.items():
+                problems[_join(f"[{index}]", where)] = message
+            continue
+        for earlier_index, earlier in moments:
+            at = _first_overlap(moment, earlier)
+            if at is not None:
+                problems[f"[{index}]"] = (
+                    f"{_hhmm(moment.start)}-{_hhmm(moment.end)} overlaps moments[{earlier_index}] "
+                    f"({_hhmm(earlier.start)}-{_hhmm(earlier.end)}) from {_hhmm(at)}"
+                )
+                break
+        moments.append((index, moment))
+    if problems:
+        raise _Invalid(at=problems)
+    return tuple(moment for _, moment in moments)
+
+
 # --- the schema -----------------------------------------------------------------------------
 
 
@@ -596,6 +694,9 @@ _SENSOR_FIELDS: dict[str, _Convert] = {
     "ble_bindkey": _ble_bindkey,
     "mqtt_topic": _mqtt_topic,
     "mqtt_format": _choice("seed", "esphome", "zigbee2mqtt"),
+    "resume": _bool,
+    "fade_in_seconds": _duration("seconds", zero_ok=True),
+    "moments": _read_moments,
 }
 
 _read_sensor = _table(_SENSOR_FIELDS, SensorConfig, required=("id", "user_id"), check=_check_sensor)
@@ -648,6 +749,7 @@ _read_document = _table(
                 "database": _path,
                 "timezone": _timezone,
                 "unwritable_grace_minutes": _duration("minutes"),
+                "trust_clock": _bool,
             },
             HubSection,
         ),

@@ -21,12 +21,12 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from hub import control
+from hub.clock import HubClock, system_clock_synchronised
 from hub.config import HubConfig
 from hub.controls import (
     CONTROL_ACTION,
@@ -44,7 +44,8 @@ from hub.playback.port import Player, trial_session
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
-from hub.store.meta import CONTROLS_KEY, get_meta
+from hub.store.meta import CONTROLS_KEY, get_meta, load_sensor_clocks, save_sensor_clocks
+from hub.store.playback import StoreMemory
 from hub.store.pool import DatabasePool
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
@@ -89,7 +90,7 @@ class Daemon:
         *,
         notifier: Notifier,
         player: Player | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         client_id: str = "spottypotty-hub",
         status_interval: float = STATUS_EVERY_SECONDS,
         hard_stop: float | None = None,
@@ -98,6 +99,11 @@ class Daemon:
         self._status_interval = status_interval
         self._notifier = notifier
         self._player = player if player is not None else make_player(config)
+        # The hub's clock (hub/clock.py: steps detected, unconfirmed times corrected); a
+        # test's plain callable is used as it is.
+        if clock is None:
+            trusted = config.hub.trust_clock
+            clock = HubClock(synchronised=(lambda: True) if trusted else system_clock_synchronised)
         self._clock = clock
         self._client_id = client_id
         self._stop = asyncio.Event()
@@ -108,6 +114,7 @@ class Daemon:
         self.ble: BleScanner | None = None
         self._shown: dict[str, tuple[object, ...]] = {}  # session id -> what MQTT last showed
         self._saved_ble_counters: dict[str, CounterState] = {}
+        self._saved_sensor_clocks: dict[str, tuple[int, int]] = {}
         self._writer: StoreWriter | None = None
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
         self._health_logged: str | None = None
@@ -149,8 +156,12 @@ class Daemon:
             saved = await writer.call(lambda repository: get_meta(repository.db, CONTROLS_KEY))
             controls = Controls.from_json(saved)
             engine.set_controls(controls)  # before restore: a room's timeout applies to its session
-            recovered = await writer.call(lambda repository: repository.all_active())
+            if isinstance(self._player, SpotifyPlayer):
+                # Learned device ids and resume points, before the first motion can need them.
+                await self._player.load_memory(StoreMemory(writer, clock=self._clock))
+            recovered, sensor_clocks = await writer.call(self._recover)
             engine.restore(recovered)
+            engine.remember_sensor_clocks(sensor_clocks)
             if recovered:
                 _LOGGER.info("recovered %d session(s) left active", len(recovered))
             runner = SessionRunner(
@@ -183,6 +194,19 @@ class Daemon:
         _LOGGER.info("stopped cleanly")
         return 0
 
+    def _recover(
+        self, repository: SessionRepository
+    ) -> tuple[list[Session], dict[str, tuple[float, float]]]:
+        """The sessions left active, after this boot's unconfirmed times are put on the
+        clock's current timeline (a restart may follow a step of the system clock); and
+        the sensors' clock offsets, when the clock they were learnt on is confirmed."""
+        if not isinstance(self._clock, HubClock):
+            return repository.all_active(), {}
+        repository.set_clock(self._clock.state)
+        offsets = load_sensor_clocks(repository.db) if self._clock.confirmed else {}
+        self._saved_sensor_clocks = _kept(offsets)
+        return repository.all_active(), offsets
+
     async def _run_tasks(
         self, group: asyncio.TaskGroup, runner: SessionRunner, link: MqttLink
     ) -> None:
@@ -204,8 +228,10 @@ class Daemon:
         if self.ble is not None:  # its failures never reach MQTT ingest
             intake.append(group.create_task(self.ble.run(), name="ble-scanner"))
         if isinstance(self._player, SpotifyPlayer):
-            # Fills the device cache so the first session's play is one call sooner.
+            # Fills the device cache so the first session's play is one call sooner, and
+            # keeps the token fresh so no play waits for a refresh.
             helpers.append(group.create_task(self._player.warm_up(), name="spotify-warm-up"))
+            helpers.append(group.create_task(self._player.keep_token_fresh(), name="spotify-token"))
         interval = watchdog_interval()
         if interval is not None:
             helpers.append(
@@ -226,11 +252,14 @@ class Daemon:
                 RUNNER_STOP_SECONDS,
             )
             runner_task.cancel()
+        if isinstance(self._player, SpotifyPlayer):
+            await self._player.close()  # fade-ins of sessions left playing
         await link.publish_offline()
         link_task.cancel()
         for task in [*helpers, *self._tests]:
             task.cancel()
         await self._keep_ble_counters()
+        await self._keep_sensor_clocks()
 
     async def invoke(self, event: object) -> dict[str, Any]:
         """One Session Manager event (the control socket, `POST /invoke`): changes go to the
@@ -292,6 +321,7 @@ class Daemon:
             await self._until_status_due()
             self._notifier.status(self._status_line())
             await self._keep_ble_counters()
+            await self._keep_sensor_clocks()
             retained = {
                 STATS_TOPIC: json.dumps(self.stats(), sort_keys=True),
                 STORAGE_TOPIC: self.storage_problem() or STORAGE_OK,
@@ -312,6 +342,19 @@ class Daemon:
                 await changed.wait()
         changed.clear()
 
+    async def _keep_sensor_clocks(self) -> None:
+        """The sensors' learnt clock offsets, saved when they moved (a second or more, or
+        an hour newer) and only on a confirmed clock: after a restart the backlog in the
+        broker is dated by them (hub/sessions/sensor_clocks.py)."""
+        clock = self._clock
+        if self._writer is None or self.runner is None or not isinstance(clock, HubClock):
+            return
+        offsets = self.runner.engine.sensor_clock_offsets()
+        if not clock.confirmed or _kept(offsets) == self._saved_sensor_clocks:
+            return
+        await self._writer.call(lambda repository: save_sensor_clocks(repository.db, offsets))
+        self._saved_sensor_clocks = _kept(offsets)
+
     async def _keep_ble_counters(self) -> None:
         """Encrypted BLE sensors' counters, saved when they moved: after a restart the hub
         still refuses an old advert replayed at it (one write per interval at most)."""
@@ -323,6 +366,10 @@ class Daemon:
         if counters != self._saved_ble_counters:
             await self._writer.call(lambda repository: save_states(repository.db, counters))
             self._saved_ble_counters = counters
+
+    def spotify_status(self) -> str | None:
+        """The Spotify player's status phrase (None without a Spotify player)."""
+        return self._player.status() if isinstance(self._player, SpotifyPlayer) else None
 
     def stats(self) -> dict[str, int]:
         """The runner's and the MQTT link's counters, e.g. `unknown_sensor:garden_shed`."""
@@ -356,6 +403,8 @@ class Daemon:
             line = f"{line}, BLE {self.ble.status}"
         if isinstance(self._player, SpotifyPlayer):
             line = f"{line}, {self._player.status()}"
+        if isinstance(self._clock, HubClock) and not self._clock.confirmed:
+            line = f"{line}, clock not synchronised yet (times recorded unconfirmed)"
         dropped = self.dropped_messages()
         return f"{line}, {dropped} motion message(s) dropped" if dropped else line
 
@@ -425,10 +474,6 @@ class Daemon:
         """The hub's wall clock (a test's, in tests)."""
         return self._clock()
 
-    def spotify_status(self) -> str | None:
-        """The Spotify player's state in a few words; None when another player is used."""
-        return self._player.status() if isinstance(self._player, SpotifyPlayer) else None
-
     def dropped_messages(self) -> int:
         """Motion messages dropped: unknown or disabled sensors, out of order."""
         return sum(
@@ -473,6 +518,13 @@ def serve(config: HubConfig) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
     notifier = Notifier.from_environment()
     return asyncio.run(Daemon(config, notifier=notifier, hard_stop=HARD_STOP_SECONDS).run())
+
+
+def _kept(offsets: dict[str, tuple[float, float]]) -> dict[str, tuple[int, int]]:
+    """What makes sensor clock offsets worth saving again: whole seconds, whole hours."""
+    return {
+        sensor: (round(offset), int(seen // 3600)) for sensor, (offset, seen) in offsets.items()
+    }
 
 
 def _exit_now(after: float) -> None:

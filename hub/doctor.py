@@ -13,14 +13,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from hub.clock import system_clock_synchronised
 from hub.config import HubConfig
 from hub.errors import HubError
 
 Verdict = Literal["ok", "warn", "fail", "off"]
+SPOTIFY_TOPIC = "spottypotty/hub/spotify"
 HUB_TOPICS = [
     "spottypotty/hub/status",
     "spottypotty/hub/stats",
-    "spottypotty/hub/spotify",
+    SPOTIFY_TOPIC,
     "spottypotty/hub/storage",
 ]
 
@@ -43,6 +45,7 @@ def run_checks(config: HubConfig) -> list[Check]:
         check_spotify,
         check_ble,
         check_cloud,
+        check_clock,
     ]
     results = []
     for check in checks:
@@ -113,6 +116,7 @@ def check_broker(config: HubConfig) -> Check:
 
 def check_spotify(config: HubConfig) -> Check:
     from hub.playback.login import list_devices  # noqa: PLC0415
+    from hub.playback.spotify import STATUS_PREMIUM_REQUIRED  # noqa: PLC0415
 
     spotify = config.spotify
     if spotify.dry_run or not spotify.client_id:
@@ -125,10 +129,20 @@ def check_spotify(config: HubConfig) -> Check:
         devices = list_devices(config)
     except HubError as exc:
         return Check("spotify", "fail", str(exc), "run: spottypotty spotify login")
+    hub_says = _hub_spotify_status(config)
+    if hub_says == STATUS_PREMIUM_REQUIRED:
+        return Check(
+            "spotify",
+            "fail",
+            f"logged in, but Spotify refuses playback: {hub_says} (the account is free)",
+            "log in with a Premium account: spottypotty spotify login",
+        )
     wanted = {s.spotify_device for s in config.sensors if s.spotify_device}
     known = {d.name for d in devices} | {d.id for d in devices}
     missing = sorted(wanted - known)
     detail = f"logged in; {len(devices)} device(s) visible"
+    if hub_says and hub_says != "Spotify ready":
+        return Check("spotify", "warn", f"{detail}; the hub says: {hub_says}")
     if missing:
         return Check(
             "spotify",
@@ -137,6 +151,18 @@ def check_spotify(config: HubConfig) -> Check:
             "wake those speakers (or fix spotify_device): sleeping devices drop off the list",
         )
     return Check("spotify", "ok", detail)
+
+
+def _hub_spotify_status(config: HubConfig) -> str | None:
+    """What the running hub last said about Spotify (its retained topic), if reachable."""
+    from hub.ingest.mqtt import read_retained  # noqa: PLC0415
+
+    try:
+        retained = asyncio.run(read_retained(config, [SPOTIFY_TOPIC]))
+    except HubError:
+        return None  # the broker check says why
+    said = retained.get(SPOTIFY_TOPIC)
+    return said.decode(errors="replace") if said else None
 
 
 def check_ble(config: HubConfig) -> Check:
@@ -171,3 +197,19 @@ def check_cloud(config: HubConfig) -> Check:
             "cloud.region and cloud.table",
         )
     return Check("cloud", "ok", f"table {cloud.table} is {table.get('TableStatus', '?')}")
+
+
+def check_clock(config: HubConfig) -> Check:
+    """Whether recorded times are confirmed (hub/clock.py): a Pi has no real-time clock."""
+    if config.hub.trust_clock:
+        return Check("clock", "ok", "trusted without NTP (hub.trust_clock = true)")
+    if system_clock_synchronised():
+        return Check("clock", "ok", "the system clock is synchronised (NTP)")
+    return Check(
+        "clock",
+        "warn",
+        "the system clock is not synchronised: sessions are recorded unconfirmed and "
+        "the sync holds them back until it is",
+        "enable NTP: timedatectl set-ntp true (or, with a battery-backed RTC, set "
+        "hub.trust_clock = true)",
+    )

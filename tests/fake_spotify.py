@@ -1,11 +1,22 @@
 """A fake Spotify Web API and accounts service: a real HTTP server on loopback for tests.
 
+Every API request is checked against Spotify's published OpenAPI description
+(`tests/fixtures/spotify-web-api.yml`, see `tests/fixtures/README.md`): a request the
+description does not allow (an unknown endpoint, a missing or mistyped parameter, a body
+of the wrong shape) is answered 400 as Spotify would, and `close()` raises
+AssertionError naming it, so the test that made it fails.
+
 It follows the documented endpoints the hub uses, and their error shapes
 (`{"error": {"status": 404, "message": "...", "reason": "NO_ACTIVE_DEVICE"}}` for the API,
 `{"error": "invalid_grant", "error_description": "..."}` for the token endpoint), keeps a
-small playback state (devices, what plays where), records every request, and plays
-scripted faults: a status with a reason and headers (401, 403, 404, 429 + Retry-After,
-5xx), `202 Accepted`, slow responses held until released, and connection resets.
+small playback state (devices, what plays where and how far in, the queue), records every
+request, and behaves as documented where the hub depends on it: `GET /me/player` answers
+204 with nothing playing or while the active device is in a private session, and
+`item: null` for an episode unless `additional_types` lists `episode`; a restricted device
+refuses commands; a free account is refused with 403 `PREMIUM_REQUIRED`. It plays scripted
+faults: a status with a reason and headers (401, 403, 404, 429 + Retry-After with or
+without `QUOTA_EXCEEDED`, 502/503), `202 Accepted`, slow responses held until released,
+and connection resets. `latency` delays every answer, as a real round trip does.
 
     with FakeSpotify() as fake:
         fake.add_device("Bathroom speaker")
@@ -17,6 +28,7 @@ scripted faults: a status with a reason and headers (401, 403, 404, 429 + Retry-
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 import socket
@@ -30,11 +42,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
+import yaml
+
 from hub.config import SpotifySection
 
 API = "/v1"
 TOKEN_PATH = "/api/token"  # noqa: S105 - a path
 SCOPE = "user-read-playback-state user-modify-playback-state"
+DESCRIPTION = Path(__file__).parent / "fixtures" / "spotify-web-api.yml"
+REAL_HOST = (
+    "https://api.spotify.com"  # the description's server; requests are judged as if sent there
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,16 @@ class Fault:
         )
 
     @classmethod
+    def quota_exceeded(cls, retry_after: int) -> Fault:
+        """A development-mode app over its quota: 429 with reason QUOTA_EXCEEDED."""
+        return cls(
+            status=429,
+            reason="QUOTA_EXCEEDED",
+            message="API quota exceeded",
+            headers=(("Retry-After", str(retry_after)),),
+        )
+
+    @classmethod
     def expired_token(cls) -> Fault:
         return cls(status=401, message="The access token expired")
 
@@ -109,6 +137,9 @@ class Device:
     type: str = "Speaker"
     is_active: bool = False
     volume_percent: int = 50
+    is_private_session: bool = False
+    is_restricted: bool = False
+    supports_volume: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,22 +147,23 @@ class Device:
             "name": self.name,
             "type": self.type,
             "is_active": self.is_active,
-            "is_private_session": False,
-            "is_restricted": False,
-            "volume_percent": self.volume_percent,
-            "supports_volume": True,
+            "is_private_session": self.is_private_session,
+            "is_restricted": self.is_restricted,
+            "volume_percent": self.volume_percent if self.supports_volume else None,
+            "supports_volume": self.supports_volume,
         }
 
 
 @dataclass
 class Playback:
-    """The account's one playback: where, what, and whether it plays."""
+    """The account's one playback: where, what, how far in, and whether it plays."""
 
     device_id: str | None = None
     context_uri: str | None = None
     item_uri: str | None = None
     is_playing: bool = False
     shuffle: bool = False
+    progress_ms: int = 0
 
 
 @dataclass
@@ -161,6 +193,10 @@ class FakeSpotify:
         self.codes: set[str] = set()
         self.invalid_grant = False  # every refresh answers invalid_grant
         self.expires_in = 3600
+        self.premium = True  # False: a free account, every player command is refused
+        self.latency = 0.0  # seconds every answer waits, as a real round trip
+        self.contexts: dict[str, list[str]] = {}  # context uri -> its items, in order
+        self.invalid: list[str] = []  # requests the published description does not allow
         self._faults: dict[str, deque[Fault]] = {}
         self._release = threading.Event()
         self._received = threading.Condition(self.lock)
@@ -200,6 +236,11 @@ class FakeSpotify:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(5)
+        if self.invalid:
+            raise AssertionError(
+                "requests the Spotify Web API description does not allow:\n"
+                + "\n".join(self.invalid)
+            )
 
     def __enter__(self) -> Self:
         return self.start()
@@ -238,14 +279,26 @@ class FakeSpotify:
                 self.playback = Playback()
 
     def set_playing(
-        self, device_id: str, context_uri: str | None, *, is_playing: bool = True
+        self,
+        device_id: str,
+        context_uri: str | None,
+        *,
+        is_playing: bool = True,
+        item_uri: str | None = None,
+        progress_ms: int = 0,
     ) -> None:
-        """Someone (not the hub) plays `context_uri` on the device."""
+        """Someone (not the hub) plays `context_uri` (or `item_uri`) on the device."""
         with self.lock:
             self._activate(device_id)
             self.playback.context_uri = context_uri
-            self.playback.item_uri = "spotify:track:" + secrets.token_hex(11)
+            self.playback.item_uri = item_uri or self._first_item(context_uri)
             self.playback.is_playing = is_playing
+            self.playback.progress_ms = progress_ms
+
+    def add_context(self, uri: str, items: list[str]) -> None:
+        """A playlist, album, show or audiobook and its items (tracks or episodes), in order."""
+        with self.lock:
+            self.contexts[uri] = list(items)
 
     def issue_token(self, *, expired: bool = False) -> dict[str, Any]:
         """A token_info as spotipy caches it, known to this server."""
@@ -416,7 +469,12 @@ class FakeSpotify:
             if method == "GET" and path == "/me/player/devices":
                 return _Answer(200, {"devices": [d.to_json() for d in self.devices.values()]})
             if method == "GET" and path == "/me/player":
-                return self._current()
+                return self._current(query.get("additional_types", ""))
+            if method == "GET" and path == "/me/player/queue":
+                return self._queue()
+            refused = self._refused(query.get("device_id"))
+            if refused is not None:
+                return refused
             if method == "PUT" and path == "/me/player":
                 return self._transfer(json.loads(body or b"{}"))
             if method == "PUT" and path == "/me/player/play":
@@ -436,12 +494,25 @@ class FakeSpotify:
                 return _Answer(204)
         return _api_error(404, "Service not found")
 
-    def _current(self) -> _Answer:
+    def _refused(self, device_id: str | None) -> _Answer | None:
+        """A free account, or a restricted device: the player command is refused."""
+        if not self.premium:
+            return _api_error(403, "Player command failed: Premium required", "PREMIUM_REQUIRED")
+        device = self.devices.get(device_id or self.playback.device_id or "")
+        if device is not None and device.is_restricted:
+            return _api_error(403, "Player command failed: Restriction violated", "UNKNOWN")
+        return None
+
+    def _current(self, additional_types: str) -> _Answer:
         playback = self.playback
         device = self.devices.get(playback.device_id or "")
-        if device is None:
-            return _Answer(204)
+        if device is None or device.is_private_session:
+            return _Answer(204)  # nothing plays, or a private session hides it
         context = {"uri": playback.context_uri} if playback.context_uri else None
+        item = _item(playback.item_uri)
+        kind = item["type"] if item else "unknown"
+        if kind == "episode" and "episode" not in additional_types.split(","):
+            item = None  # as Spotify: episodes only when asked for
         return _Answer(
             200,
             {
@@ -450,12 +521,25 @@ class FakeSpotify:
                 "repeat_state": "off",
                 "timestamp": int(time.time() * 1000),
                 "context": context,
-                "progress_ms": 0,
-                "item": {"uri": playback.item_uri} if playback.item_uri else None,
-                "currently_playing_type": "track",
+                "progress_ms": playback.progress_ms,
+                "item": item,
+                "currently_playing_type": kind,
                 "is_playing": playback.is_playing,
             },
         )
+
+    def _queue(self) -> _Answer:
+        """What plays and what follows it in its context."""
+        playback = self.playback
+        items = self.contexts.get(playback.context_uri or "", [])
+        after = items[items.index(playback.item_uri) + 1 :] if playback.item_uri in items else []
+        return _Answer(
+            200, {"currently_playing": _item(playback.item_uri), "queue": [_item(i) for i in after]}
+        )
+
+    def _first_item(self, context_uri: str | None) -> str:
+        items = self.contexts.get(context_uri or "")
+        return items[0] if items else "spotify:track:" + secrets.token_hex(11)
 
     def _activate(self, device_id: str) -> None:
         for device in self.devices.values():
@@ -485,12 +569,23 @@ class FakeSpotify:
         if device_id not in self.devices:
             return _api_error(404, "Device not found")
         self._activate(device_id)
+        offset = body.get("offset") or {}
         if "context_uri" in body:
-            self.playback.context_uri = body["context_uri"]
-            self.playback.item_uri = "spotify:track:" + secrets.token_hex(11)
+            context = body["context_uri"]
+            items = self.contexts.get(context, [])
+            item = offset.get("uri")
+            if item is None and "position" in offset and offset["position"] < len(items):
+                item = items[offset["position"]]
+            if item is not None and items and item not in items:
+                # Spotify does not document this answer; a refusal of some kind is certain.
+                return _api_error(404, "Player command failed: Item not found in context")
+            self.playback.context_uri = context
+            self.playback.item_uri = item or self._first_item(context)
         elif body.get("uris"):
             self.playback.context_uri = None
             self.playback.item_uri = body["uris"][0]
+        if "context_uri" in body or "uris" in body:
+            self.playback.progress_ms = int(body.get("position_ms", 0))
         self.playback.is_playing = True
         return _Answer(204)
 
@@ -514,6 +609,52 @@ def _api_error(status: int, message: str, reason: str | None = None) -> _Answer:
 
 def _oauth_error(error: str, description: str) -> _Answer:
     return _Answer(400, {"error": error, "error_description": description})
+
+
+def _item(uri: str | None) -> dict[str, Any] | None:
+    """A track or episode as the API shows it (the fields the hub reads)."""
+    if uri is None:
+        return None
+    kind = "episode" if uri.startswith(("spotify:episode:", "spotify:chapter:")) else "track"
+    return {"type": kind, "uri": uri, "id": uri.rpartition(":")[2], "name": uri}
+
+
+@functools.cache
+def _description() -> Any:
+    """The published description as openapi-core's checker, read once per test run."""
+    from openapi_core import Config, OpenAPI  # noqa: PLC0415 - only the fake needs it
+
+    with DESCRIPTION.open("rb") as handle:
+        # The C loader when built (a third of a second instead of seconds); safe either way.
+        document = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    # The document itself is not re-validated (seconds per run); only requests are.
+    return OpenAPI.from_dict(document, config=Config(spec_validator_cls=None))
+
+
+def _judge(method: str, raw_path: str, content_type: str | None, body: bytes) -> str | None:
+    """Why the published description does not allow this request, or None."""
+    import warnings  # noqa: PLC0415
+
+    from openapi_core.testing import MockRequest  # noqa: PLC0415
+
+    parts = urllib.parse.urlsplit(raw_path)
+    request = MockRequest(
+        REAL_HOST,
+        method.lower(),
+        parts.path,
+        args=dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)),
+        data=body or None,
+        content_type=(content_type or "application/json").split(";")[0],
+    )
+    try:
+        with warnings.catch_warnings():
+            # openapi-core cannot check OAuth 2 itself (it says so); the fake checks tokens.
+            warnings.simplefilter("ignore", UserWarning)
+            _description().validate_request(request)
+    except Exception as exc:  # noqa: BLE001 - every refusal is reported the same way
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        return f"{type(exc).__name__}: {exc}{cause}"
+    return None
 
 
 def _no_active_device() -> _Answer:
@@ -553,6 +694,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {key.lower(): value for key, value in self.headers.items()}
         path = urllib.parse.urlsplit(self.path).path
+        if path.startswith(API + "/"):
+            problem = _judge(self.command, self.path, headers.get("content-type"), body)
+            if problem is not None:
+                fake.record(self.command, self.path, headers, body)
+                with fake.lock:
+                    fake.invalid.append(f"{self.command} {self.path}: {problem}")
+                self._send(_api_error(400, f"Bad request: {problem}"))
+                return
         fault = fake._next_fault(self.command, path)
         answer: _Answer | None = None
         if fault is not None and fault.kind == "slow":
@@ -577,6 +726,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             fake.record(self.command, self.path, headers, body)
             answer = fake.handle(self.command, self.path, headers, body)
+        if fake.latency:
+            time.sleep(fake.latency)  # a real round trip: the answer comes this much later
         self._send(answer)
 
     def _send(self, answer: _Answer) -> None:

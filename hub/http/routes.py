@@ -554,6 +554,18 @@ def _spotify_state(config: HubConfig) -> dict[str, Any]:
     return {"state": "login-needed", "message": "run: spottypotty spotify login"}
 
 
+def spotify_health(state: dict[str, Any], player_status: str | None) -> dict[str, Any]:
+    """The token file's state, told more by the running player: a free account (its plays
+    refused), or why a logged-in player is not ready (rate-limited, unreachable, …)."""
+    from hub.playback.spotify import STATUS_PREMIUM_REQUIRED  # noqa: PLC0415 - as _spotify_state
+
+    if player_status == STATUS_PREMIUM_REQUIRED:
+        return {"state": "premium-required", "message": player_status}
+    if player_status is not None and state["state"] == "logged-in":
+        return {"state": "logged-in", "message": player_status}
+    return state
+
+
 def _database_health(config: HubConfig, db: Database) -> dict[str, Any]:
     from hub.store.meta import LAST_SYNC_AT_KEY, LAST_SYNC_RESULT_KEY, get_meta  # noqa: PLC0415
     from hub.sync.outbox import Outbox  # noqa: PLC0415
@@ -595,6 +607,8 @@ async def _health(request: web.Request) -> web.StreamResponse:
     storage = daemon.storage_problem() if daemon is not None else None
     if storage is not None:
         facts["database"] = {"ok": False, "path": str(config.hub.database), "message": storage}
+    if daemon is not None:
+        facts["spotify"] = spotify_health(facts["spotify"], daemon.spotify_status())
     connected = daemon.link.connected if daemon is not None and daemon.link is not None else None
     active = len(daemon.runner.engine.active) if daemon is not None and daemon.runner else None
     tz = local_zone(config.hub.timezone)

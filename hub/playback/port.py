@@ -1,8 +1,9 @@
-"""The `Player` port: what the session runner needs from a music player."""
+"""The `Player` port: what the session runner needs from a music player, and what a
+player keeps between runs (`PlayerMemory`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from hub.config import SensorConfig
@@ -39,3 +40,35 @@ def trial_session(sensor: SensorConfig, now: float) -> Session:
         ttl_days=1,
         spotify_context_uri=sensor.context_uri or None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a room's music in `context_uri` was paused: resume `item_uri` at `position_ms`."""
+
+    context_uri: str
+    item_uri: str
+    position_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """What a player kept from earlier runs: device ids by casefolded name, and resume
+    points by (sensor id, context uri)."""
+
+    device_ids: dict[str, str] = field(default_factory=dict)
+    resume_points: dict[tuple[str, str], ResumePoint] = field(default_factory=dict)
+
+
+class PlayerMemory(Protocol):
+    """Where a player keeps what must survive a restart (SQLite, through the one writer)."""
+
+    async def load(self) -> Remembered: ...
+
+    async def keep_device(self, name: str, device_id: str) -> None: ...
+
+    async def keep_resume(
+        self, sensor_id: str, context_uri: str, point: ResumePoint | None
+    ) -> None:
+        """Keep `point` for the sensor's `context_uri`; None forgets it."""
+        ...

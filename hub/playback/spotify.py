@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import os
+import random
 import re
 import tempfile
 import threading
@@ -31,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from hub.config import HubConfig, SensorConfig, SpotifySection
-from hub.errors import AuthError
+from hub.errors import AuthError, HubError
 from hub.model import Session
 from hub.playback.detached import run_detached
-from hub.playback.port import PlaybackResult, Player
+from hub.playback.port import PlaybackResult, Player, PlayerMemory, ResumePoint
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ SCOPES = "user-read-playback-state user-modify-playback-state"
 SECRET_NAME = "spotify_client_secret"  # noqa: S105 - a name, not a secret
 SECRET_ENV = "SPOTIFY_CLIENT_SECRET"  # noqa: S105
 LOGIN_HINT = "run `spottypotty spotify login`"
+STATUS_PREMIUM_REQUIRED = "Spotify Premium required"  # status(), as people see it
 
 # Notes a start answers with (they end up in the session's playback_note).
 NOTE_STARTED = "started"
@@ -53,13 +55,22 @@ NOTE_NO_SECRET = "no_client_secret"  # noqa: S105
 NOTE_NO_DEVICE = "no_device"
 NOTE_DEVICE_NOT_FOUND = "device_not_found"
 NOTE_DEVICE_NOT_READY = "device_not_ready"
+NOTE_ACCOUNT_BUSY = "account_busy"  # the account plays on another device
+NOTE_PRIVATE_SESSION = "private_session"
+NOTE_RESTRICTED = "restricted"  # the device accepts no Web API commands
+NOTE_PREMIUM_REQUIRED = "premium_required"
+NOTE_QUOTA_EXCEEDED = "quota_exceeded"  # a development-mode app over its quota
 
 _DEVICE_ID = re.compile(r"[0-9a-f]{40}")
 _OPEN_LINK = re.compile(
     r"https://open\.spotify\.com/(?:intl-[a-z-]+/)?"
-    r"(?P<type>playlist|album|artist|show|episode|track)/(?P<id>[A-Za-z0-9]+)"
+    r"(?P<type>playlist|album|artist|show|episode|audiobook|track)/(?P<id>[A-Za-z0-9]+)"
 )
 _TRACK_TYPES = ("spotify:track:", "spotify:episode:")
+_SPOKEN = ("spotify:show:", "spotify:episode:", "spotify:audiobook:")
+_FADE_STEPS = 5
+# Items of shows and audiobooks (chapters are listed as episodes); their place is kept.
+_SPOKEN_ITEMS = ("spotify:episode:", "spotify:chapter:")
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -75,13 +86,34 @@ def to_uri(context: str | None) -> str | None:
     return context
 
 
-def play_body(uri: str | None) -> dict[str, Any]:
-    """`start_playback` keywords: tracks and episodes go in `uris`, the rest is a context."""
+def play_body(uri: str | None, point: ResumePoint | None = None) -> dict[str, Any]:
+    """`start_playback` keywords: tracks and episodes go in `uris`, the rest is a context;
+    a resume point adds where to start (`offset` in a context, and `position_ms`)."""
     if uri is None:
         return {}
     if uri.startswith(_TRACK_TYPES):
-        return {"uris": [uri]}
-    return {"context_uri": uri}
+        body: dict[str, Any] = {"uris": [uri]}
+        if point is not None and point.item_uri == uri:
+            body["position_ms"] = point.position_ms
+        return body
+    body = {"context_uri": uri}
+    if point is not None:
+        body["offset"] = {"uri": point.item_uri}
+        body["position_ms"] = point.position_ms
+    return body
+
+
+def resumes_by_default(uri: str | None) -> bool:
+    """Spoken word resumes where it was left; music starts afresh unless `resume = true`."""
+    return bool(uri and uri.startswith(_SPOKEN))
+
+
+def fade_levels(volume: int, fade_in_seconds: float) -> list[int]:
+    """The volumes to go through: the target at once, or up to it in at most 5 steps."""
+    steps = min(_FADE_STEPS, volume) if fade_in_seconds > 0 else 1
+    if steps <= 1:
+        return [volume]
+    return [round(volume * step / steps) for step in range(1, steps + 1)]
 
 
 def looks_like_device_id(value: str) -> bool:
@@ -93,30 +125,59 @@ def match_device(devices: list[dict[str, Any]], wanted: str) -> dict[str, Any] |
     for device in devices:
         if device.get("id") == wanted:
             return device
-    folded = wanted.strip().casefold()
+    folded = fold(wanted)
     for device in devices:
-        if str(device.get("name", "")).strip().casefold() == folded:
+        if fold(str(device.get("name", ""))) == folded:
             return device
     return None
 
 
-def plays_on(current: Any, device_id: str) -> bool:
-    """Whether `GET /me/player`'s answer says something plays on `device_id`."""
-    if not isinstance(current, dict) or not current.get("is_playing"):
-        return False
-    device = current.get("device") or {}
-    return bool(device.get("id") == device_id)
+def fold(name: str) -> str:
+    """A device name as names are compared and remembered."""
+    return name.strip().casefold()
 
 
 def plays_ours(current: Any, device_id: str, uri: str | None) -> bool:
     """Whether the device still plays what the hub started there (`uri`, if known)."""
-    if not plays_on(current, device_id):
+    if not isinstance(current, dict) or not current.get("is_playing"):
+        return False
+    if (current.get("device") or {}).get("id") != device_id:
         return False
     if uri is None:
         return True
     context = current.get("context") or {}
     item = current.get("item") or {}
     return uri in (context.get("uri"), item.get("uri"))
+
+
+def why_not_start(current: Any, device_id: str) -> tuple[str, str] | None:
+    """(note, device id) when `GET /me/player`'s 200 answer forbids starting on `device_id`:
+    the account plays somewhere (one stream per account: starting here would stop it), or
+    the target is in a private session or refuses Web API commands. None: free to start."""
+    if not isinstance(current, dict):
+        return None
+    device = current.get("device") or {}
+    active = str(device.get("id") or "")
+    if current.get("is_playing"):
+        return (NOTE_ALREADY_PLAYING if active == device_id else NOTE_ACCOUNT_BUSY), active
+    if active == device_id and device.get("is_private_session"):
+        return NOTE_PRIVATE_SESSION, active
+    if active == device_id and device.get("is_restricted"):
+        return NOTE_RESTRICTED, active
+    return None
+
+
+def why_not_start_listed(devices: list[dict[str, Any]], device_id: str) -> tuple[str, str] | None:
+    """The same judgement from the device list, after `GET /me/player` answered 204: an
+    active device in a private session is someone listening privately (that is what the 204
+    hides), and a restricted target refuses commands."""
+    for device in devices:
+        if device.get("is_active") and device.get("is_private_session"):
+            return NOTE_PRIVATE_SESSION, str(device.get("id"))
+    for device in devices:
+        if device.get("id") == device_id and device.get("is_restricted"):
+            return NOTE_RESTRICTED, device_id
+    return None
 
 
 def parse_retry_after(value: str | None, default: float) -> float:
@@ -249,6 +310,14 @@ class TokenAuth:
                 token = self._refresh(token)
             return str(token["access_token"])
 
+    def refresh_if_due(self, margin: float) -> float:
+        """Refresh when the token expires within `margin` seconds; seconds it has left."""
+        with self._lock:
+            token = self._current()
+            if "access_token" not in token or float(token["expires_at"]) - time.time() < margin:
+                token = self._refresh(token)
+            return float(token["expires_at"]) - time.time()
+
     def force_refresh(self) -> None:
         """After a 401: the access token was refused before its time; get a new one."""
         with self._lock:
@@ -368,16 +437,20 @@ class _Reply:
 
 @dataclass(frozen=True, slots=True)
 class _Owned:
-    """What the hub started for a session: where and what."""
+    """What the hub started for a session: where, what, and whether to keep its place."""
 
     device_id: str
     uri: str | None
+    sensor_id: str
+    resume: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Target:
     device_id: str
-    listed: bool  # on the device list just now; if not, transfer before playing
+    # True: on the device list (or playing) just now; False: missing from a fresh list
+    # (asleep: transfer before playing); None: not looked at (play, transfer on a 404).
+    awake: bool | None
 
 
 class _Refused(Exception):  # noqa: N818 - private control flow
@@ -392,6 +465,13 @@ class _Refused(Exception):  # noqa: N818 - private control flow
         self.problem = problem
 
 
+# `additional_types` for `GET /me/player`: without `episode` an episode (or an audiobook
+# chapter) playing shows as `item: null`, and the hub would not recognise its own playback.
+_ADDITIONAL_TYPES = "track,episode"
+_RETRY_STATUSES = frozenset({502, 503})  # Spotify's docs: retry these after a short wait
+_IDLE_AFTER = 15 * 60.0  # seconds without a look after which the account is likely idle
+
+
 class SpotifyPlayer:
     """The `Player` for Spotify Connect. Never raises for a playback failure."""
 
@@ -402,18 +482,23 @@ class SpotifyPlayer:
         client_secret: str | None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[float, float], float] = random.uniform,
         request_timeout: float = 5.0,
         device_ttl: float = 300.0,
         breaker_threshold: int = 3,
         breaker_cooldown: float = 60.0,
         play_attempts: int = 3,
         retry_delay: float = 0.5,
+        accepted_delay: float = 5.0,
+        accepted_retries: int = 5,
         default_retry_after: float = 30.0,
+        refresh_margin: float = 300.0,
     ) -> None:
         self._settings = settings
         self._secret = client_secret
         self._clock = clock
         self._sleep = sleep
+        self._jitter = jitter
         self._timeout = request_timeout
         # A call may refresh the token, be refused with 401, refresh and retry: 4 requests.
         self._backstop = 4 * request_timeout + 1.0
@@ -421,13 +506,24 @@ class SpotifyPlayer:
         self._breaker = Breaker(breaker_threshold, breaker_cooldown)
         self._play_attempts = play_attempts
         self._retry_delay = retry_delay
+        self._accepted_delay = accepted_delay
+        self._accepted_retries = accepted_retries
         self._default_retry_after = default_retry_after
+        self._refresh_margin = refresh_margin
         self._store = TokenStore(settings.token_cache)
         self._not_before = 0.0
-        self._devices: list[dict[str, Any]] = []
-        self._devices_at: float | None = None
-        self._known_ids: dict[str, str] = {}  # casefolded name -> last id seen
+        self._quota_exceeded = False  # the last 429 said QUOTA_EXCEEDED
+        self._premium_required = False  # the last play was refused with PREMIUM_REQUIRED
+        self._devices: dict[str, dict[str, Any]] = {}  # id -> the device as last seen
+        self._devices_at: float | None = None  # when the device list was last read
+        self._known_ids: dict[str, str] = {}  # folded name -> last id seen (kept in memory)
+        self._unsaved_ids: dict[str, str] = {}  # learned, not yet handed to memory
+        self._resume: dict[tuple[str, str], ResumePoint] = {}
+        self._memory: PlayerMemory | None = None
         self._owned: dict[str, _Owned] = {}  # session id -> what we started
+        self._fades: dict[str, asyncio.Task[None]] = {}  # session id -> its fade-in
+        self._looked_at: float | None = None  # the last GET /me/player
+        self._idle = False  # it answered 204
         self._client_lock = threading.Lock()
         self._client: Any = None
         self._auth: TokenAuth | None = None
@@ -450,14 +546,20 @@ class SpotifyPlayer:
         return self._login_needed
 
     def status(self) -> str:
-        """One short phrase for systemd's STATUS= line and the hub status."""
+        """One short phrase for systemd's STATUS= line, the retained
+        `spottypotty/hub/spotify`, the dashboard and `doctor`."""
         now = self._clock()
         if self._secret is None:
             return "Spotify client secret missing"
         if self._login_needed:
             return "Spotify login needed"
+        if self._premium_required:
+            return STATUS_PREMIUM_REQUIRED
         if now < self._not_before:
-            return f"Spotify rate-limited for {_duration(self._not_before - now)}"
+            left = _duration(self._not_before - now)
+            if self._quota_exceeded:
+                return f"Spotify app quota exceeded (development mode) for {left}"
+            return f"Spotify rate-limited for {left}"
         if self._breaker.is_open(now):
             return f"Spotify unreachable (retry in {_duration(self._breaker.open_until - now)})"
         return "Spotify ready"
@@ -469,17 +571,29 @@ class SpotifyPlayer:
             return await self._start(session, sensor)
         except _Refused as refused:
             return PlaybackResult(started=False, device_id=refused.device_id, note=refused.note)
+        finally:
+            await self._save_learned_ids()
 
-    async def stop(self, session: Session, sensor: SensorConfig | None) -> bool:  # noqa: ARG002 - the port's signature
+    async def stop(self, session: Session, sensor: SensorConfig | None) -> bool:
+        fade = self._fades.pop(session.session_id, None)
+        if fade is not None:
+            fade.cancel()
         owned = self._owned.pop(session.session_id, None)
         if owned is None and session.playback_started and session.spotify_device_id:
             # Started before a restart: the session record says where and what.
-            owned = _Owned(session.spotify_device_id, to_uri(session.spotify_context_uri))
+            uri = to_uri(session.spotify_context_uri)
+            resume = sensor.resume if sensor is not None else None
+            owned = _Owned(
+                session.spotify_device_id,
+                uri,
+                session.sensor_id,
+                resumes_by_default(uri) if resume is None else resume,
+            )
         if owned is None:
             return False  # nothing of ours plays (never started, not hijacked, already stopped)
         try:
             self._check_usable()
-            current = await self._call(lambda sp: sp.current_playback())
+            current = await self._call(self._current_playback)
             if not plays_ours(current.value, owned.device_id, owned.uri):
                 _LOGGER.info(
                     "session %s: not pausing; the device no longer plays what the hub started "
@@ -492,13 +606,51 @@ class SpotifyPlayer:
             _LOGGER.warning("session %s: could not pause: %s", session.session_id, refused.note)
             return False
         _LOGGER.info("session %s: paused", session.session_id)
+        if owned.resume and owned.uri is not None:
+            await self._keep_place(owned, current.value)
         return True
 
+    async def load_memory(self, memory: PlayerMemory) -> None:
+        """At daemon start: device ids and resume points kept by earlier runs."""
+        remembered = await memory.load()
+        self._memory = memory
+        self._known_ids.update(remembered.device_ids)
+        self._resume.update(remembered.resume_points)
+
     async def warm_up(self) -> None:
-        """Optional, at daemon start: build the client and fill the device cache."""
+        """Optional, at daemon start: build the client, refresh the token if it is due and
+        fill the device cache (learning the ids of the speakers awake now)."""
         with contextlib.suppress(_Refused):
             self._check_usable()
             await self._list_devices()
+        await self._save_learned_ids()
+
+    async def keep_token_fresh(self) -> None:
+        """Forever: refresh the access token ahead of its expiry, off any session's path, so
+        motion after hours of quiet costs no refresh round trip."""
+        while True:
+            wait = await self.refresh_ahead()
+            # Real time, not the injected sleep: that one is for retries, and a test's
+            # instant sleep would turn this into a busy loop.
+            await asyncio.sleep(wait)
+
+    async def refresh_ahead(self) -> float:
+        """Refresh the token if it expires within the margin; seconds until worth looking again."""
+        if self._secret is None or self._login_needed:
+            return self._refresh_margin
+        reply = await self._call_quietly(
+            lambda _sp: self._token_auth().refresh_if_due(self._refresh_margin)
+        )
+        left = reply.value if isinstance(reply.value, float) else 0.0
+        return max(60.0, left - self._refresh_margin)
+
+    async def close(self) -> None:
+        """Cancel fade-ins still running (the daemon is stopping)."""
+        fades = list(self._fades.values())
+        self._fades.clear()
+        for fade in fades:
+            fade.cancel()
+        await asyncio.gather(*fades, return_exceptions=True)
 
     # --- start, step by step ---
 
@@ -506,67 +658,190 @@ class SpotifyPlayer:
         self._check_usable()
         if not sensor.spotify_device:
             raise _Refused(NOTE_NO_DEVICE)
-        target = await self._resolve(sensor.spotify_device)
-        current = await self._call(lambda sp: sp.current_playback())
-        if plays_on(current.value, target.device_id):
-            _LOGGER.info(
-                "session %s: %r is already playing something; not taking it over",
-                session.session_id,
-                sensor.spotify_device,
-            )
-            raise _Refused(NOTE_ALREADY_PLAYING, target.device_id)
+        target = await self._check_free(sensor.spotify_device, session.session_id)
         uri = to_uri(sensor.context_uri)
-        await self._play(target, uri)
-        self._owned[session.session_id] = _Owned(target.device_id, uri)
+        resume = resumes_by_default(uri) if sensor.resume is None else sensor.resume
+        point = self._resume.get((session.sensor_id, uri)) if resume and uri else None
+        levels = self._volume_levels(target, sensor)
+        if target.awake is False:
+            await self._transfer(target.device_id)  # wake it first: it then takes the volume
+            target.awake = True
+        if levels:
+            # Before the play: music must not start at whatever volume was used last. (Not
+            # taken, e.g. by a device that turns out to be asleep: set after the play.)
+            levels = levels[1:] if await self._set_volume(target.device_id, levels[0]) else levels
+        try:
+            await self._play(target, play_body(uri, point))
+        except _Refused as refused:
+            if point is None or refused.problem is None or refused.problem.status not in {400, 404}:
+                raise
+            # The kept item may be gone (an episode removed, a playlist edited): start
+            # afresh rather than never again.
+            _LOGGER.info("session %s: resume point refused; starting afresh", session.session_id)
+            await self._keep_resume(session.sensor_id, point.context_uri, None)
+            point = None
+            await self._play(target, play_body(uri))
+        self._premium_required = False
+        self._owned[session.session_id] = _Owned(target.device_id, uri, session.sensor_id, resume)
         _LOGGER.info(
-            "session %s: playing %s on %r",
+            "session %s: playing %s%s on %r",
             session.session_id,
             uri or "(resumed)",
+            f" from {point.item_uri} at {point.position_ms / 1000:.0f} s" if point else "",
             sensor.spotify_device,
+            extra={"DEVICE_ID": target.device_id},
         )
-        await self._settle(target.device_id, sensor)
+        if sensor.shuffle is not None:  # only when configured: the user's own shuffle stays
+            shuffle = sensor.shuffle
+            with contextlib.suppress(_Refused):
+                await self._call(lambda sp: sp.shuffle(shuffle, device_id=target.device_id))
+        if levels:
+            self._fade_in(session.session_id, target.device_id, levels, sensor.fade_in_seconds)
         return PlaybackResult(started=True, device_id=target.device_id, note=NOTE_STARTED)
 
     async def _resolve(self, wanted: str) -> _Target:
-        """The device id for a name or id: the cached list if fresh, else one listing."""
+        """The device id for a name or id, without a request when it is known: the cached
+        list if fresh, else the id remembered for it (asleep or not, found on a 404), else
+        one listing."""
         now = self._clock()
-        if self._devices_at is not None and now - self._devices_at < self._device_ttl:
-            hit = match_device(self._devices, wanted)
-            if hit is not None:
-                return _Target(str(hit["id"]), listed=True)
-        devices = await self._list_devices()
-        hit = match_device(devices, wanted)
+        fresh = self._devices_at is not None and now - self._devices_at < self._device_ttl
+        hit = match_device(list(self._devices.values()), wanted) if fresh else None
         if hit is not None:
-            return _Target(str(hit["id"]), listed=True)
-        # Asleep (off the list) or renamed: the id we last saw it under, or the id itself.
-        known = self._known_ids.get(wanted.strip().casefold())
+            return _Target(str(hit["id"]), awake=True)
+        known = self._known_ids.get(fold(wanted))
         if known is None and looks_like_device_id(wanted):
             known = wanted
-        if known is None:
-            _LOGGER.warning("Spotify device %r is not on the device list", wanted)
-            raise _Refused(NOTE_DEVICE_NOT_FOUND)
-        return _Target(known, listed=False)
+        if known is not None:
+            # Missing from a fresh list means asleep; without one, it may well be awake.
+            return _Target(known, awake=False if fresh else None)
+        hit = None if fresh else match_device(await self._list_devices(), wanted)
+        if hit is not None:
+            return _Target(str(hit["id"]), awake=True)
+        _LOGGER.warning("Spotify device %r is not on the device list", wanted)
+        raise _Refused(NOTE_DEVICE_NOT_FOUND)
+
+    async def _check_free(self, wanted: str, session_id: str) -> _Target:
+        """The target, if the account plays nowhere and the target is not in a private
+        session or restricted; else _Refused with why.
+
+        `GET /me/player` answers 204 both when nothing plays and when a private session
+        hides what does: only then is the device list read, afresh, to tell them apart (it
+        resolves the target too). When a 204 is likely (the last answer was one, or the
+        last look is long past: Spotify drops idle devices), the list is asked for beside
+        `GET /me/player`, so a 204 still costs one round trip before the play, not two."""
+        now = self._clock()
+        likely_idle = self._looked_at is not None and (
+            self._idle or now - self._looked_at > _IDLE_AFTER
+        )
+        listing = asyncio.ensure_future(self._list_devices()) if likely_idle else None
+        try:
+            current = await self._call(self._current_playback)
+        except _Refused:
+            if listing is not None:
+                listing.cancel()
+                await asyncio.wait([listing])  # gone before we answer: nothing left running
+                if not listing.cancelled():
+                    listing.exception()  # retrieved: `_call` logged it already
+            raise
+        self._looked_at, self._idle = now, current.value is None
+        if current.value is None:
+            listed = await (listing if listing is not None else self._list_devices())
+            target = await self._resolve(wanted)
+            verdict = why_not_start_listed(listed, target.device_id)
+        else:
+            if listing is not None:  # not needed after all; it came back about as soon
+                with contextlib.suppress(_Refused):
+                    await listing
+            target = await self._resolve(wanted)
+            device = current.value.get("device") or {}
+            if device.get("id"):
+                self._devices[str(device["id"])] = device
+                if device["id"] == target.device_id:
+                    target.awake = True
+            verdict = why_not_start(current.value, target.device_id)
+        if verdict is None:
+            return target
+        note, where = verdict
+        name = str(self._devices.get(where, {}).get("name") or where)
+        _LOGGER.info(
+            "session %s: not starting on %r: %s (%s)",
+            session_id,
+            wanted,
+            note,
+            name,
+            extra={"DEVICE_ID": where},
+        )
+        raise _Refused(note, where or target.device_id)
+
+    def _volume_levels(self, target: _Target, sensor: SensorConfig) -> list[int]:
+        """The volumes to set, first one before the play; none when not configured, when the
+        device cannot take a volume, or when it is there already."""
+        if sensor.volume is None:
+            return []
+        device = self._devices.get(target.device_id, {})
+        if device.get("supports_volume") is False:
+            return []
+        levels = fade_levels(sensor.volume, sensor.fade_in_seconds)
+        if len(levels) == 1 and device.get("volume_percent") == levels[0]:
+            return []
+        return levels
+
+    async def _set_volume(self, device_id: str, volume: int) -> bool:
+        try:
+            await self._call(lambda sp: sp.volume(volume, device_id=device_id), device_id)
+        except _Refused as refused:
+            _LOGGER.info("Spotify volume not set: %s", refused.note)
+            return False
+        self._devices.setdefault(device_id, {})["volume_percent"] = volume
+        return True
+
+    def _fade_in(self, session_id: str, device_id: str, levels: list[int], seconds: float) -> None:
+        """The rest of the volume, now (no fade) or raised step by step in a task of its own."""
+        interval = seconds / len(levels) if seconds > 0 else 0.0
+
+        async def fade() -> None:
+            try:
+                for level in levels:
+                    if interval:
+                        await self._sleep(interval)
+                    if not await self._set_volume(device_id, level):
+                        return
+            finally:
+                self._fades.pop(session_id, None)
+
+        self._fades[session_id] = asyncio.ensure_future(fade())
 
     async def _list_devices(self) -> list[dict[str, Any]]:
         reply = await self._call(lambda sp: sp.devices())
         devices = [d for d in (reply.value or {}).get("devices", []) if d.get("id")]
-        self._devices = devices
+        self._devices = {str(d["id"]): d for d in devices}
         self._devices_at = self._clock()
         for device in devices:
-            self._known_ids[str(device.get("name", "")).strip().casefold()] = str(device["id"])
+            name, device_id = fold(str(device.get("name", ""))), str(device["id"])
+            if self._known_ids.get(name) != device_id:
+                self._known_ids[name] = device_id
+                self._unsaved_ids[name] = device_id
         return devices
 
-    async def _play(self, target: _Target, uri: str | None) -> None:
-        """PUT play with the device id; transfer first (or on 404), then bounded retries."""
+    async def _save_learned_ids(self) -> None:
+        """Hand newly learned device ids to memory (after the play: never on its path)."""
+        if self._memory is None or not self._unsaved_ids:
+            return
+        learned, self._unsaved_ids = self._unsaved_ids, {}
+        try:
+            for name, device_id in learned.items():
+                await self._memory.keep_device(name, device_id)
+        except HubError as exc:
+            _LOGGER.warning("could not keep the Spotify device ids: %s", exc)
+
+    async def _play(self, target: _Target, body: dict[str, Any]) -> None:
+        """PUT play with the device id; transfer on a 404 and retry shortly (a device waking
+        up); a 202 (accepted, not done) is retried after 5 s, at most 5 times."""
         device_id = target.device_id
-        body = play_body(uri)
-        transferred = False
-        if not target.listed:
-            await self._transfer(device_id)
-            transferred = True
-        for attempt in range(self._play_attempts):
-            if attempt:
-                await self._sleep(self._retry_delay)
+        transferred = target.awake is False
+        failures = accepted = 0
+        last: _Problem | None = None
+        while True:
             try:
                 reply = await self._call(
                     lambda sp: sp.start_playback(device_id=device_id, **body), device_id
@@ -574,16 +849,25 @@ class SpotifyPlayer:
             except _Refused as refused:
                 if refused.problem is None or refused.problem.status != 404:  # noqa: PLR2004
                     raise
+                last = refused.problem
+                failures += 1
+                if failures >= self._play_attempts:
+                    break
                 if transferred:
-                    continue  # the device is waking up: retry shortly
+                    await self._sleep(self._retry_delay)  # the device is waking up
+                    continue
                 self._devices_at = None  # the list was wrong: list again next time
                 await self._transfer(device_id)
                 transferred = True
                 continue
-            if reply.status != 202:  # noqa: PLR2004 - 202: accepted, not done; retry shortly
+            if reply.status != 202:  # noqa: PLR2004
                 return
-        _LOGGER.warning("Spotify device %s did not start after %d tries", device_id, attempt + 1)
-        raise _Refused(NOTE_DEVICE_NOT_READY, device_id)
+            accepted += 1
+            if accepted > self._accepted_retries:
+                break
+            await self._sleep(self._accepted_delay)
+        _LOGGER.warning("Spotify device %s did not start", device_id)
+        raise _Refused(NOTE_DEVICE_NOT_READY, device_id, last)
 
     async def _transfer(self, device_id: str) -> None:
         try:
@@ -596,20 +880,42 @@ class SpotifyPlayer:
                 raise _Refused(NOTE_DEVICE_NOT_FOUND, device_id) from None
             raise
 
-    async def _settle(self, device_id: str, sensor: SensorConfig) -> None:
-        """Shuffle and volume, after play so they never delay it; failures only logged."""
-        calls: list[Callable[[Any], Any]] = [
-            lambda sp: sp.shuffle(sensor.shuffle, device_id=device_id)
-        ]
-        if sensor.volume is not None:
-            volume = sensor.volume
-            calls.append(lambda sp: sp.volume(volume, device_id=device_id))
-        for call in calls:
+    async def _keep_place(self, owned: _Owned, current: dict[str, Any]) -> None:
+        """Where to resume next time: an episode or chapter where it was paused; music at
+        the track after the one playing (the queue says which), at its start."""
+        assert owned.uri is not None  # noqa: S101 - the caller checked
+        item = str((current.get("item") or {}).get("uri") or "")
+        point: ResumePoint | None = None
+        if item.startswith(_SPOKEN_ITEMS):
+            point = ResumePoint(owned.uri, item, int(current.get("progress_ms") or 0))
+        elif item:
             try:
-                await self._call(call, device_id)
+                queue = (await self._call(lambda sp: sp.queue())).value or {}
             except _Refused as refused:
-                _LOGGER.info("Spotify shuffle/volume not set: %s", refused.note)
+                _LOGGER.info("no resume point kept: %s", refused.note)
                 return
+            following = [str(i.get("uri")) for i in queue.get("queue") or [] if i and i.get("uri")]
+            point = ResumePoint(owned.uri, following[0], 0) if following else None
+        await self._keep_resume(owned.sensor_id, owned.uri, point)
+
+    async def _keep_resume(
+        self, sensor_id: str, context_uri: str, point: ResumePoint | None
+    ) -> None:
+        """In memory now, and in SQLite for the next run (a failure there only logged);
+        None forgets it."""
+        if point is None:
+            self._resume.pop((sensor_id, context_uri), None)
+        else:
+            self._resume[(sensor_id, context_uri)] = point
+        if self._memory is not None:
+            try:
+                await self._memory.keep_resume(sensor_id, context_uri, point)
+            except HubError as exc:
+                _LOGGER.warning("could not keep the resume point: %s", exc)
+
+    @staticmethod
+    def _current_playback(sp: Any) -> Any:
+        return sp.current_playback(additional_types=_ADDITIONAL_TYPES)
 
     # --- state checks and the one way to make an HTTP call ---
 
@@ -620,7 +926,7 @@ class SpotifyPlayer:
             raise _Refused(NOTE_LOGIN_NEEDED)
         now = self._clock()
         if now < self._not_before:
-            raise _Refused(NOTE_RATE_LIMITED)
+            raise _Refused(NOTE_QUOTA_EXCEEDED if self._quota_exceeded else NOTE_RATE_LIMITED)
         if not self._breaker.allow(now):
             raise _Refused(NOTE_UNAVAILABLE)
 
@@ -642,27 +948,42 @@ class SpotifyPlayer:
         self._login_signature = self._store.signature()
         self._owned.clear()
 
-    async def _call(self, operation: Callable[[Any], Any], device_id: str | None = None) -> _Reply:
-        """Run one spotipy call in a thread; apply what its answer means; raise _Refused
-        with the note for the caller's result when it failed."""
+    async def _call_quietly(self, operation: Callable[[Any], Any]) -> _Reply:
+        """One call in a thread with the backstop; its reply, nothing applied."""
         try:
-            reply = await asyncio.wait_for(
+            reply: _Reply = await asyncio.wait_for(
                 run_detached(functools.partial(self._run, operation)), timeout=self._backstop
             )
         except TimeoutError:
             reply = _Reply(problem=_Problem("timeout", transient=True, detail="backstop"))
+        if reply.problem is not None and reply.problem.login:
+            self._set_login_needed(reply.problem.detail)
+        return reply
+
+    async def _call(self, operation: Callable[[Any], Any], device_id: str | None = None) -> _Reply:
+        """Run one spotipy call in a thread; apply what its answer means; raise _Refused
+        with the note for the caller's result when it failed. A 502/503 is retried once
+        after a short jittered wait, as Spotify's docs allow."""
+        reply = await self._call_quietly(operation)
         problem = reply.problem
+        if problem is not None and problem.status in _RETRY_STATUSES:
+            await self._sleep(self._jitter(0.1, 0.5))
+            reply = await self._call_quietly(operation)
+            problem = reply.problem
         now = self._clock()
         if problem is None:
             self._breaker.success()
             return reply
         if problem.login:
-            self._set_login_needed(problem.detail)
+            pass  # _call_quietly noted it
         elif problem.retry_after is not None:
             self._breaker.success()  # it answered: it is up
             self._not_before = now + problem.retry_after
+            self._quota_exceeded = problem.reason == "QUOTA_EXCEEDED"
             _LOGGER.warning(
-                "Spotify rate limit: no calls for %s (Retry-After)", _duration(problem.retry_after)
+                "Spotify %s: no calls for %s (Retry-After)",
+                "app quota exceeded (development mode)" if self._quota_exceeded else "rate limit",
+                _duration(problem.retry_after),
             )
         elif problem.transient:
             if self._breaker.failure(now):
@@ -676,10 +997,18 @@ class SpotifyPlayer:
                 _LOGGER.info("Spotify call failed: %s", problem.detail or problem.note)
         else:
             self._breaker.success()
+            if problem.note == NOTE_PREMIUM_REQUIRED and not self._premium_required:
+                _LOGGER.warning("Spotify refuses playback: the account needs Spotify Premium")
+                self._premium_required = True
             _LOGGER.debug("Spotify refused: %s %s", problem.status, problem.reason)
         raise _Refused(problem.note, device_id, problem)
 
     # --- in the worker thread ---
+
+    def _token_auth(self) -> TokenAuth:
+        self._spotify()
+        assert self._auth is not None  # noqa: S101 - made with the client
+        return self._auth
 
     def _spotify(self) -> Any:
         with self._client_lock:
@@ -739,13 +1068,13 @@ class SpotifyPlayer:
         transient = False
         retry_after: float | None = None
         if status == 429:  # noqa: PLR2004
-            note = NOTE_RATE_LIMITED
+            note = NOTE_QUOTA_EXCEEDED if reason == "QUOTA_EXCEEDED" else NOTE_RATE_LIMITED
             headers = exc.headers or {}
             retry_after = parse_retry_after(headers.get("Retry-After"), self._default_retry_after)
         elif status == 401:  # noqa: PLR2004 - still refused after a fresh token
             note, transient = "auth_failed", True
         elif status == 403:  # noqa: PLR2004
-            note = "premium_required" if reason == "PREMIUM_REQUIRED" else "forbidden"
+            note = NOTE_PREMIUM_REQUIRED if reason == "PREMIUM_REQUIRED" else "forbidden"
         elif status == 404:  # noqa: PLR2004
             note = "no_active_device" if reason == "NO_ACTIVE_DEVICE" else NOTE_DEVICE_NOT_FOUND
         elif status >= 500:  # noqa: PLR2004

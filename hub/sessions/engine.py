@@ -40,7 +40,8 @@ from hub.sessions.changes import (
     ended,
     updated,
 )
-from hub.sessions.policy import in_quiet_hours
+from hub.sessions.policy import in_quiet_hours, playback_for
+from hub.sessions.sensor_clocks import SensorClocks
 from hub.timeutil import local_zone
 
 # --- commands -------------------------------------------------------------------------
@@ -196,6 +197,7 @@ class SessionEngine:
         self._active: dict[str, str] = {}  # sensor_id -> session_id
         self._last_ended: dict[str, str] = {}  # sensor_id -> session_id
         self._deadlines: list[tuple[float, str]] = []  # heap of (deadline, session_id)
+        self._clocks = SensorClocks()  # dates motion that sat in the broker
         self._used = False  # restore() must come first
 
     # --- queries ---
@@ -383,6 +385,30 @@ class SessionEngine:
         commands = self._end(tracked, now, ended_as=ended(tracked.session, change, now))
         return tracked.session, commands
 
+    def shift(self, delta: float, *, history: bool) -> None:
+        """The hub's clock stepped by `delta` seconds (hub/clock.py): move what is in flight
+        with it, so the step by itself neither ends nor prolongs a session. `history`: move
+        the ended sessions still held too (their times were recorded before the clock was
+        synchronised, and the store corrects them by the same step)."""
+        for tracked in self._tracked.values():
+            if tracked.session.is_active or history:
+                tracked.session = tracked.session.shifted(delta)
+                tracked.burst_start += delta
+        self._deadlines = [
+            (self.deadline(self._tracked[session_id].session), session_id)
+            for session_id in self._active.values()
+        ]
+        heapq.heapify(self._deadlines)
+        self._clocks.shift(delta)
+
+    def sensor_clock_offsets(self) -> dict[str, tuple[float, float]]:
+        """The sensors' learnt clock offsets, to keep across a restart (`SensorClocks`)."""
+        return self._clocks.offsets()
+
+    def remember_sensor_clocks(self, kept: Mapping[str, tuple[float, float]]) -> None:
+        """Offsets kept before a restart (taken on the same, confirmed timeline)."""
+        self._clocks.remember({k: v for k, v in kept.items() if k in self._sensors})
+
     def on_tick(self, now: float) -> list[Command]:
         """End every active session whose deadline <= now (rule 1), earliest first."""
         return self._end_due(now)
@@ -407,8 +433,12 @@ class SessionEngine:
         """Rules 2-5, one case per line: drop, extend, amend the last ended, or create.
 
         Expired sessions end first — except the sensor's own session when this motion
-        happened before its deadline: seen late (a backlog), it still extends it.
+        happened before its deadline: seen late (a backlog), it still extends it. When
+        it happened is the sensor's corrected clock for motion that sat in the broker
+        (`SensorClocks`), else its receive time.
         """
+        if event.sensor_id in self._sensors:  # (made-up sensor ids teach nothing)
+            event = self._clocks.judge(event)
         kept = self._extended_by(event)
         commands = self._end_due(now, keep=kept)
         commands += self._decide(event, now)
@@ -503,6 +533,7 @@ class SessionEngine:
         """Rule 3: a new session; playback unless the motion is stale, do-not-disturb holds
         or it is quiet hours."""
         note = self._playback_veto(sensor, event, now)
+        sensor = playback_for(sensor, event.occurred_at, self._tz)  # the moment's music
         session = open_session(
             session_id=self._new_id(sensor.id, event.occurred_at),
             sensor_id=sensor.id,

@@ -1,4 +1,4 @@
-"""Playback policy that depends on the wall clock of the home: quiet hours.
+"""Playback policy that depends on the wall clock of the home: quiet hours and moments.
 
 Pure: the instant and the zone are arguments, never read from the system.
 """
@@ -6,8 +6,9 @@ Pure: the instant and the zone are arguments, never read from the system.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
-from hub.config import QuietHours
+from hub.config import Moment, QuietHours, SensorConfig
 
 
 def in_quiet_hours(window: QuietHours | None, instant: float, tz: dt.tzinfo) -> bool:
@@ -24,8 +25,39 @@ def in_quiet_hours(window: QuietHours | None, instant: float, tz: dt.tzinfo) -> 
     """
     if window is None:
         return False
-    local = dt.datetime.fromtimestamp(instant, tz).time()
-    if window.start <= window.end:
-        return window.start <= local < window.end
+    return _covers(window.start, window.end, _local_time(instant, tz))
+
+
+def moment_at(moments: tuple[Moment, ...], instant: float, tz: dt.tzinfo) -> Moment | None:
+    """The moment whose daily window holds `instant` in local time (the config keeps them
+    from overlapping), or None."""
+    local = _local_time(instant, tz)
+    return next((m for m in moments if _covers(m.start, m.end, local)), None)
+
+
+def playback_for(sensor: SensorConfig, instant: float, tz: dt.tzinfo) -> SensorConfig:
+    """The sensor's playback settings at `instant`: its moment's where it sets them."""
+    moment = moment_at(sensor.moments, instant, tz)
+    if moment is None:
+        return sensor
+    return replace(
+        sensor,
+        context_uri=moment.context_uri or sensor.context_uri,
+        volume=moment.volume if moment.volume is not None else sensor.volume,
+        shuffle=moment.shuffle if moment.shuffle is not None else sensor.shuffle,
+        fade_in_seconds=(
+            moment.fade_in_seconds if moment.fade_in_seconds is not None else sensor.fade_in_seconds
+        ),
+    )
+
+
+def _local_time(instant: float, tz: dt.tzinfo) -> dt.time:
+    return dt.datetime.fromtimestamp(instant, tz).time()
+
+
+def _covers(start: dt.time, end: dt.time, local: dt.time) -> bool:
+    """`start` inclusive, `end` exclusive; `start > end` crosses midnight."""
+    if start <= end:
+        return start <= local < end
     # Crosses midnight: the evening part or the morning part.
-    return local >= window.start or local < window.end
+    return local >= start or local < end

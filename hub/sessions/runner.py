@@ -18,12 +18,15 @@ When the disk refuses writes (full, read-only, I/O error, file replaced), the de
 are held in memory, in order, and written with the next successful commit (retried with
 backoff; `unwritable` says why meanwhile). The engine's state stays as decided, so
 sessions go on, music plays and receipts are settled while at most HOLD_ROWS rows are
-held; beyond that receipts wait, and the broker keeps what is not acknowledged. The player runs in
-a task of its own, one command at a time, so a hung Spotify never delays ingest; its
-answers come back through the inbox like everything else. A request, or a status update,
-needs the database's answer before the next item is decided, so what came before it is
-committed first. While a batch commits, the next one gathers in the inbox (group commit);
-a full inbox makes the ingest adapters wait (back-pressure).
+held; beyond that receipts wait, and the broker keeps what is not acknowledged.
+
+The player runs in tasks of their own, one per speaker, each taking its speaker's commands
+one at a time, in order: a hung Spotify never delays ingest, and a speaker that hangs never
+delays another room's music. Their answers come back through the inbox like everything
+else. A request, or a status update, needs the database's answer before the next item is
+decided, so what came before it is committed first. While a batch commits, the next one
+gathers in the inbox (group commit); a full inbox makes the ingest adapters wait
+(back-pressure).
 
 The engine is only ever called from the consumer, so it needs no lock.
 """
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
+from hub.clock import HubClock
 from hub.controls import ControlCommand, Controls, apply, check
 from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
@@ -176,14 +181,24 @@ class SessionRunner:
         self.storage_changed = asyncio.Event()  # set when `unwritable` changes: tell people
         self._on_session = on_session
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(maxsize=inbox_size)
-        self._player_queue: asyncio.Queue[PlayerCommand] = asyncio.Queue()
-        self._in_flight: asyncio.Future[_Started | _Stopped] | None = None  # the player's call
+        # One lane per speaker: its queue, and its player call in flight.
+        self._lanes: dict[str, asyncio.Queue[PlayerCommand]] = {}
+        self._in_flight: dict[str, asyncio.Future[_Started | _Stopped]] = {}
+        self._players: asyncio.TaskGroup | None = None  # where lane tasks run, while running
+        self._lane_tasks: list[asyncio.Task[None]] = []
         self._finishing = False
         self._last_batch = 0
         self._pause_active = True
         self._playback_wait = PLAYBACK_WAIT
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
+        # The hub's clock (hub/clock.py) is watched for steps and synchronisation; a plain
+        # callable (tests, one-off `invoke`) is taken as it is.
+        self._hub_clock = clock if isinstance(clock, HubClock) else None
+        # After a step: how many items already queued were stamped before it, and by how
+        # much to move them.
+        self._restamp: tuple[int, float] = (0, 0.0)
+        self._clock_unsaved = False  # the store's correction failed: try again next turn
 
     @property
     def inbox(self) -> asyncio.Queue[Inbound]:
@@ -265,10 +280,15 @@ class SessionRunner:
         if self._held:
             retry = max(0.0, self._retry_at - self._monotonic())
             wait = retry if wait is None else min(wait, retry)
+        if self._hub_clock is not None:  # look at the clock now and then, even when idle
+            check = self._hub_clock.check_interval()
+            wait = check if wait is None else min(wait, check)
         return wait
 
     async def _turn(self, batch: list[_Item]) -> None:
         """Decide the batch in order, commit it, then hand playback on."""
+        if self._hub_clock is not None:
+            batch = await self._watch_clock(self._hub_clock, batch)
         now = self._clock()
         self.last_decision = now
         turn = _Turn()
@@ -324,6 +344,36 @@ class SessionRunner:
         for receipt in receipts:
             receipt.committed()
 
+    async def _watch_clock(self, clock: HubClock, batch: list[_Item]) -> list[_Item]:
+        """A step of the system clock moves what is in flight with it (the engine's
+        sessions, the motion stamped before it); a step before, or the arrival of,
+        synchronisation corrects what was recorded. Returns the batch on the new timeline."""
+        left, delta = self._restamp
+        if left:  # queued when an earlier step was seen
+            moved = min(left, len(batch))
+            batch = [_restamped(item, delta) for item in batch[:moved]] + batch[moved:]
+            self._restamp = (left - moved, delta)
+        change = clock.observe()
+        if change is not None and change.step is not None:
+            self.counters["clock_steps"] += 1
+            self.engine.shift(change.step, history=change.corrects_history)
+            batch = [_restamped(item, change.step) for item in batch]
+            left, delta = self._restamp
+            self._restamp = (max(left, self._inbox.qsize()), delta + change.step)
+        if change is not None or self._clock_unsaved:
+            try:
+                corrected = await self._writer.call(
+                    partial(SessionRepository.set_clock, state=clock.state)
+                )
+            except HubError as exc:  # the rows keep their own base: corrected next time
+                self._clock_unsaved = True
+                _LOGGER.warning("could not correct the recorded times yet: %s", exc)
+            else:
+                self._clock_unsaved = False
+                if corrected:
+                    _LOGGER.info("corrected or confirmed the times of %d row(s)", corrected)
+        return batch
+
     def _plan(self, commands: Iterable[Command], turn: _Turn) -> None:
         for command in commands:
             match command:
@@ -378,7 +428,7 @@ class SessionRunner:
         for command in turn.playback:
             if isinstance(command, StartPlayback) and command.session.session_id in failed:
                 continue  # no row, no music: the session does not exist (or is not as decided)
-            self._player_queue.put_nowait(command)
+            self._hand_to_player(command)
 
     def _hold(self, saves: list[Save], error: BaseException) -> None:
         """The disk refused `saves`: keep them, in order, and retry with backoff."""
@@ -534,16 +584,31 @@ class SessionRunner:
 
     # --- the player --------------------------------------------------------------------------
 
-    async def _play(self) -> None:
-        """One playback at a time, in order; each answer goes back through the inbox."""
+    def _hand_to_player(self, command: PlayerCommand) -> None:
+        """Queue the command in its speaker's lane (started on first use)."""
+        lane = _lane(command)
+        queue = self._lanes.get(lane)
+        if queue is None:
+            queue = self._lanes[lane] = asyncio.Queue()
+            self._start_lane(lane, queue)
+        queue.put_nowait(command)
+
+    def _start_lane(self, lane: str, queue: asyncio.Queue[PlayerCommand]) -> None:
+        if self._players is not None:
+            task = self._players.create_task(self._play(lane, queue), name=f"player:{lane}")
+            self._lane_tasks.append(task)
+
+    async def _play(self, lane: str, queue: asyncio.Queue[PlayerCommand]) -> None:
+        """One speaker's playback, one command at a time, in order; each answer goes back
+        through the inbox."""
         while True:
-            command = await self._player_queue.get()
+            command = await queue.get()
             call = asyncio.ensure_future(self._call_player(command))
-            self._in_flight = call
+            self._in_flight[lane] = call
             # Shielded: at shutdown `finish()` waits (bounded) for a start in flight.
             answer = await asyncio.shield(call)
             await self._inbox.put(answer)
-            self._in_flight = None  # only now: its answer is in the inbox
+            del self._in_flight[lane]  # only now: its answer is in the inbox
 
     async def _call_player(self, command: PlayerCommand) -> _Started | _Stopped:
         session = command.session
@@ -558,10 +623,16 @@ class SessionRunner:
 
     async def run(self) -> None:
         """Decide until `finish()`; then settle the player's work and record it."""
-        async with asyncio.TaskGroup() as group:
-            player = group.create_task(self._play(), name="runner-player")
-            await self._consume()
-            player.cancel()
+        async with asyncio.TaskGroup() as players:
+            self._players = players
+            for lane, queue in self._lanes.items():  # queued before the runner ran
+                self._start_lane(lane, queue)
+            try:
+                await self._consume()
+            finally:
+                self._players = None
+                for task in self._lane_tasks:
+                    task.cancel()
         await self._finish_playback()
         if self._held:
             self._retry_at = 0.0  # one last try
@@ -596,20 +667,26 @@ class SessionRunner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._playback_wait
         ended: dict[asyncio.Future[bool], Session] = {}
-        while not self._player_queue.empty():  # sessions that ended with music to pause
-            command = self._player_queue.get_nowait()
-            if isinstance(command, StopPlayback):
-                stop = asyncio.ensure_future(self._player.stop(command.session, command.sensor))
-                ended[stop] = command.session
+        for queue in self._lanes.values():  # sessions that ended with music to pause
+            while not queue.empty():
+                command = queue.get_nowait()
+                if isinstance(command, StopPlayback):
+                    stop = asyncio.ensure_future(self._player.stop(command.session, command.sensor))
+                    ended[stop] = command.session
         active = {
             asyncio.ensure_future(self._player.stop(session, None)): session
             for session in self._playing_sessions()
         }
-        in_flight = self._in_flight
-        if in_flight is not None:
-            await asyncio.wait([in_flight], timeout=max(0.0, deadline - loop.time()))
-            if in_flight.done() and not in_flight.cancelled() and in_flight.exception() is None:
-                await self._turn([in_flight.result()])  # a start that landed is playing now
+        in_flight = list(self._in_flight.values())
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=max(0.0, deadline - loop.time()))
+            landed: list[_Item] = [
+                call.result()
+                for call in in_flight
+                if call.done() and not call.cancelled() and call.exception() is None
+            ]
+            if landed:
+                await self._turn(landed)  # a start that landed is playing now
                 pausing = {session.session_id for session in active.values()}
                 for session in self._playing_sessions():
                     if session.session_id not in pausing:
@@ -617,7 +694,8 @@ class SessionRunner:
         pauses = [*ended, *active]
         if pauses:
             await asyncio.wait(pauses, timeout=max(0.0, deadline - loop.time()))
-        late = [task for task in [*pauses, in_flight] if task is not None and not task.done()]
+        calls: list[asyncio.Future[Any]] = [*pauses, *in_flight]
+        late = [call for call in calls if not call.done()]
         for task in late:
             task.cancel()
         if late:
@@ -652,6 +730,27 @@ class SessionRunner:
             for session in self.engine.active.values()
             if session.playback_started and not session.playback_stopped
         ]
+
+
+def _lane(command: PlayerCommand) -> str:
+    """The speaker a command is for: the sensor's device as configured (a start and the
+    stop of its session share it), else the device the session played on."""
+    if command.sensor is not None and command.sensor.spotify_device:
+        return command.sensor.spotify_device.strip().casefold()
+    return command.session.spotify_device_id or ""
+
+
+def _restamped(item: _Item, delta: float) -> _Item:
+    """`item` with its receive time (and when it happened) on a clock `delta` seconds later."""
+    match item:
+        case MotionEvent():
+            return dataclasses.replace(
+                item, received_at=item.received_at + delta, occurred_at=item.occurred_at + delta
+            )
+        case StatusUpdate() | MotionCleared():
+            return dataclasses.replace(item, received_at=item.received_at + delta)
+        case _:
+            return item
 
 
 def _paused(task: asyncio.Future[bool]) -> bool:

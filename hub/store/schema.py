@@ -123,3 +123,48 @@ def _hub_identity(db: Database) -> None:
     # Small facts about this hub, e.g. `hubId`: the stable id its cloud items carry so
     # several hubs can share one DynamoDB table (made on the first sync).
     db.execute("CREATE TABLE hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@_named("0003_playback_memory")
+def _playback_memory(db: Database) -> None:
+    _run_script(
+        db,
+        """
+        -- Spotify device ids learned from the names sensors give: a speaker asleep when the
+        -- hub starts (off the device list) is still reached by its id.
+        CREATE TABLE spotify_devices (
+            name TEXT PRIMARY KEY,          -- casefolded, as configured
+            deviceId TEXT NOT NULL,
+            seenAt REAL NOT NULL
+        );
+        -- Where a sensor's (room's) music was paused, per context, to resume there next time.
+        CREATE TABLE resume_points (
+            sensorId TEXT NOT NULL,
+            contextUri TEXT NOT NULL,
+            itemUri TEXT NOT NULL,
+            positionMs INTEGER NOT NULL CHECK (positionMs >= 0),
+            keptAt REAL NOT NULL,
+            PRIMARY KEY (sensorId, contextUri)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
+@_named("0004_clock_confirmation")
+def _clock_confirmation(db: Database) -> None:
+    # Times recorded before the system clock was synchronised (a Pi has no RTC): the boot
+    # and the wall-minus-monotonic offset they were made with, so they can be corrected
+    # once it is (hub/clock.py). NULL: the times are confirmed. Unconfirmed rows are not
+    # uploaded by the sync.
+    _run_script(
+        db,
+        """
+        ALTER TABLE sessions ADD COLUMN clockBoot TEXT;
+        ALTER TABLE sessions ADD COLUMN clockBase REAL;
+        ALTER TABLE motion_events ADD COLUMN clockBoot TEXT;
+        ALTER TABLE motion_events ADD COLUMN clockBase REAL;
+        CREATE INDEX sessions_unconfirmed ON sessions (clockBoot) WHERE clockBoot IS NOT NULL;
+        CREATE INDEX motion_events_unconfirmed ON motion_events (clockBoot)
+            WHERE clockBoot IS NOT NULL
+        """,
+    )

@@ -103,7 +103,7 @@ async def _measure(
                 payload = encode_seed_motion(sensor, seq=1)
                 sent = time.perf_counter()
                 await publisher.publish(f"bench-play/{sensor}/motion", payload, qos=1)
-                received = await _play_received(fake)
+                received = await play_received(fake)
                 await asyncio.sleep(PAUSE)
                 sent_base = time.perf_counter()
                 await publisher.publish(f"bench-base/{sensor}", payload, qos=1)
@@ -119,7 +119,7 @@ async def _measure(
     return hub_ms, mqtt_ms
 
 
-async def _play_received(fake: FakeSpotify) -> float:
+async def play_received(fake: FakeSpotify) -> float:
     """When the fake received the play (its own clock stamp; polling only finds it)."""
     async with asyncio.timeout(10):
         while not (plays := fake.calls("PUT", "/v1/me/player/play")):  # noqa: ASYNC110 - the fake's log

@@ -90,7 +90,7 @@ def run(dataset: Dataset) -> list[Figure]:
     print(start.line())
     print(floor.line())
     print("  common path per start: GET /me/player (no-hijack check) + PUT play;")
-    print("  shuffle/volume follow the play and are not in the figure")
+    print("  no volume or shuffle configured here (a volume would go before the play)")
     return [
         Figure("spotify start → play received p50", start.p50, P50_TARGET_MS, floor.p50),
         Figure("spotify start → play received p99", start.p99, P99_TARGET_MS, floor.p99),

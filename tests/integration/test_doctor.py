@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiomqtt
 import pytest
 
-from hub.config import load_config
-from hub.daemon import Daemon
+from hub.config import HubConfig, MqttSection, load_config
+from hub.daemon import SPOTIFY_TOPIC, Daemon
+from hub.doctor import check_spotify
 from hub.systemd import Notifier
 from tests.cli import spottypotty
+from tests.fake_spotify import FakeSpotify
 
 if TYPE_CHECKING:
     from tests.broker import Broker
@@ -73,3 +76,22 @@ def test_each_broken_part_is_named_with_its_fix(tmp_path: Path) -> None:
     assert "hci99" in checks["ble"]["detail"]
     assert checks["cloud"]["verdict"] == "fail"
     assert "credentials" in checks["cloud"]["fix"]
+
+
+async def test_spotify_premium_required_as_the_running_hub_said_it(
+    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeSpotify() as fake:
+        fake.add_device("Bathroom speaker")
+        settings = fake.settings(tmp_path / "token.json")
+        fake.write_token_cache(settings.token_cache)
+        monkeypatch.setenv("SPOTIFY_CLIENT_SECRET", fake.client_secret)
+        config = HubConfig(mqtt=MqttSection(port=broker.port), spotify=settings)
+        async with aiomqtt.Client("127.0.0.1", broker.port) as hub:  # as the daemon retains it
+            await hub.publish(SPOTIFY_TOPIC, b"Spotify Premium required", qos=1, retain=True)
+
+        check = await asyncio.to_thread(check_spotify, config)
+
+    assert check.verdict == "fail"
+    assert "Spotify Premium required" in check.detail
+    assert "Premium account" in check.fix

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from hub.config import HubConfig, load_config
+from hub.http.routes import spotify_health
 from hub.http.server import MAX_BODY, OPENAPI_FILE, TokenCheck, run_server
 from hub.store import close_database, open_database
 
@@ -169,6 +170,21 @@ def test_health(api: Api) -> None:
     assert body["broker"]["connected"] is None  # no daemon in this process
     assert body["cloud"]["lastSyncAt"] is None
     assert body["sensors"] == {"configured": 2, "enabled": 2}
+
+
+def test_health_tells_what_the_running_player_says_about_spotify() -> None:
+    logged_in = {"state": "logged-in", "message": "token in /var/lib/spottypotty/token.json"}
+    assert spotify_health(logged_in, None) == logged_in  # no player in this process
+    assert spotify_health(logged_in, "Spotify Premium required") == {
+        "state": "premium-required",
+        "message": "Spotify Premium required",
+    }
+    assert spotify_health(logged_in, "Spotify rate-limited for 30 s") == {
+        "state": "logged-in",
+        "message": "Spotify rate-limited for 30 s",
+    }
+    login_needed = {"state": "login-needed", "message": "run: spottypotty spotify login"}
+    assert spotify_health(login_needed, "Spotify login needed") == login_needed
 
 
 def test_sensors_list_and_one(api: Api) -> None:

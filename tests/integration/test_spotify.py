@@ -16,18 +16,27 @@ import stat
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hub.cli.spotify import add_parser
-from hub.config import SensorConfig, SpotifySection, load_config
+from hub.config import SensorConfig, load_config
 from hub.errors import AuthError, HubError
-from hub.model import Session, open_session
+from hub.model import Session
 from hub.playback.login import begin_login, finish_login, list_devices, play_test
-from hub.playback.spotify import SpotifyPlayer
 from tests.fake_spotify import Device, FakeSpotify, Fault
+from tests.spotify_rig import (
+    DEVICES,
+    PAUSE,
+    PLAY,
+    PLAYER,
+    SHUFFLE,
+    TRANSFER,
+    VOLUME,
+    SpotifyRig,
+)
 
 CONTEXT = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
 SENSOR = SensorConfig(
@@ -38,64 +47,15 @@ SENSOR = SensorConfig(
     shuffle=True,
     volume=40,
 )
-PLAY = "PUT /me/player/play"
-PLAYER = "GET /me/player"
-DEVICES = "GET /me/player/devices"
-TRANSFER = "PUT /me/player"
-PAUSE = "PUT /me/player/pause"
-SHUFFLE = "PUT /me/player/shuffle"
-VOLUME = "PUT /me/player/volume"
 QUICK = 1.0  # seconds: "returns quickly" (nothing waits for a Retry-After or timeout)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
-class Rig:
-    fake: FakeSpotify
-    settings: SpotifySection
-    clock: Clock
-    speaker: Device
+@dataclass(kw_only=True)
+class Rig(SpotifyRig):
     kitchen: Device
-    sleeps: list[float] = field(default_factory=list)
-    sessions: int = 0
-
-    def player(self, **options: float) -> SpotifyPlayer:
-        async def sleep(seconds: float) -> None:
-            self.sleeps.append(seconds)
-
-        values: dict[str, float] = {"request_timeout": 2.0, "retry_delay": 0.0} | options
-        return SpotifyPlayer(
-            self.settings,
-            client_secret=self.fake.client_secret,
-            clock=self.clock,
-            sleep=sleep,
-            request_timeout=values["request_timeout"],
-            retry_delay=values["retry_delay"],
-            device_ttl=values.get("device_ttl", 300.0),
-            breaker_cooldown=values.get("breaker_cooldown", 60.0),
-        )
 
     def session(self, sensor: SensorConfig = SENSOR) -> Session:
-        self.sessions += 1
-        return open_session(
-            session_id=f"session-{sensor.id}-{self.sessions}",
-            sensor_id=sensor.id,
-            user_id=sensor.user_id,
-            start=1_800_000_000.0,
-            now=1_800_000_000.0,
-            ttl_days=30,
-            spotify_context_uri=sensor.context_uri or None,
-        )
+        return super().session(sensor)
 
 
 @pytest.fixture
@@ -112,7 +72,7 @@ def rig(fake: FakeSpotify, tmp_path: Path) -> Rig:
     state.mkdir()
     settings = fake.settings(state / "spotify-token.json")
     fake.write_token_cache(settings.token_cache)
-    return Rig(fake=fake, settings=settings, clock=Clock(), speaker=speaker, kitchen=kitchen)
+    return Rig(fake=fake, settings=settings, speaker=speaker, kitchen=kitchen)
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +86,7 @@ def never_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the common path ------------------------------------------------------------------------
 
 
-async def test_start_plays_on_the_resolved_device_with_context_shuffle_and_volume(
+async def test_start_sets_the_volume_before_it_plays_then_the_configured_shuffle(
     rig: Rig,
 ) -> None:
     player = rig.player()
@@ -135,7 +95,10 @@ async def test_start_plays_on_the_resolved_device_with_context_shuffle_and_volum
     assert result.started
     assert result.device_id == rig.speaker.id
     assert result.note == "started"
-    assert rig.fake.api_calls() == [DEVICES, PLAYER, PLAY, SHUFFLE, VOLUME]
+    # Nothing plays (204): the device list tells "idle" from a private session, and resolves
+    # the name; the volume goes before the play, so the music never starts loud.
+    assert rig.fake.api_calls() == [PLAYER, DEVICES, VOLUME, PLAY, SHUFFLE]
+    assert rig.fake.calls("GET", "/v1/me/player")[0].query == {"additional_types": "track,episode"}
     play = rig.fake.calls("PUT", "/v1/me/player/play")[0]
     assert play.query == {"device_id": rig.speaker.id}
     assert play.body == {"context_uri": CONTEXT}
@@ -146,20 +109,22 @@ async def test_start_plays_on_the_resolved_device_with_context_shuffle_and_volum
     assert player.status() == "Spotify ready"
 
 
-async def test_a_warm_device_cache_skips_the_device_list_until_its_ttl(rig: Rig) -> None:
+async def test_warm_a_start_is_two_requests_and_a_learned_id_outlives_the_list(rig: Rig) -> None:
+    rig.fake.set_playing(rig.speaker.id, CONTEXT, is_playing=False)  # active, paused
     player = rig.player(device_ttl=300.0)
     await player.start(rig.session(), SENSOR)
     rig.fake.playback.is_playing = False
     rig.fake.reset_log()
 
     await player.start(rig.session(), SENSOR)
-    assert rig.fake.api_calls()[:2] == [PLAYER, PLAY]
+    # The speaker is already at 40 % (GET /me/player shows it): no volume call either.
+    assert rig.fake.api_calls() == [PLAYER, PLAY, SHUFFLE]
 
     rig.fake.playback.is_playing = False
     rig.fake.reset_log()
-    rig.clock.advance(301)
+    rig.clock.advance(301)  # the list is old; the id learned from it is not
     await player.start(rig.session(), SENSOR)
-    assert rig.fake.api_calls()[:3] == [DEVICES, PLAYER, PLAY]
+    assert rig.fake.api_calls() == [PLAYER, PLAY, SHUFFLE]
 
 
 async def test_a_device_named_by_id_and_a_track_uri(rig: Rig) -> None:
@@ -175,7 +140,7 @@ async def test_a_device_named_by_id_and_a_track_uri(rig: Rig) -> None:
     assert result.device_id == rig.kitchen.id
     play = rig.fake.calls("PUT", "/v1/me/player/play")[0]
     assert play.body == {"uris": ["spotify:track:4uLU6hMCjMI75M1A2tKUQC"]}
-    assert SHUFFLE in rig.fake.api_calls()
+    assert SHUFFLE not in rig.fake.api_calls()  # not configured: the user's own shuffle stays
     assert VOLUME not in rig.fake.api_calls()  # no volume configured: leave it alone
 
 
@@ -280,7 +245,7 @@ async def test_no_active_device_transfers_then_plays(rig: Rig) -> None:
     result = await rig.player().start(rig.session(), SENSOR)
 
     assert result.started
-    assert rig.fake.api_calls()[:5] == [DEVICES, PLAYER, PLAY, TRANSFER, PLAY]
+    assert rig.fake.api_calls()[:6] == [PLAYER, DEVICES, VOLUME, PLAY, TRANSFER, PLAY]
     transfer = rig.fake.calls("PUT", "/v1/me/player")[0]
     assert transfer.body == {"device_ids": [rig.speaker.id], "play": False}
 
@@ -298,7 +263,8 @@ async def test_a_sleeping_device_off_the_list_is_woken_by_a_transfer(rig: Rig) -
 
     assert result.started
     assert result.device_id == rig.speaker.id
-    assert rig.fake.api_calls()[:4] == [DEVICES, PLAYER, TRANSFER, PLAY]
+    # Off the list: woken by a transfer, which makes it take the volume before the play.
+    assert rig.fake.api_calls()[:5] == [PLAYER, DEVICES, TRANSFER, VOLUME, PLAY]
 
 
 async def test_a_renamed_device_is_found_by_the_id_it_had(rig: Rig) -> None:
@@ -318,30 +284,38 @@ async def test_a_device_never_seen_is_not_found_and_nothing_plays(rig: Rig) -> N
     sensor = SensorConfig(id="attic", user_id="u", spotify_device="Attic", context_uri=CONTEXT)
     result = await rig.player().start(rig.session(sensor), sensor)
     assert (result.started, result.note) == (False, "device_not_found")
-    assert rig.fake.api_calls() == [DEVICES]
+    assert rig.fake.api_calls() == [PLAYER, DEVICES]
 
 
-async def test_202_means_retry_shortly_a_bounded_number_of_times(rig: Rig) -> None:
+async def test_202_is_retried_after_5_s_at_most_5_times(rig: Rig) -> None:
     rig.fake.fail("PUT", "/v1/me/player/play", Fault.accepted())
     player = rig.player(retry_delay=0.25)
     assert (await player.start(rig.session(), SENSOR)).started
     assert rig.fake.api_calls().count(PLAY) == 2
-    assert rig.sleeps == [0.25]
+    assert rig.sleeps == [5.0]
 
     rig.fake.playback.is_playing = False
     rig.fake.fail_always("PUT", "/v1/me/player/play", Fault.accepted())
     rig.fake.reset_log()
+    rig.sleeps.clear()
     result = await player.start(rig.session(), SENSOR)
     assert (result.started, result.note) == (False, "device_not_ready")
-    assert rig.fake.api_calls().count(PLAY) == 3
+    assert rig.fake.api_calls().count(PLAY) == 6  # the first and 5 retries
+    assert rig.sleeps == [5.0] * 5
 
 
-async def test_premium_required_is_reported_and_does_not_open_the_breaker(rig: Rig) -> None:
-    rig.fake.fail_always("PUT", "/v1/me/player/play", Fault.premium_required())
+async def test_premium_required_is_said_in_the_status_and_does_not_open_the_breaker(
+    rig: Rig,
+) -> None:
+    rig.fake.premium = False
     player = rig.player()
     for _ in range(5):
         result = await player.start(rig.session(), SENSOR)
-        assert result.note == "premium_required"
+        assert (result.started, result.note) == (False, "premium_required")
+    assert player.status() == "Spotify Premium required"
+
+    rig.fake.premium = True  # upgraded
+    assert (await player.start(rig.session(), SENSOR)).started
     assert player.status() == "Spotify ready"
 
 
@@ -394,16 +368,34 @@ async def test_spotify_unreachable_fails_fast_and_the_breaker_stops_the_pile_up(
 async def test_5xx_and_connection_resets_count_toward_the_breaker_and_success_resets_it(
     rig: Rig,
 ) -> None:
-    rig.fake.fail("GET", "/v1/me/player", Fault.error(503), Fault.reset())
+    rig.fake.fail("GET", "/v1/me/player", Fault.error(500), Fault.reset())
     player = rig.player()
     assert (await player.start(rig.session(), SENSOR)).note == "spotify_error"
     assert (await player.start(rig.session(), SENSOR)).note == "unreachable"
     assert (await player.start(rig.session(), SENSOR)).started  # and the count starts over
     rig.fake.playback.is_playing = False
-    rig.fake.fail("GET", "/v1/me/player", Fault.error(500), Fault.error(502))
+    rig.fake.fail("GET", "/v1/me/player", Fault.error(500), Fault.error(500))
     assert (await player.start(rig.session(), SENSOR)).note == "spotify_error"
     assert (await player.start(rig.session(), SENSOR)).note == "spotify_error"
     assert (await player.start(rig.session(), SENSOR)).started
+
+
+@pytest.mark.parametrize("status", [502, 503])
+async def test_one_502_or_503_is_retried_once_after_a_short_jittered_wait(
+    rig: Rig, status: int
+) -> None:
+    rig.fake.fail("PUT", "/v1/me/player/play", Fault.error(status))
+    player = rig.player()
+    assert (await player.start(rig.session(), SENSOR)).started
+    assert rig.fake.api_calls().count(PLAY) == 2
+    assert rig.sleeps == [0.5]  # the jitter's upper end, as the rig's jitter picks
+
+    rig.fake.playback.is_playing = False
+    rig.fake.fail("PUT", "/v1/me/player/play", Fault.error(status), Fault.error(status))
+    rig.fake.reset_log()
+    result = await player.start(rig.session(), SENSOR)
+    assert (result.started, result.note) == (False, "spotify_error")  # once, not twice
+    assert rig.fake.api_calls().count(PLAY) == 2
 
 
 async def test_a_slow_response_is_cut_by_the_request_timeout(rig: Rig) -> None:

@@ -18,8 +18,12 @@ OLDEST = "0001_initial"
 START = 1_704_412_800.0
 
 
-def _dump(db: Database, table: str) -> list[tuple[object, ...]]:
-    columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()]
+def _columns(db: Database, table: str) -> list[str]:
+    return [row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()]
+
+
+def _dump(db: Database, table: str, columns: list[str]) -> list[tuple[object, ...]]:
+    """The rows' values in `columns` (a later migration may add columns; none is lost)."""
     order = ", ".join(columns)
     return [tuple(row) for row in db.execute(f"SELECT {order} FROM {table} ORDER BY 1, 2")]
 
@@ -56,14 +60,16 @@ def test_migrations_on_upgrade_keep_all_data(tmp_path: Path) -> None:
             )
         repository.save(session, created=True, event=event)
     SensorRepository(old).record_availability("sensor0", online=True, at=START)
-    before = {table: _dump(old, table) for table in ("sessions", "motion_events", "sensors")}
+    tables = ("sessions", "motion_events", "sensors")
+    columns = {table: _columns(old, table) for table in tables}
+    before = {table: _dump(old, table, columns[table]) for table in tables}
     old.close()
 
     db = open_database(path, integrity_check=True)
     try:
         assert [m.name for m in MIGRATIONS.applied(db)] == KNOWN_MIGRATIONS
         for table, rows in before.items():
-            assert _dump(db, table) == rows, table
+            assert _dump(db, table, columns[table]) == rows, table
         upgraded = SessionRepository(db)
         assert len(upgraded.all_active()) == 3
         assert upgraded.get(_first_id(db)) is not None

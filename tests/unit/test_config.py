@@ -20,6 +20,7 @@ from hub.config import (
     HttpSection,
     HubConfig,
     HubSection,
+    Moment,
     MqttSection,
     QuietHours,
     SensorConfig,
@@ -608,9 +609,75 @@ def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
 
 def test_example_file_parses() -> None:
     config = load_config(EXAMPLE_FILE)
+    example = config.sensors[0]
 
-    assert config.sensors == (BATHROOM,)
-    assert config == dataclasses.replace(parse_config(CONTRACT_EXAMPLE), source=str(EXAMPLE_FILE))
+    # The contract's example, plus the keys added since (issue 15), shown with values.
+    assert dataclasses.replace(example, resume=None, moments=()) == BATHROOM
+    assert example.resume is False
+    assert example.moments == (
+        Moment(
+            dt.time(6, 30),
+            dt.time(9, 0),
+            context_uri="spotify:show:2mTUnDkuKUkhiueKcVWoP0",
+            volume=35,
+        ),
+        Moment(dt.time(18, 0), dt.time(22, 0), volume=25, shuffle=True, fade_in_seconds=10.0),
+    )
+    assert dataclasses.replace(config, sensors=(BATHROOM,)) == dataclasses.replace(
+        parse_config(CONTRACT_EXAMPLE), source=str(EXAMPLE_FILE)
+    )
+
+
+def test_moments_parse_and_crossing_midnight_is_one_window() -> None:
+    config = parse_config(
+        SENSOR
+        + """
+[[sensors.moments]]
+start = "23:00"
+end = "06:30"
+volume = 10
+[[sensors.moments]]
+start = "06:30"
+end = "09:00"
+context_uri = "spotify:show:2mTUnDkuKUkhiueKcVWoP0"
+"""
+    )
+
+    assert config.sensors[0].moments == (
+        Moment(dt.time(23, 0), dt.time(6, 30), volume=10),
+        Moment(dt.time(6, 30), dt.time(9, 0), context_uri="spotify:show:2mTUnDkuKUkhiueKcVWoP0"),
+    )
+    assert config.sensors[0].shuffle is None  # not configured: never sent
+
+
+def test_overlapping_moments_are_rejected_naming_both_and_where() -> None:
+    problems = problems_of(
+        SENSOR
+        + """
+[[sensors.moments]]
+start = "22:00"
+end = "07:00"
+[[sensors.moments]]
+start = "12:00"
+end = "13:00"
+[[sensors.moments]]
+start = "06:30"
+end = "09:00"
+[[sensors.moments]]
+start = "13:00"
+end = "13:00"
+volume = 101
+"""
+    )
+
+    assert problems == [
+        "sensors[0].moments[2]: 06:30-09:00 overlaps moments[0] (22:00-07:00) from 06:30",
+        "sensors[0].moments[3].volume: must be an integer from 0 to 100, got 101",
+        (
+            "sensors[0].moments[3].end: must differ from start "
+            "(an empty window is a typo; remove the moment)"
+        ),
+    ]
 
 
 def test_example_file_shows_every_key_of_the_schema() -> None:

@@ -6,13 +6,14 @@ compare by value, so a wrong field anywhere fails the test.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.config import HubConfig, HubSection, QuietHours, SensorConfig, SessionsSection
+from hub.config import HubConfig, HubSection, Moment, QuietHours, SensorConfig, SessionsSection
 from hub.errors import HubError
 from hub.model import MotionEvent, Session, SessionStatus, open_session
 from hub.sessions.engine import (
@@ -82,6 +83,22 @@ def ended(session: Session, now: float, timeout: float = TIMEOUT) -> Session:
 
 
 # --- rule 3: creating a session --------------------------------------------------------
+
+
+def test_a_session_plays_the_moment_of_its_start() -> None:
+    news = "spotify:show:2mTUnDkuKUkhiueKcVWoP0"
+    morning = Moment(dt.time(6, 30), dt.time(9, 0), context_uri=news, volume=35)
+    evening = Moment(dt.time(18, 0), dt.time(22, 0), volume=25, shuffle=True)
+    bathroom = dataclasses.replace(BATHROOM, volume=60, moments=(morning, evening))
+    engine = SessionEngine(dataclasses.replace(CONFIG, sensors=(bathroom,)), new_id=ids)
+    breakfast = dt.datetime(2024, 6, 12, 7, 15, tzinfo=LONDON).timestamp()
+
+    commands = engine.on_motion(motion("bathroom", breakfast), now=breakfast)
+
+    start = commands[-1]
+    assert isinstance(start, StartPlayback)
+    assert (start.sensor.context_uri, start.sensor.volume, start.sensor.shuffle) == (news, 35, None)
+    assert start.session.spotify_context_uri == news  # the record says what this visit played
 
 
 def test_first_motion_creates_a_session_and_starts_playback() -> None:

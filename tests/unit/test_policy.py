@@ -1,4 +1,4 @@
-"""Quiet hours: local wall time in a real zone, start inclusive, end exclusive."""
+"""Quiet hours and moments: local wall time in a real zone, start inclusive, end exclusive."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.config import QuietHours
-from hub.sessions.policy import in_quiet_hours
+from hub.config import Moment, QuietHours, SensorConfig
+from hub.sessions.policy import in_quiet_hours, moment_at, playback_for
 
 LONDON = ZoneInfo("Europe/London")
 UTC = dt.UTC
@@ -127,3 +127,41 @@ def test_matches_the_local_clock(start: dt.time, end: dt.time, instant: float) -
     # A window across midnight is the complement of the day-time gap it leaves.
     expected = start <= local < end if start <= end else not (end <= local < start)
     assert in_quiet_hours(QuietHours(start, end), instant, LONDON) is expected
+
+
+# --- moments: what plays, by time of day -------------------------------------------------------
+
+NEWS = "spotify:show:2mTUnDkuKUkhiueKcVWoP0"
+MORNING = Moment(dt.time(6, 30), dt.time(9, 0), context_uri=NEWS, volume=35)
+LATE = Moment(dt.time(22, 0), dt.time(6, 30), volume=10, fade_in_seconds=20)
+ROOM = SensorConfig(
+    id="bath", user_id="u", context_uri="spotify:playlist:p", volume=50, moments=(MORNING, LATE)
+)
+
+
+@pytest.mark.parametrize(
+    ("local", "moment"),
+    [
+        ("2024-06-12T06:29:59", LATE),
+        ("2024-06-12T06:30:00", MORNING),
+        ("2024-06-12T08:59:00", MORNING),
+        ("2024-06-12T09:00:00", None),
+        ("2024-06-12T21:59:00", None),
+        ("2024-06-12T23:59:00", LATE),  # crosses midnight
+        ("2024-03-31T07:00:00", MORNING),  # the spring-forward day, in local time
+    ],
+)
+def test_moment_at_local_time(local: str, moment: Moment | None) -> None:
+    assert moment_at(ROOM.moments, at(local), LONDON) is moment
+
+
+def test_playback_for_takes_the_moments_values_and_the_sensors_for_the_rest() -> None:
+    breakfast = playback_for(ROOM, at("2024-06-12T07:00:00"), LONDON)
+    assert (breakfast.context_uri, breakfast.volume, breakfast.fade_in_seconds) == (NEWS, 35, 0.0)
+    night = playback_for(ROOM, at("2024-06-12T23:00:00"), LONDON)
+    assert (night.context_uri, night.volume, night.fade_in_seconds) == (
+        "spotify:playlist:p",
+        10,
+        20,
+    )
+    assert playback_for(ROOM, at("2024-06-12T12:00:00"), LONDON) is ROOM

@@ -15,19 +15,23 @@ import pytest
 from hub.config import HubConfig, SensorConfig, SpotifySection
 from hub.model import open_session
 from hub.playback.dry_run import DryRunPlayer
+from hub.playback.port import ResumePoint
 from hub.playback.spotify import (
     Breaker,
     SpotifyPlayer,
     TokenStore,
     endpoint,
+    fade_levels,
     looks_like_device_id,
     make_player,
     match_device,
     parse_retry_after,
     play_body,
-    plays_on,
     plays_ours,
+    resumes_by_default,
     to_uri,
+    why_not_start,
+    why_not_start_listed,
 )
 
 DEVICE = "a" * 40
@@ -65,6 +69,35 @@ def test_play_body() -> None:
     assert play_body("spotify:episode:x") == {"uris": ["spotify:episode:x"]}
 
 
+def test_play_body_resumes_at_the_kept_item_and_position() -> None:
+    point = ResumePoint("spotify:show:s", "spotify:episode:e2", 61_000)
+    assert play_body("spotify:show:s", point) == {
+        "context_uri": "spotify:show:s",
+        "offset": {"uri": "spotify:episode:e2"},
+        "position_ms": 61_000,
+    }
+    single = ResumePoint("spotify:episode:e2", "spotify:episode:e2", 5_000)
+    assert play_body("spotify:episode:e2", single) == {
+        "uris": ["spotify:episode:e2"],
+        "position_ms": 5_000,
+    }
+
+
+def test_spoken_word_resumes_by_default_music_does_not() -> None:
+    assert resumes_by_default("spotify:show:s")
+    assert resumes_by_default("spotify:episode:e")
+    assert resumes_by_default("spotify:audiobook:a")
+    assert not resumes_by_default("spotify:playlist:p")
+    assert not resumes_by_default(None)
+
+
+def test_fade_levels_reach_the_volume_in_at_most_five_steps() -> None:
+    assert fade_levels(40, 0) == [40]
+    assert fade_levels(40, 10) == [8, 16, 24, 32, 40]
+    assert fade_levels(3, 10) == [1, 2, 3]
+    assert fade_levels(0, 10) == [0]
+
+
 def test_match_device_by_id_then_by_name_case_insensitively() -> None:
     assert match_device(DEVICES, DEVICE) == DEVICES[0]
     assert match_device(DEVICES, "  bathroom SPEAKER ") == DEVICES[0]
@@ -80,14 +113,40 @@ def test_ownership_needs_the_device_playing_our_context_or_track() -> None:
         "context": {"uri": "spotify:playlist:x"},
         "item": {"uri": "spotify:track:t"},
     }
-    assert plays_on(current, DEVICE)
     assert plays_ours(current, DEVICE, "spotify:playlist:x")
     assert plays_ours(current, DEVICE, "spotify:track:t")
     assert plays_ours(current, DEVICE, None)
     assert not plays_ours(current, DEVICE, "spotify:album:other")
     assert not plays_ours(current, "c" * 40, "spotify:playlist:x")
     assert not plays_ours(current | {"is_playing": False}, DEVICE, "spotify:playlist:x")
-    assert not plays_on(None, DEVICE)  # 204: nothing plays anywhere
+    assert not plays_ours(None, DEVICE, None)  # 204: nothing plays anywhere
+
+
+def test_why_not_start_from_the_playback_state() -> None:
+    phone = "p" * 40
+    idle = {"device": {"id": DEVICE}, "is_playing": False}
+    assert why_not_start(None, DEVICE) is None
+    assert why_not_start(idle, DEVICE) is None
+    assert why_not_start({"device": {"id": phone}, "is_playing": True}, DEVICE) == (
+        "account_busy",
+        phone,
+    )
+    assert why_not_start(idle | {"is_playing": True}, DEVICE) == ("already_playing", DEVICE)
+    private = {"device": {"id": DEVICE, "is_private_session": True}, "is_playing": False}
+    assert why_not_start(private, DEVICE) == ("private_session", DEVICE)
+    restricted = {"device": {"id": DEVICE, "is_restricted": True}, "is_playing": False}
+    assert why_not_start(restricted, DEVICE) == ("restricted", DEVICE)
+    # Another device, paused, in a private session: not ours to worry about.
+    other = {"device": {"id": phone, "is_private_session": True}, "is_playing": False}
+    assert why_not_start(other, DEVICE) is None
+
+
+def test_why_not_start_from_the_device_list_after_a_204() -> None:
+    assert why_not_start_listed(DEVICES, DEVICE) is None
+    private = [DEVICES[0], DEVICES[1] | {"is_private_session": True}]
+    assert why_not_start_listed(private, DEVICE) == ("private_session", "b" * 40)
+    restricted = [DEVICES[0] | {"is_restricted": True}, DEVICES[1]]
+    assert why_not_start_listed(restricted, DEVICE) == ("restricted", DEVICE)
 
 
 def test_parse_retry_after() -> None:

@@ -387,7 +387,8 @@ function renderSystem(health) {
   const broker = health.broker.connected;
   setPill("pill-broker", broker === true ? "ok" : broker === false ? "bad" : "", broker === true ? "broker connected" : broker === false ? "broker down" : "broker n/a");
   const spotify = health.spotify.state;
-  const spotifyLevel = spotify === "logged-in" ? "ok" : spotify === "login-needed" ? "bad" : "warn";
+  const bad = spotify === "login-needed" || spotify === "premium-required";
+  const spotifyLevel = spotify === "logged-in" ? "ok" : bad ? "bad" : "warn";
   setPill("pill-spotify", spotifyLevel, `Spotify: ${spotify.replace("-", " ")}`);
   $("fact-spotify").replaceChildren(spotify.replace("-", " "), el("small", { text: health.spotify.message }));
   const cloud = health.cloud;
