@@ -148,6 +148,7 @@ def spotify_state(status: str | None, *, dry_run: bool) -> str:
         ("login", "login_needed"),
         ("premium", "premium_required"),
         ("rate-limited", "rate_limited"),
+        ("quota", "rate_limited"),  # a development-mode app's quota: also waits it out
         ("secret", "not_configured"),
     ):
         if needle in words:

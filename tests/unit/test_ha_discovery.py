@@ -217,5 +217,7 @@ def test_spotify_states() -> None:
     assert spotify_state("Spotify login needed", dry_run=False) == "login_needed"
     assert spotify_state("Spotify Premium required", dry_run=False) == "premium_required"
     assert spotify_state("Spotify rate-limited for 3 min", dry_run=False) == "rate_limited"
+    quota = "Spotify app quota exceeded (development mode) for 1 h"
+    assert spotify_state(quota, dry_run=False) == "rate_limited"
     assert spotify_state("Spotify unreachable (retry in 20 s)", dry_run=False) == "unreachable"
     assert spotify_state(None, dry_run=True) == "dry_run"
