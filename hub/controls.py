@@ -5,7 +5,8 @@ The state (`Controls`) is the session runner's alone: every command — from Hom
 (MQTT command topics), `spottypotty dnd`, the dashboard and the local API — is an item in
 its inbox, applied in order with motion (`apply`), saved in `hub_meta` (so it survives a
 restart) and handed to the engine as data. Overrides live beside the config, never in it:
-a room's `enabled`/`timeout` override wins over its sensors' config until it is cleared.
+a room's `enabled` switch wins over its sensors' `enabled`, and its timeout over theirs
+until set back to null.
 
 Rooms: until `[[rooms]]` exists, each sensor is its own room with its id (contracts §2).
 `rooms_of` is the one place that says so.

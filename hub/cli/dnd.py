@@ -2,7 +2,8 @@
 
 Through the running daemon's control socket (its runner owns the controls), or in this
 process when no daemon runs (saved: the daemon starts with it). Sessions are still
-recorded while it holds, with the reason `do_not_disturb`; no music starts.
+recorded while it holds, with the reason `do_not_disturb`; no music starts, and music the
+hub is playing there stops (its session ends).
 """
 
 from __future__ import annotations

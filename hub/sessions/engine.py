@@ -213,6 +213,11 @@ class SessionEngine:
         """The rooms people control, by id (`hub.controls.rooms_of`)."""
         return dict(self._rooms)
 
+    def makes_music(self, sensor_id: str) -> bool:
+        """Whether the sensor's active session plays music the hub started (or is starting)."""
+        tracked = self._tracked_active(sensor_id)
+        return tracked is not None and tracked.phase in {_Phase.REQUESTED, _Phase.PLAYING}
+
     def knows(self, sensor_id: str) -> bool:
         """Whether `sensor_id` is a configured sensor (the others never make sessions)."""
         return sensor_id in self._sensors

@@ -530,10 +530,13 @@ class SessionRunner:
         _LOGGER.info("control from %s: %s", command.source, command.describe())
         self.counters["control"] += 1
         if command.control == "end_session" and command.room_id is not None:
-            for sensor_id in rooms[command.room_id].sensor_ids:
-                session = self.engine.active.get(sensor_id)
-                if session is not None:
-                    await self._carry_out(EndSession(session.session_id), now)
+            await self._end_sessions(rooms[command.room_id].sensor_ids, now, music_only=False)
+        if command.control == "dnd" and command.value:
+            # "Not now" means now too: music the hub is playing there stops with its session
+            # (the next motion starts a silent one). Silent sessions go on.
+            targets = rooms.values() if command.room_id is None else [rooms[command.room_id]]
+            sensors = [sensor for room in targets for sensor in room.sensor_ids]
+            await self._end_sessions(sensors, now, music_only=True)
         controls = apply(self.controls, command, now)
         if controls != self.controls:
             text = controls.to_json()
@@ -550,6 +553,16 @@ class SessionRunner:
         if self._on_control is not None:
             self._on_control(command, self.controls)
         return self.controls
+
+    async def _end_sessions(
+        self, sensor_ids: Iterable[str], now: float, *, music_only: bool
+    ) -> None:
+        """End the sensors' active sessions (only those making music, if `music_only`),
+        pausing what the hub started, as an `end_session` request would."""
+        for sensor_id in sensor_ids:
+            session = self.engine.active.get(sensor_id)
+            if session is not None and (not music_only or self.engine.makes_music(sensor_id)):
+                await self._carry_out(EndSession(session.session_id), now)
 
     async def _record_availability(self, status: StatusUpdate) -> None:
         if not self.engine.knows(status.sensor_id):

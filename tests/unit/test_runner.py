@@ -569,6 +569,12 @@ async def test_controls_are_the_runners_in_order_saved_and_obeyed(hub: Hub) -> N
         assert Controls.from_json(get_meta(db, CONTROLS_KEY)).own_dnd("bath", T0 + 60)
     finally:
         close_database(db)
+    # Do-not-disturb switched on stops music playing there now: its session ends.
+    await hub.motion("hall")
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "start hall"
+    await hub.runner.control(ControlCommand("dnd", None, value=True))
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "stop hall"
+    assert set(hub.runner.engine.active) == {"bath"}  # silent already: it goes on
     # A room not configured is refused, and nothing changes.
     with pytest.raises(ValidationError):
         await hub.runner.control(ControlCommand("dnd", "garden", value=True))
