@@ -5,7 +5,7 @@ READY := $(VENV)/.ready
 
 .PHONY: demo test lint bench clean
 
-$(READY): pyproject.toml scripts/bootstrap.sh
+$(READY): pyproject.toml scripts/bootstrap.sh scripts/install-home-assistant.sh
 	bash scripts/bootstrap.sh
 	touch $@
 
@@ -24,4 +24,4 @@ bench: $(READY)  ## benchmarks: figures and ratios against baselines measured in
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) .venv-esphome var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-esphome .venv-ha var .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SERVICE_USER=spottypotty
 HUB_ACCOUNT=spottypotty-hub
+HA_ACCOUNT=ha # Home Assistant's broker account (hub.registry.HA_USERNAME)
 APT_PACKAGES=(python3 python3-venv mosquitto mosquitto-clients bluez python3-systemd)
 PREFIX=/opt/spottypotty
 VENV=$PREFIX/venv
@@ -287,6 +288,26 @@ install_config() {
     dir "$STATE_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
 }
 
+# broker_account NAME FILE OWNER PASSWD: a broker account whose password lives only in
+# FILE (made once, 0600, OWNER), hashed into mosquitto's PASSWD.
+broker_account() {
+    local name=$1 file=$2 owner=$3 passwd=$4 secret
+    secret=$(at "$file")
+    if [[ ! -s $secret ]]; then
+        (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$secret")
+        sed -i "/^$name:/d" "$passwd"
+        changed "made a broker password for $name in $file"
+    fi
+    chmod 0600 "$secret"
+    own "$owner" "$file"
+    if ! grep -q "^$name:" "$passwd"; then
+        # Hashed by hub.registry, with the password on stdin: never on a command line.
+        PYTHONPATH=$SRC python3 -m hub.registry passwd "$passwd" "$name" <"$secret"
+        MOSQUITTO_CHANGED=1
+        changed "added the broker account $name"
+    fi
+}
+
 install_mosquitto() {
     dir "$MOSQUITTO_DIR" 0750 mosquitto:mosquitto
     dir /etc/mosquitto/conf.d 0755 root:root
@@ -294,7 +315,7 @@ install_mosquitto() {
     MOSQUITTO_CHANGED=$((MOSQUITTO_CHANGED | WROTE))
     conffile "$SRC/deploy/mosquitto/acl" "$MOSQUITTO_DIR/acl" 0640 mosquitto:mosquitto
     MOSQUITTO_CHANGED=$((MOSQUITTO_CHANGED | WROTE))
-    local passwd secret
+    local passwd
     passwd=$(at "$MOSQUITTO_DIR/passwd")
     if [[ ! -e $passwd ]]; then
         (umask 077 && : >"$passwd")
@@ -303,20 +324,9 @@ install_mosquitto() {
     own mosquitto:mosquitto "$MOSQUITTO_DIR/passwd"
 
     # The hub's own broker account; its password lives only in this file, for the hub.
-    secret=$(at "$CONFIG_DIR/mqtt-password")
-    if [[ ! -s $secret ]]; then
-        (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$secret")
-        sed -i "/^$HUB_ACCOUNT:/d" "$passwd"
-        changed "made a broker password for $HUB_ACCOUNT in $CONFIG_DIR/mqtt-password"
-    fi
-    chmod 0600 "$secret"
-    own "$SERVICE_USER:$SERVICE_USER" "$CONFIG_DIR/mqtt-password"
-    if ! grep -q "^$HUB_ACCOUNT:" "$passwd"; then
-        # Hashed by hub.registry, with the password on stdin: never on a command line.
-        PYTHONPATH=$SRC python3 -m hub.registry passwd "$passwd" "$HUB_ACCOUNT" <"$secret"
-        MOSQUITTO_CHANGED=1
-        changed "added the broker account $HUB_ACCOUNT"
-    fi
+    broker_account "$HUB_ACCOUNT" "$CONFIG_DIR/mqtt-password" "$SERVICE_USER:$SERVICE_USER" "$passwd"
+    # Home Assistant's: a person pastes this password into HA's MQTT setup (next_steps).
+    broker_account "$HA_ACCOUNT" "$CONFIG_DIR/ha-mqtt-password" root:root "$passwd"
     if [[ -z $ROOT ]]; then
         local other
         other=$(grep -lE '^\s*(listener\s+1883|allow_anonymous\s+true|password_file)' \
@@ -379,6 +389,8 @@ SpottyPottySense hub installed ($CHANGES change(s)${ROOT:+ under $ROOT}). Next:
        sudo spottypotty sensors add bathroom_main --location "Main bathroom" --user you
   5. Start the hub and watch it:
        sudo systemctl start spottypotty-hub && journalctl -fu spottypotty-hub
+  6. Home Assistant (optional): add its MQTT integration with this broker, user "$HA_ACCOUNT",
+     and the password from: sudo cat $CONFIG_DIR/ha-mqtt-password
 Upgrade: pull the new checkout and run this script again. Local changes to the units go in
 drop-ins (systemctl edit), which upgrades keep.
 EOF

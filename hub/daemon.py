@@ -28,14 +28,23 @@ from typing import TYPE_CHECKING, Any
 from hub import control
 from hub.clock import HubClock, system_clock_synchronised
 from hub.config import HubConfig
+from hub.controls import (
+    CONTROL_ACTION,
+    ControlCommand,
+    Controls,
+    command_from_event,
+    control_answer,
+    control_failure,
+)
+from hub.errors import HubError
 from hub.ingest.mqtt import MqttLink
 from hub.ingest.mqtt_decode import DEDUP_WINDOW
 from hub.model import Session
-from hub.playback.port import Player
+from hub.playback.port import Player, trial_session
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
-from hub.store.meta import load_sensor_clocks, save_sensor_clocks
+from hub.store.meta import CONTROLS_KEY, get_meta, load_sensor_clocks, save_sensor_clocks
 from hub.store.playback import StoreMemory
 from hub.store.pool import DatabasePool
 from hub.store.sensors import SensorRepository
@@ -71,6 +80,7 @@ EXIT_WRITER_FAILED = 1  # systemd restarts the hub (Restart=on-failure)
 # Seqs of each sensor's motion looked back on at start (hub.store.sensors.recent_seqs):
 # a QoS-1 redelivery comes within moments of the connection it was meant for.
 SEQ_MEMORY_SECONDS = 600.0
+TEST_PLAY_SECONDS = 5.0  # "test playback" (a control): play this long, then pause
 
 
 class Daemon:
@@ -108,6 +118,8 @@ class Daemon:
         self._writer: StoreWriter | None = None
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
         self._health_logged: str | None = None
+        self.sessions_shown: set[str] = set()  # sensors whose session MQTT just showed
+        self._tests: set[asyncio.Task[None]] = set()  # "test playback" in progress
 
     def stop(self) -> None:
         if not self._stop.is_set() and self._hard_stop is not None:
@@ -141,6 +153,9 @@ class Daemon:
         async with StoreWriter(config.hub.database, ttl_days=config.sessions.ttl_days) as writer:
             self._writer = writer
             engine = SessionEngine(config)
+            saved = await writer.call(lambda repository: get_meta(repository.db, CONTROLS_KEY))
+            controls = Controls.from_json(saved)
+            engine.set_controls(controls)  # before restore: a room's timeout applies to its session
             if isinstance(self._player, SpotifyPlayer):
                 # Learned device ids and resume points, before the first motion can need them.
                 await self._player.load_memory(StoreMemory(writer, clock=self._clock))
@@ -150,7 +165,13 @@ class Daemon:
             if recovered:
                 _LOGGER.info("recovered %d session(s) left active", len(recovered))
             runner = SessionRunner(
-                engine, writer, self._player, clock=self._clock, on_session=self._publish_session
+                engine,
+                writer,
+                self._player,
+                clock=self._clock,
+                on_session=self._publish_session,
+                on_control=self._controlled,
+                controls=controls,
             )
             link = MqttLink(config, runner.inbox, client_id=self._client_id, clock=self._clock)
             link.remember_seqs(await writer.call(partial(_committed_seqs, config)))
@@ -159,9 +180,9 @@ class Daemon:
                 from hub.ingest.ble import BleScanner  # noqa: PLC0415 - bleak only when BLE is on
                 from hub.ingest.ble_state import load_states  # noqa: PLC0415
 
-                saved = await writer.call(lambda repository: load_states(repository.db))
-                self._saved_ble_counters = saved
-                self.ble = BleScanner(config, runner.inbox, clock=self._clock, counters=saved)
+                counters = await writer.call(lambda repository: load_states(repository.db))
+                self._saved_ble_counters = counters
+                self.ble = BleScanner(config, runner.inbox, clock=self._clock, counters=counters)
             try:
                 async with asyncio.TaskGroup() as group:
                     await self._run_tasks(group, runner, link)
@@ -235,7 +256,7 @@ class Daemon:
             await self._player.close()  # fade-ins of sessions left playing
         await link.publish_offline()
         link_task.cancel()
-        for task in helpers:
+        for task in [*helpers, *self._tests]:
             task.cancel()
         await self._keep_ble_counters()
         await self._keep_sensor_clocks()
@@ -257,6 +278,8 @@ class Daemon:
 
         if isinstance(event, dict) and event.get("action") == RETRUST_ACTION:
             return await self._retrust(str(event.get("sensorId", "")))
+        if isinstance(event, dict) and event.get("action") == CONTROL_ACTION:
+            return await self.control_event(event, source="cli")
         return await self.invoke(event)
 
     async def _retrust(self, sensor_id: str) -> dict[str, Any]:
@@ -382,11 +405,7 @@ class Daemon:
             line = f"{line}, {self._player.status()}"
         if isinstance(self._clock, HubClock) and not self._clock.confirmed:
             line = f"{line}, clock not synchronised yet (times recorded unconfirmed)"
-        dropped = sum(
-            count
-            for key, count in (self.runner.counters.items() if self.runner else [])
-            if key.startswith(("unknown_sensor:", "disabled_sensor:", "out_of_order:"))
-        )
+        dropped = self.dropped_messages()
         return f"{line}, {dropped} motion message(s) dropped" if dropped else line
 
     def _healthy(self) -> bool:
@@ -410,6 +429,59 @@ class Daemon:
             return f"no decision for {STALL_SECONDS:.0f} s with work queued"
         return None
 
+    # --- people's controls ---------------------------------------------------------------
+
+    async def control_event(self, event: object, *, source: str) -> dict[str, Any]:
+        """A control event (`hub.controls.command_from_event`) from `spottypotty dnd`, the
+        dashboard or the API, carried out by the runner; the answer names the controls."""
+        runner = self.runner
+        if runner is None:
+            raise RuntimeError("control_event() before the daemon runs")
+        try:
+            controls = await runner.control(command_from_event(event, source=source))
+        except HubError as exc:
+            return control_failure(exc)
+        return control_answer(self._config, controls, self._clock())
+
+    def _controlled(self, command: ControlCommand, controls: Controls) -> None:  # noqa: ARG002 - the runner's callback
+        """The runner carried out a control (Home Assistant's task shows the new state on
+        its next tick); a test playback starts here."""
+        if command.control == "test_playback" and command.room_id is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._test_playback(command.room_id), name="test-playback"
+            )
+            self._tests.add(task)
+            task.add_done_callback(self._tests.discard)
+
+    async def _test_playback(self, room_id: str) -> None:
+        """Play on the room's device as a session would, then pause: a check from Home
+        Assistant that music will come. It records no session."""
+        sensor = self._config.sensor(room_id)
+        if sensor is None or not sensor.spotify_device:
+            _LOGGER.warning("test playback in %s: no spotify_device configured", room_id)
+            return
+        session = trial_session(sensor, self._clock())
+        result = await self._player.start(session, sensor)
+        _LOGGER.info("test playback in %s: %s", room_id, result.note or result.started)
+        if result.started:
+            await asyncio.sleep(TEST_PLAY_SECONDS)
+            playing = session.with_changes(
+                playback_started=True, spotify_device_id=result.device_id
+            )
+            await self._player.stop(playing, sensor)
+
+    def now(self) -> float:
+        """The hub's wall clock (a test's, in tests)."""
+        return self._clock()
+
+    def dropped_messages(self) -> int:
+        """Motion messages dropped: unknown or disabled sensors, out of order."""
+        return sum(
+            count
+            for key, count in (self.runner.counters.items() if self.runner else [])
+            if key.startswith(("unknown_sensor:", "disabled_sensor:", "out_of_order:"))
+        )
+
     def _publish_session(self, session: Session) -> None:
         """The sensor's session, retained — on changes people see (start, counted motion,
         music, end), not on every coalesced extension: a flood must not become one
@@ -425,6 +497,7 @@ class Daemon:
         )
         if self._shown.get(session.session_id) == shown:
             return
+        self.sessions_shown.add(session.sensor_id)
         if session.is_active:
             self._shown[session.session_id] = shown
         else:

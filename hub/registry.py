@@ -43,6 +43,8 @@ from hub.errors import ConfigError, ConflictError, HubError, NotFoundError, Vali
 # The hub's own broker account (reads sensors/#, writes spottypotty/# and homeassistant/#,
 # see deploy/mosquitto/acl). No sensor may take this name.
 HUB_USERNAME: Final = "spottypotty-hub"
+HA_USERNAME: Final = "ha"  # Home Assistant's broker account (deploy/install.sh makes it)
+RESERVED: Final = frozenset({HUB_USERNAME, HA_USERNAME})  # broker accounts no sensor may take
 DEFAULT_PASSWORD_FILE: Final = Path("/etc/mosquitto/spottypotty/passwd")
 DEFAULT_BROKER_PORT: Final = 1883
 
@@ -117,8 +119,8 @@ def add_sensor(
     (as it is, or with the new table) does not validate. Nothing is changed then.
     A failed reload does not undo the registration: the result says so instead.
     """
-    if new.id == HUB_USERNAME:
-        raise ValidationError("id", f"{HUB_USERNAME!r} is the hub's own broker account")
+    if new.id in RESERVED:
+        raise ValidationError("id", f"{new.id!r} is a broker account of the hub's own")
     ble = bool(new.ble_address)
     _check_new(new)
     with _locked(config_file.parent):
@@ -180,8 +182,8 @@ def remove_sensor(
     neither raises NotFoundError. ConfigError when the table cannot be removed safely
     (e.g. the sensors are written as an inline array): then nothing is changed.
     """
-    if sensor_id == HUB_USERNAME:
-        raise ValidationError("id", f"{HUB_USERNAME!r} is the hub's own broker account")
+    if sensor_id in RESERVED:
+        raise ValidationError("id", f"{sensor_id!r} is a broker account of the hub's own")
     with _locked(config_file.parent):
         text = _read_text(config_file)
         before = parse_config(text, source=str(config_file), base_dir=config_file.parent)

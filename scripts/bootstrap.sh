@@ -64,4 +64,6 @@ if [ ! -x .venv-esphome/bin/esphome ]; then
 fi
 # dynalite (a DynamoDB-compatible server) for the cloud-sync tests and benchmarks.
 bash scripts/install-dynalite.sh
+# Home Assistant in .venv-ha, for the tests that run the hub against a real one.
+bash scripts/install-home-assistant.sh
 say "ready: $VENV"

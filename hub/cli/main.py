@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_module(
         "sensors", "hub.cli.sensors", common, summary="register, revoke, list and retrust sensors"
     )
+    sub.add_module(
+        "dnd", "hub.cli.dnd", common, summary="do-not-disturb on|off [ROOM] [--for MINUTES]"
+    )
 
     simulate = sub.add_parser(
         "simulate", parents=[common], help="publish sensor messages as the firmware does"

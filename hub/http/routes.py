@@ -31,6 +31,7 @@ from aiohttp import web
 
 from hub import __version__
 from hub.config import HubConfig, SensorConfig
+from hub.controls import CONTROL_ACTION, Controls, controls_view
 from hub.errors import AuthError, ConfigError, HubError, ParseError
 from hub.http.server import (
     HEARTBEAT,
@@ -48,6 +49,7 @@ from hub.model import Session
 from hub.playback.detached import run_detached
 from hub.sessions.changes import Change
 from hub.sessions.operations import CHANGES, ID_PATTERN, OperationContext, handle, invoke
+from hub.store.meta import CONTROLS_KEY, get_meta
 from hub.timeutil import iso, local_zone, parse_instant
 
 if TYPE_CHECKING:
@@ -96,6 +98,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/sessions", _sessions)
     app.router.add_get("/analytics", _analytics)
     app.router.add_post("/invoke", _invoke)
+    app.router.add_get("/controls", _get_controls)
+    app.router.add_post("/controls", _post_controls)
     app.router.add_get("/spotify/devices", _spotify_devices)
     app.router.add_post("/spotify/test", _spotify_test)
     app.router.add_get("/events", _events)
@@ -498,6 +502,38 @@ async def _invoke(request: web.Request) -> web.StreamResponse:
         ) from None
     response = await _operate(request.app[STATE_KEY], event)
     return json_response(response, status=int(response["statusCode"]))
+
+
+# --- controls: do-not-disturb, enabled, timeout, end session (hub.controls) -----------
+
+
+async def _get_controls(request: web.Request) -> web.StreamResponse:
+    _query(request, frozenset())
+    state = request.app[STATE_KEY]
+    runner = state.daemon.runner if state.daemon is not None else None
+    if runner is not None:
+        controls = runner.controls
+    else:  # the API on its own: what the daemon will start with
+        saved = await state.pool.run(lambda db: get_meta(db, CONTROLS_KEY))
+        controls = Controls.from_json(saved)
+    return json_response(controls_view(state.config, controls, time.time()))
+
+
+async def _post_controls(request: web.Request) -> web.StreamResponse:
+    """A control event, carried out by the one owner of session state."""
+    _query(request, frozenset())
+    state = request.app[STATE_KEY]
+    event = await _body(request, frozenset({"action", "control", "room", "value", "minutes"}))
+    event.setdefault("action", CONTROL_ACTION)
+    if state.daemon is not None:
+        response = await state.daemon.control_event(event, source="api")
+    else:
+        from hub.sessions.local import control_owned  # noqa: PLC0415
+
+        response = await asyncio.to_thread(control_owned, state.config, event)
+    if response["statusCode"] >= 400:  # noqa: PLR2004 - HTTP's first error status
+        raise _operation_error(response)
+    return json_response(response)
 
 
 # --- health -------------------------------------------------------------------------------

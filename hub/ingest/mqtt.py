@@ -56,6 +56,7 @@ import aiomqtt
 import aiomqtt.exceptions
 
 from hub.config import HubConfig
+from hub.controls import COMMAND_FILTERS, ControlCommand, decode_command
 from hub.errors import ParseError, TransientError
 from hub.ingest.mqtt_decode import Inbound, SeqDeduplicator, StatusUpdate, TopicRouter
 from hub.model import MotionEvent, Receipt
@@ -65,6 +66,7 @@ _LOGGER = logging.getLogger(__name__)
 
 HUB_STATUS_TOPIC: Final = "spottypotty/hub/status"
 HA_STATUS_TOPIC: Final = "homeassistant/status"  # Home Assistant's birth and last will
+COMMAND_PREFIX: Final = "spottypotty/"  # control commands (hub.controls); the rest is the hub's own
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 QOS: Final = 1
@@ -382,7 +384,7 @@ class MqttLink:
             # the SUBACK, and the back-pressure only works while the reader takes.
             if self._reading:
                 self._reader = group.create_task(self._read(client, flow), name="mqtt-reader")
-            filters = [*self._router.subscriptions(), HA_STATUS_TOPIC]
+            filters = [*self._router.subscriptions(), HA_STATUS_TOPIC, *COMMAND_FILTERS]
             granted = await client.subscribe([(topic, QOS) for topic in filters])
             for topic, code in zip(filters, granted, strict=False):
                 value = getattr(code, "value", code)  # an int (MQTT 3.1.1) or a ReasonCode
@@ -486,6 +488,8 @@ class MqttLink:
             if payload.strip() == ONLINE:
                 self.ha_online.set()
             return None
+        if topic.startswith(COMMAND_PREFIX):
+            return self._command(topic, payload, retained=bool(message.retain))
         try:
             value = self._router.decode(
                 topic, payload, self._clock(), retained=bool(message.retain)
@@ -514,6 +518,18 @@ class MqttLink:
             _LOGGER.debug("dropped redelivery of %s seq %s", value.sensor_id, value.seq)
             return None
         return value
+
+    def _command(self, topic: str, payload: bytes, *, retained: bool) -> ControlCommand | None:
+        """A control command for the runner (it checks the room and logs it), or None."""
+        if retained:  # a command is an act, not a state: replayed, it would act again
+            _LOGGER.warning("ignored a retained command on %r (publish commands unretained)", topic)
+            return None
+        try:
+            return decode_command(topic, payload)
+        except ParseError as exc:
+            self._counters["bad_command"] += 1
+            _LOGGER.warning("ignored a command on %r: %s", topic[:120], exc)
+            return None
 
     def _sensor_of(self, topic: str) -> str:
         route = self._router.foreign.get(topic)

@@ -47,6 +47,7 @@ from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
 from hub.config import HubConfig, MqttFormat
+from hub.controls import ControlCommand
 from hub.errors import ParseError
 from hub.model import MotionEvent, Receipt
 from hub.timeutil import parse_iso
@@ -89,7 +90,8 @@ class MotionCleared:
 
 
 # What ingest adapters put into the session runner's inbox.
-Inbound = MotionEvent | StatusUpdate | MotionCleared | Receipt
+# What ingest adapters hand the session runner (a control command comes over MQTT too).
+Inbound = MotionEvent | StatusUpdate | MotionCleared | ControlCommand | Receipt
 
 
 Decoded = MotionEvent | StatusUpdate | MotionCleared

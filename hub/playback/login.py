@@ -18,7 +18,7 @@ from typing import Any
 
 from hub.config import HubConfig, SensorConfig
 from hub.errors import AuthError, ConfigError, HubError
-from hub.model import open_session
+from hub.playback.port import trial_session
 from hub.playback.spotify import (
     LOGIN_HINT,
     NOTE_STARTED,
@@ -172,16 +172,7 @@ def play_test(
 async def _play_then_pause(
     player: SpotifyPlayer, sensor: SensorConfig, seconds: float, sleep: Callable[[float], None]
 ) -> str:
-    now = time.time()
-    session = open_session(
-        session_id=f"test-{sensor.id}-{int(now)}",
-        sensor_id=sensor.id,
-        user_id=sensor.user_id,
-        start=now,
-        now=now,
-        ttl_days=1,
-        spotify_context_uri=sensor.context_uri or None,
-    )
+    session = trial_session(sensor, time.time())
     result = await player.start(session, sensor)
     if not result.started or result.note != NOTE_STARTED:
         if player.login_needed:

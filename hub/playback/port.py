@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hub.config import SensorConfig
-from hub.model import Session
+from hub.model import Session, open_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,20 @@ class Player(Protocol):
     async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult: ...
 
     async def stop(self, session: Session, sensor: SensorConfig | None) -> bool: ...
+
+
+def trial_session(sensor: SensorConfig, now: float) -> Session:
+    """A session for a play test (`spottypotty spotify test`, Home Assistant's "Test
+    playback"): played and paused as a real one would be, never stored."""
+    return open_session(
+        session_id=f"test-{sensor.id}-{int(now)}",
+        sensor_id=sensor.id,
+        user_id=sensor.user_id,
+        start=now,
+        now=now,
+        ttl_days=1,
+        spotify_context_uri=sensor.context_uri or None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

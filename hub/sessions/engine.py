@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Final, TypeAlias
 
 from hub.config import HubConfig, SensorConfig
+from hub.controls import Controls, Room, rooms_of
 from hub.errors import ConflictError, HubError, NotFoundError
 from hub.model import (
     SESSION_ID_PREFIX,
@@ -147,6 +148,9 @@ class _Tracked:
     phase: _Phase
     # occurred_at of the session's last counted motion: the debounce window opens here.
     burst_start: float
+    # Seconds from the last motion to the end: the room's timeout while the session is
+    # active (a control may change it); an ended session keeps the one it ended with.
+    timeout: float
     # Player requests not yet answered. Only answers to these are accepted, and an ended
     # session stays in memory until they are in (a late start must still be stopped).
     awaiting_start: bool = False
@@ -180,6 +184,11 @@ class SessionEngine:
         self._sensors = {sensor.id: sensor for sensor in config.sensors}
         self._default_timeout = config.sessions.timeout_minutes * 60
         self._timeouts = {sensor.id: config.timeout_seconds(sensor.id) for sensor in config.sensors}
+        self._rooms = {room.id: room for room in rooms_of(config)}
+        self._room_of = {
+            sensor: room.id for room in self._rooms.values() for sensor in room.sensor_ids
+        }
+        self._controls = Controls()
         self._new_id = new_id
         self._tz = local_zone(config.hub.timezone)
         # Every session the engine may still act on, by session id: the active ones, the
@@ -200,6 +209,15 @@ class SessionEngine:
             {sensor: self._tracked[sid].session for sensor, sid in self._active.items()}
         )
 
+    def rooms(self) -> dict[str, Room]:
+        """The rooms people control, by id (`hub.controls.rooms_of`)."""
+        return dict(self._rooms)
+
+    def makes_music(self, sensor_id: str) -> bool:
+        """Whether the sensor's active session plays music the hub started (or is starting)."""
+        tracked = self._tracked_active(sensor_id)
+        return tracked is not None and tracked.phase in {_Phase.REQUESTED, _Phase.PLAYING}
+
     def knows(self, sensor_id: str) -> bool:
         """Whether `sensor_id` is a configured sensor (the others never make sessions)."""
         return sensor_id in self._sensors
@@ -207,10 +225,32 @@ class SessionEngine:
     def deadline(self, session: Session) -> float:
         # On the microsecond grid the records are written on, so endTime - lastMotionTime
         # is exactly the timeout (a bare float sum is sometimes 1 µs off).
-        return round(session.last_motion + self._timeout(session.sensor_id), 6)
+        tracked = self._tracked.get(session.session_id)
+        timeout = tracked.timeout if tracked is not None else self._timeout(session.sensor_id)
+        return round(session.last_motion + timeout, 6)
 
     def _timeout(self, sensor_id: str) -> float:
+        """The room's timeout now: its control's override, else the config's."""
+        override = self._controls.timeout_minutes(self._room_of.get(sensor_id, sensor_id))
+        if override is not None:
+            return override * 60
         return self._timeouts.get(sensor_id, self._default_timeout)
+
+    def _enabled(self, sensor: SensorConfig) -> bool:
+        room_id = self._room_of.get(sensor.id, sensor.id)
+        return self._controls.enabled(room_id, configured=sensor.enabled)
+
+    def set_controls(self, controls: Controls) -> None:
+        """People's controls (`hub.controls`), as data: they apply from the next decision;
+        an active session takes a changed timeout at once (its deadline moves)."""
+        self._controls = controls
+        for session_id in self._active.values():
+            tracked = self._tracked[session_id]
+            timeout = self._timeout(tracked.session.sensor_id)
+            if timeout != tracked.timeout:
+                tracked.timeout = timeout
+                # A sooner deadline needs an entry of its own (the heap's are only moved later).
+                heapq.heappush(self._deadlines, (self.deadline(tracked.session), session_id))
 
     def next_deadline(self) -> float | None:
         earliest = self._earliest()
@@ -253,7 +293,13 @@ class SessionEngine:
                 raise EngineError(f"two active sessions for sensor {session.sensor_id!r}")
             playing = session.playback_started and not session.playback_stopped
             phase = _Phase.PLAYING if playing else _Phase.IDLE
-            self._put(_Tracked(session, phase, burst_start=session.last_motion), schedule=True)
+            tracked = _Tracked(
+                session,
+                phase,
+                burst_start=session.last_motion,
+                timeout=self._timeout(session.sensor_id),
+            )
+            self._put(tracked, schedule=True)
             self._active[session.sensor_id] = session.session_id
 
     def tracks(self, session_id: str) -> bool:
@@ -316,7 +362,13 @@ class SessionEngine:
         )
         if session.session_id in self._tracked:
             raise EngineError(f"new_id returned a known session id {session.session_id!r}")
-        self._put(_Tracked(session, _Phase.IDLE, burst_start=session.start), schedule=True)
+        tracked = _Tracked(
+            session,
+            _Phase.IDLE,
+            burst_start=session.start,
+            timeout=self._timeout(change.sensor_id),
+        )
+        self._put(tracked, schedule=True)
         self._active[change.sensor_id] = session.session_id
         return session, [PersistSession(session, event=None, created=True)]
 
@@ -403,7 +455,7 @@ class SessionEngine:
         """The active session `event` happened inside of (a session id), if any."""
         sensor = self._sensors.get(event.sensor_id)
         active = self._tracked_active(event.sensor_id)
-        if sensor is None or not sensor.enabled or active is None:
+        if sensor is None or not self._enabled(sensor) or active is None:
             return None
         session = active.session
         inside = session.start <= event.occurred_at < self.deadline(session)
@@ -413,7 +465,7 @@ class SessionEngine:
         sensor = self._sensors.get(event.sensor_id)
         if sensor is None:
             return [DropEvent(event, "unknown_sensor")]
-        if not sensor.enabled:
+        if not self._enabled(sensor):
             return [DropEvent(event, "disabled_sensor")]
         active = self._tracked_active(sensor.id)
         if active is not None and event.occurred_at < active.session.start:
@@ -483,7 +535,8 @@ class SessionEngine:
         return step
 
     def _create(self, sensor: SensorConfig, event: MotionEvent, now: float) -> list[Command]:
-        """Rule 3: a new session; playback unless the motion is stale or in quiet hours."""
+        """Rule 3: a new session; playback unless the motion is stale, do-not-disturb holds
+        or it is quiet hours."""
         note = self._playback_veto(sensor, event, now)
         sensor = playback_for(sensor, event.occurred_at, self._tz)  # the moment's music
         session = open_session(
@@ -498,7 +551,9 @@ class SessionEngine:
         )
         if session.session_id in self._tracked:
             raise EngineError(f"new_id returned a known session id {session.session_id!r}")
-        tracked = _Tracked(session, _Phase.IDLE, burst_start=event.occurred_at)
+        tracked = _Tracked(
+            session, _Phase.IDLE, burst_start=event.occurred_at, timeout=self._timeout(sensor.id)
+        )
         commands: list[Command] = [PersistSession(session, event=event, created=True)]
         if note is None:
             phase, _ = self._step(tracked.phase, _Input.REQUEST)
@@ -582,6 +637,8 @@ class SessionEngine:
         """Why a new session must not play, or None when it may."""
         if self._is_stale(event, now):
             return "stale"  # the person has most likely left already
+        if self._controls.dnd(self._room_of.get(sensor.id, sensor.id), now):
+            return "do_not_disturb"  # a person said "not now": recorded, silent
         if in_quiet_hours(sensor.quiet_hours, event.occurred_at, self._tz):
             return "quiet_hours"
         return None

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hub.config import HubConfig, SensorConfig
+from hub.controls import Controls, command_from_event, control_answer, control_failure
 from hub.errors import HubError
 from hub.model import Session
 from hub.playback.port import PlaybackResult, Player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.operations import failure, invoke
 from hub.sessions.runner import SessionRunner
+from hub.store.meta import CONTROLS_KEY, get_meta
 from hub.store.sessions import SessionRepository
 from hub.store.writer import StoreWriter
 
@@ -55,6 +57,48 @@ def invoke_owned(config: HubConfig, event: object) -> dict[str, Any]:
     from hub.control import route  # noqa: PLC0415 - only a change needs it
 
     return route(config.hub.database, event, lambda: asyncio.run(invoke_here(config, event)))
+
+
+def control_owned(config: HubConfig, event: object) -> dict[str, Any]:
+    """A control event (`spottypotty dnd`) answered by the owner of session state: the
+    running daemon over its control socket, or — with none — this process."""
+    from hub.control import route  # noqa: PLC0415
+
+    return route(config.hub.database, event, lambda: asyncio.run(control_here(config, event)))
+
+
+async def control_here(
+    config: HubConfig, event: object, *, clock: Callable[[], float] = time.time
+) -> dict[str, Any]:
+    """One control event, carried out as the daemon's runner would (the caller holds the
+    lock): saved, so the daemon starts with it."""
+    try:
+        command = command_from_event(event, source="cli")
+        async with StoreWriter(
+            config.hub.database, ttl_days=config.sessions.ttl_days, integrity_check=False
+        ) as writer:
+            saved = await writer.call(lambda repository: get_meta(repository.db, CONTROLS_KEY))
+            engine = SessionEngine(config)
+            controls = Controls.from_json(saved)
+            engine.set_controls(controls)
+            engine.restore(await writer.call(SessionRepository.all_active))
+            runner = SessionRunner(
+                engine, writer, _PlayerOnFirstUse(config), clock=clock, controls=controls
+            )
+            refused: HubError | None = None
+            async with asyncio.TaskGroup() as group:
+                group.create_task(runner.run(), name="session-runner")
+                try:
+                    controls = await runner.control(command)
+                except HubError as exc:  # answered, not raised: the runner goes on
+                    refused = exc
+                finally:
+                    runner.finish(pause_active=False, playback_wait=ONE_OFF_PLAYBACK_WAIT)
+    except HubError as exc:
+        return control_failure(exc)
+    if refused is not None:
+        return control_failure(refused)
+    return control_answer(config, controls, clock())
 
 
 async def invoke_here(

@@ -46,12 +46,13 @@ from typing import Any, Final, TypeVar
 
 from hub.clock import HubClock
 from hub.config import SensorConfig
+from hub.controls import ControlCommand, Controls, apply, check
 from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
 from hub.ingest.mqtt_decode import Inbound, MotionCleared, StatusUpdate
 from hub.model import MotionEvent, Receipt, Session
 from hub.playback.port import PlaybackResult, Player
-from hub.sessions.changes import Change, CreateSession
+from hub.sessions.changes import Change, CreateSession, EndSession
 from hub.sessions.engine import (
     Command,
     DropEvent,
@@ -60,6 +61,7 @@ from hub.sessions.engine import (
     StartPlayback,
     StopPlayback,
 )
+from hub.store.meta import CONTROLS_KEY, set_meta
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
 from hub.store.writer import Save, StoreWriter
@@ -72,6 +74,7 @@ PlayerCommand = StartPlayback | StopPlayback
 _SILENT_STARTS: Final = {
     "quiet_hours": "quiet hours",
     "stale": "the motion is older than the timeout",
+    "do_not_disturb": "do-not-disturb",
 }
 MAX_BATCH: Final = 1_000  # items decided and committed together at most
 BUSY_BATCH: Final = 4  # a turn this big means a flood …
@@ -120,12 +123,23 @@ class _StoreCall:
     answer: asyncio.Future[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _ControlRequest:
+    """A control command from `spottypotty dnd`, the dashboard or the API; `answer` gets the
+    controls it leaves, or the HubError that refused it. (MQTT's come as bare commands.)"""
+
+    command: ControlCommand
+    answer: asyncio.Future[Controls]
+
+
 class _Tick:
     """Look at the clock now (it may have jumped, or a test moved it)."""
 
 
 _TICK: Final = _Tick()
-_Item = Inbound | _Started | _Stopped | _Request | _StoreCall | _Tick
+_Item = (
+    Inbound | ControlCommand | _Started | _Stopped | _Request | _StoreCall | _ControlRequest | _Tick
+)
 
 
 @dataclass(slots=True)
@@ -146,9 +160,15 @@ class SessionRunner:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_session: Callable[[Session], None] | None = None,
+        on_control: Callable[[ControlCommand, Controls], None] | None = None,
+        controls: Controls | None = None,
         inbox_size: int = 10_000,
     ) -> None:
         self.engine = engine
+        # People's controls (hub.controls): the runner's to change, the engine's to obey.
+        self.controls = controls if controls is not None else Controls()
+        engine.set_controls(self.controls)
+        self._on_control = on_control
         self._writer = writer
         self._player = player
         self._clock = clock
@@ -211,6 +231,15 @@ class SessionRunner:
         """
         answer: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
         await self._inbox.put(_Request(change, answer))
+        return await answer
+
+    async def control(self, command: ControlCommand) -> Controls:
+        """Carry out a control command in order with motion; the controls it leaves.
+
+        Raises ValidationError for a room not configured, StoreError when it cannot be saved.
+        """
+        answer: asyncio.Future[Controls] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_ControlRequest(command, answer))
         return await answer
 
     async def store(self, function: Callable[[SessionRepository], _T]) -> _T:
@@ -290,7 +319,13 @@ class SessionRunner:
                     )
                 case _Tick():
                     pass
-                case StatusUpdate() | _Request() | _StoreCall():
+                case (
+                    StatusUpdate()
+                    | _Request()
+                    | _StoreCall()
+                    | ControlCommand()
+                    | _ControlRequest()
+                ):
                     # These need the database's answer first: what came before is committed.
                     await self._commit(turn)
                     turn = _Turn()
@@ -444,10 +479,22 @@ class SessionRunner:
         if self._on_session is not None:
             self._on_session(session)
 
-    async def _serve(self, item: StatusUpdate | _Request | _StoreCall, now: float) -> None:
+    async def _serve(
+        self,
+        item: StatusUpdate | _Request | _StoreCall | ControlCommand | _ControlRequest,
+        now: float,
+    ) -> None:
         match item:
             case StatusUpdate():
                 await self._record_availability(item)
+            case ControlCommand():
+                with contextlib.suppress(HubError):  # logged: MQTT has no one to answer
+                    await self._carry_out_control(item, now)
+            case _ControlRequest(command=command, answer=answer):
+                try:
+                    settle(answer, await self._carry_out_control(command, now))
+                except HubError as exc:
+                    settle(answer, error=exc)
             case _StoreCall(function=function, answer=answer):
                 try:
                     settle(answer, await self._writer.call(function))
@@ -471,6 +518,52 @@ class SessionRunner:
         if error is not None:
             raise StoreError(f"session {session.session_id} could not be saved: {error}")
         return session
+
+    async def _carry_out_control(self, command: ControlCommand, now: float) -> Controls:
+        """Check, save and apply a control; buttons act at once. Logged either way."""
+        rooms = self.engine.rooms()
+        try:
+            check(command, rooms)
+        except HubError as exc:
+            self.counters["control_refused"] += 1
+            _LOGGER.warning("refused a control from %s: %s", command.source, exc)
+            raise
+        _LOGGER.info("control from %s: %s", command.source, command.describe())
+        self.counters["control"] += 1
+        if command.control == "end_session" and command.room_id is not None:
+            await self._end_sessions(rooms[command.room_id].sensor_ids, now, music_only=False)
+        if command.control == "dnd" and command.value:
+            # "Not now" means now too: music the hub is playing there stops with its session
+            # (the next motion starts a silent one). Silent sessions go on.
+            targets = rooms.values() if command.room_id is None else [rooms[command.room_id]]
+            sensors = [sensor for room in targets for sensor in room.sensor_ids]
+            await self._end_sessions(sensors, now, music_only=True)
+        controls = apply(self.controls, command, now)
+        if controls != self.controls:
+            text = controls.to_json()
+            try:
+                await self._writer.call(
+                    lambda repository: set_meta(repository.db, {CONTROLS_KEY: text})
+                )
+            except HubError as exc:
+                self.counters["persist_failed"] += 1
+                _LOGGER.error("control not applied, it could not be saved: %s", exc)  # noqa: TRY400
+                raise
+            self.controls = controls
+            self.engine.set_controls(controls)
+        if self._on_control is not None:
+            self._on_control(command, self.controls)
+        return self.controls
+
+    async def _end_sessions(
+        self, sensor_ids: Iterable[str], now: float, *, music_only: bool
+    ) -> None:
+        """End the sensors' active sessions (only those making music, if `music_only`),
+        pausing what the hub started, as an `end_session` request would."""
+        for sensor_id in sensor_ids:
+            session = self.engine.active.get(sensor_id)
+            if session is not None and (not music_only or self.engine.makes_music(sensor_id)):
+                await self._carry_out(EndSession(session.session_id), now)
 
     async def _record_availability(self, status: StatusUpdate) -> None:
         if not self.engine.knows(status.sensor_id):

@@ -11,6 +11,7 @@ LAST_SYNC_AT_KEY = "lastSyncAt"  # written by `spottypotty sync`, shown by /heal
 LAST_SYNC_RESULT_KEY = "lastSyncResult"
 WRITER_STARTED_KEY = "writerStartedAt"  # the daemon's write probe at start (hub.store.writer)
 HA_ANNOUNCED_KEY = "haDiscoverySensors"  # sensors announced to Home Assistant (JSON list)
+CONTROLS_KEY = "controls"  # people's overrides: do-not-disturb, enabled, timeout (hub.controls)
 # Sensors' learnt clock offsets (hub/sessions/sensor_clocks.py), kept across a restart.
 SENSOR_CLOCKS_KEY = "sensorClockOffsets"
 

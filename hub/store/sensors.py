@@ -10,6 +10,8 @@ from sqlite_utils import Database
 
 from hub.timeutil import iso
 
+METADATA_LOOKBACK = 1_000  # motion events searched for a sensor's last battery, signal, firmware
+
 
 @dataclass(frozen=True, slots=True)
 class SensorState:
@@ -74,10 +76,23 @@ class SensorRepository:
             "SELECT availability, availabilityChangedAt FROM sensors WHERE sensorId = ?",
             [sensor_id],
         ).fetchone()
+        # Each the latest the sensor reported: a motion message without metadata (or a
+        # BLE advert without battery) says nothing about them, it does not erase them. Looked
+        # for in its last METADATA_LOOKBACK events (a bounded read, however old the sensor).
         last = self.db.execute(
-            """SELECT timestamp, batteryLevel, signalStrength, firmwareVersion
-               FROM motion_events WHERE sensorId = ? ORDER BY timestamp DESC LIMIT 1""",
-            [sensor_id],
+            """WITH recent AS (
+                 SELECT timestamp, batteryLevel, signalStrength, firmwareVersion
+                 FROM motion_events WHERE sensorId = :sensor
+                 ORDER BY timestamp DESC LIMIT :lookback)
+               SELECT max(timestamp),
+                 (SELECT batteryLevel FROM recent WHERE batteryLevel IS NOT NULL
+                  ORDER BY timestamp DESC LIMIT 1),
+                 (SELECT signalStrength FROM recent WHERE signalStrength IS NOT NULL
+                  ORDER BY timestamp DESC LIMIT 1),
+                 (SELECT firmwareVersion FROM recent WHERE firmwareVersion IS NOT NULL
+                  ORDER BY timestamp DESC LIMIT 1)
+               FROM recent""",
+            {"sensor": sensor_id, "lookback": METADATA_LOOKBACK},
         ).fetchone()
         active = self.db.execute(
             "SELECT sessionId FROM sessions WHERE sensorId = ? AND status = 'active'",
@@ -87,9 +102,9 @@ class SensorRepository:
             sensor_id=sensor_id,
             availability=availability[0] if availability else None,
             availability_changed_at=availability[1] if availability else None,
-            last_motion_at=last[0] if last else None,
-            battery_level=last[1] if last else None,
-            signal_strength=last[2] if last else None,
-            firmware_version=last[3] if last else None,
+            last_motion_at=last[0],
+            battery_level=last[1],
+            signal_strength=last[2],
+            firmware_version=last[3],
             active_session_id=active[0] if active else None,
         )

@@ -336,7 +336,7 @@ async def test_home_assistant_discovery_and_stats(
         await client.publish(f"{unique_prefix}/bath/motion", _motion("bath", 1), qos=1)
         await until(lambda: stats().get("sessionsToday") == 1 and len(seen) >= 5)
         config = "homeassistant/binary_sensor/spottypotty_bath/session/config"
-        assert json.loads(seen[config])["state_topic"] == "spottypotty/sessions/bath"
+        assert json.loads(seen[config])["state_topic"] == "spottypotty/sensors/bath/stats"
         assert stats()["lastSessionDurationMinutes"] is None
         # Entities of a sensor no longer configured are removed (empty retained configs).
         assert seen["homeassistant/binary_sensor/spottypotty_old/motion/config"] == b""

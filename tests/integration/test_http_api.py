@@ -285,6 +285,28 @@ def test_dashboard_and_openapi_are_served(api: Api) -> None:
     assert api.call("/static/../server.py", token=None)[0] == 404
 
 
+def test_controls_are_set_and_read_back(api: Api) -> None:
+    """With no daemon, the API carries a control out in-process (holding the lock) and saves
+    it: the daemon starts with it."""
+    status, body = api.call(
+        "/controls",
+        method="POST",
+        body=b'{"control": "dnd", "room": "bath", "value": true, "minutes": 15}',
+    )
+    assert status == 200, body
+    assert body["controls"]["rooms"]["bath"]["dnd"] is True
+    assert body["controls"]["rooms"]["bath"]["dndUntil"] is not None
+    status, body = api.call("/controls")
+    assert (status, body["rooms"]["hall"]["dnd"], body["hub"]["dnd"]) == (200, False, False)
+    assert body["rooms"]["bath"]["dnd"] is True
+    status, body = api.call(
+        "/controls", method="POST", body=b'{"control": "dnd", "room": "garden", "value": true}'
+    )
+    assert (status, body["field"]) == (400, "room")
+    status, body = api.call("/controls", method="POST", body=b'{"control": "dnd", "value": 1}')
+    assert (status, body["field"]) == (400, "value")
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 

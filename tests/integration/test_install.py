@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import load_config
-from hub.registry import HUB_USERNAME, check_mosquitto_hash
+from hub.registry import HA_USERNAME, HUB_USERNAME, check_mosquitto_hash
 from tests.systemd_units import ANALYZE, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +60,7 @@ def test_writes_the_files_with_their_modes(target: Path) -> None:
         "etc/spottypotty": 0o750,
         "etc/spottypotty/hub.toml": 0o640,
         "etc/spottypotty/mqtt-password": 0o600,
+        "etc/spottypotty/ha-mqtt-password": 0o600,
         "var/lib/spottypotty": 0o750,
         "etc/mosquitto/spottypotty": 0o750,
         "etc/mosquitto/spottypotty/passwd": 0o600,
@@ -86,10 +87,16 @@ def test_the_config_is_valid_and_uses_the_hub_account(target: Path) -> None:
     assert config.sensors == ()  # the example sensor is only a comment
     password = (target / "etc/spottypotty/mqtt-password").read_text().strip()
     assert len(password) >= 40
-    [entry] = (target / "etc/mosquitto/spottypotty/passwd").read_text().splitlines()
-    user, _, hashed = entry.partition(":")
-    assert user == HUB_USERNAME
-    assert check_mosquitto_hash(password, hashed)
+    entries = dict(
+        line.split(":", 1)
+        for line in (target / "etc/mosquitto/spottypotty/passwd").read_text().splitlines()
+    )
+    assert set(entries) == {HUB_USERNAME, HA_USERNAME}
+    assert check_mosquitto_hash(password, entries[HUB_USERNAME])
+    # Home Assistant's account, its password for a person to paste into HA.
+    ha_password = (target / "etc/spottypotty/ha-mqtt-password").read_text().strip()
+    assert check_mosquitto_hash(ha_password, entries[HA_USERNAME])
+    assert ha_password != password
 
 
 def test_nothing_is_run_on_the_system_only_printed(tmp_path: Path) -> None:

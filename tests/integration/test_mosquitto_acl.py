@@ -23,7 +23,8 @@ import pytest
 from hub.cli import sensors as sensors_cli
 from hub.config import load_config
 from hub.daemon import Daemon
-from hub.registry import HUB_USERNAME, password_users, set_password
+from hub.errors import ValidationError
+from hub.registry import HA_USERNAME, HUB_USERNAME, password_users, set_password
 from hub.systemd import Notifier
 from tests.broker import Broker
 
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 HUB_PASSWORD = "hub-password-for-tests-only"  # noqa: S105 - a throwaway broker's
+HA_PASSWORD = "ha-password-for-tests-only"  # noqa: S105
 
 
 @dataclass
@@ -101,6 +103,7 @@ def secured(
     (folder / "acl").write_bytes((DEPLOY / "acl").read_bytes())
     passwd = folder / "passwd"
     set_password(passwd, HUB_USERNAME, HUB_PASSWORD)
+    set_password(passwd, HA_USERNAME, HA_PASSWORD)
     broker = Broker(tmp_path / "mosquitto")
     broker.config_file.write_text(_shipped_config(broker, folder), encoding="utf-8")
     secret = tmp_path / "mqtt-password"
@@ -171,6 +174,28 @@ async def test_a_sensor_cannot_publish_as_another_sensor_or_the_hub(secured: Sec
     assert leaked == []
 
 
+async def test_only_home_assistant_and_the_hub_write_command_topics(secured: Secured) -> None:
+    bath = await asyncio.to_thread(secured.add, "bath")
+    async with secured.hub() as hub, secured.client(HA_USERNAME, HA_PASSWORD) as ha:
+        await hub.subscribe("spottypotty/rooms/+/+/set", qos=1)
+        await hub.subscribe("spottypotty/hub/dnd/set", qos=1)
+        await ha.subscribe("sensors/#", qos=1)  # HA reads motion and status
+        async with secured.client("bath", bath) as sensor:
+            await sensor.publish("spottypotty/rooms/bath/dnd/set", "ON", qos=1)
+            await sensor.publish("spottypotty/hub/dnd/set", "ON", qos=1)
+            await sensor.publish("sensors/bath/status", "online", qos=1)
+        await ha.publish("spottypotty/hub/status", "offline", qos=1)  # not HA's to say
+        await ha.publish("spottypotty/rooms/bath/dnd/set", "ON", qos=1)
+        await ha.publish("spottypotty/hub/dnd/set", "OFF", qos=1)
+        wanted = {"spottypotty/rooms/bath/dnd/set ON", "spottypotty/hub/dnd/set OFF"}
+        seen = await _collect(hub, wanted)
+        read = await _collect(ha, {"sensors/bath/status online"})
+    assert seen == ["spottypotty/rooms/bath/dnd/set ON", "spottypotty/hub/dnd/set OFF"]
+    assert read == ["sensors/bath/status online"]
+    with pytest.raises(ValidationError):
+        await asyncio.to_thread(secured.add, HA_USERNAME)  # no sensor takes HA's account
+
+
 async def test_a_removed_sensor_is_locked_out(secured: Secured) -> None:
     bath = await asyncio.to_thread(secured.add, "bath")
     hall = await asyncio.to_thread(secured.add, "hall")
@@ -185,7 +210,7 @@ async def test_a_removed_sensor_is_locked_out(secured: Secured) -> None:
     with pytest.raises(aiomqtt.MqttError):
         async with secured.client("bath", bath):
             pass
-    assert password_users(secured.passwd) == [HUB_USERNAME, "hall"]
+    assert password_users(secured.passwd) == [HUB_USERNAME, HA_USERNAME, "hall"]
     assert [s.id for s in load_config(secured.config_file).sensors] == ["hall"]
     async with secured.client("hall", hall):
         pass  # the others are untouched

@@ -214,3 +214,19 @@ def test_a_damaged_database_beside_another_failure_is_not_hidden(
     with pytest.raises(ExceptionGroup) as raised:
         main(["run"])
     assert raised.value is group
+
+
+def test_dnd_with_no_hub_running_is_saved_for_the_next(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text('[hub]\ndatabase = "hub.db"\n[[sensors]]\nid = "bath"\nuser_id = "u"\n')
+    assert main(["--config", str(config), "dnd", "on", "bath", "--for", "15"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("do-not-disturb on for room bath until ")
+    assert main(["--config", str(config), "dnd", "on", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["controls"]["hub"] == {"dnd": True, "dndUntil": None}
+    assert answer["controls"]["rooms"]["bath"]["dnd"] is True  # kept: saved in the database
+    assert main(["--config", str(config), "dnd", "off", "garden"]) == EXIT_FAILURE
+    assert "no room 'garden'" in capsys.readouterr().err

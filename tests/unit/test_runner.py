@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
-from hub.errors import ConflictError, NotFoundError
+from hub.controls import ControlCommand, Controls
+from hub.errors import ConflictError, NotFoundError, ValidationError
 from hub.model import MotionEvent, Receipt, Session
 from hub.playback.port import PlaybackResult
 from hub.sessions import runner as runner_module
@@ -21,6 +22,7 @@ from hub.sessions.changes import CreateSession, EndSession, UpdateSession
 from hub.sessions.engine import Command, EngineError, SessionEngine
 from hub.sessions.runner import MAX_BATCH, PLAYBACK_WAIT, RETRY_FIRST, SessionRunner
 from hub.store import SessionRepository, close_database, open_database
+from hub.store.meta import CONTROLS_KEY, get_meta
 from hub.store.sessions import SessionQuery
 from hub.store.writer import StoreWriter
 
@@ -588,3 +590,37 @@ async def test_finishing_pauses_one_speaker_one_session_at_a_time(tmp_path: Path
         await asyncio.wait_for(task, PLAYBACK_WAIT + 2)
     assert sorted(player.stopped) == ["bath", "hall"]
     assert player.most_at_once == 1
+
+
+async def test_controls_are_the_runners_in_order_saved_and_obeyed(hub: Hub) -> None:
+    hub.player.gate.set()
+    await hub.motion("bath")
+    created = await hub.next_saved()
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "start bath"
+    # "End session now" ends the room's session and pauses what the hub started.
+    await hub.runner.control(ControlCommand("end_session", "bath", source="test"))
+    assert "bath" not in hub.runner.engine.active
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "stop bath"
+    # Do-not-disturb, over MQTT (a bare command): saved, and the next session is silent.
+    await hub.runner.inbox.put(ControlCommand("dnd", "bath", value=True))
+    hub.clock.now = T0 + 60
+    await hub.motion("bath")
+    while (session := await hub.next_saved()).session_id == created.session_id:
+        pass
+    assert session.playback_note == "do_not_disturb"
+    assert hub.player.calls.empty()
+    db = open_database(hub.path)
+    try:
+        assert Controls.from_json(get_meta(db, CONTROLS_KEY)).own_dnd("bath", T0 + 60)
+    finally:
+        close_database(db)
+    # Do-not-disturb switched on stops music playing there now: its session ends.
+    await hub.motion("hall")
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "start hall"
+    await hub.runner.control(ControlCommand("dnd", None, value=True))
+    assert await asyncio.wait_for(hub.player.calls.get(), 5) == "stop hall"
+    assert set(hub.runner.engine.active) == {"bath"}  # silent already: it goes on
+    # A room not configured is refused, and nothing changes.
+    with pytest.raises(ValidationError):
+        await hub.runner.control(ControlCommand("dnd", "garden", value=True))
+    assert hub.runner.counters["control_refused"] == 1

@@ -19,7 +19,7 @@ def test_availability_changes_are_stored_and_repeats_write_nothing(db: Database)
     assert (state.availability, state.availability_changed_at) == ("offline", T0 + 120)
 
 
-def test_last_motion_battery_and_signal_come_from_the_latest_event(db: Database) -> None:
+def test_battery_signal_and_firmware_are_each_the_latest_reported(db: Database) -> None:
     session = open_session(
         session_id="s1", sensor_id="bath", user_id="u", start=T0, now=T0, ttl_days=30
     )
@@ -32,6 +32,7 @@ def test_last_motion_battery_and_signal_come_from_the_latest_event(db: Database)
         sensor_id="bath",
         last_motion_at=T0 + 30,
         battery_level=89,
+        signal_strength=-60,  # the later event did not say: still the last one known
         firmware_version="1.0.0",
         active_session_id="s1",
     )

@@ -14,6 +14,7 @@ const state = {
   timezone: null,
   refreshTimer: null,
   live: false,
+  controls: null, // GET /controls: do-not-disturb per room and hub-wide
 };
 
 // --- tiny helpers -------------------------------------------------------------------------
@@ -60,6 +61,45 @@ async function api(path) {
     throw new Error(`${path}: ${message}`);
   }
   return response.json();
+}
+
+// A control (POST /controls), then the controls again: what the hub says, not what we sent.
+async function setControl(body) {
+  const response = await fetch("/controls", {
+    method: "POST",
+    headers: { ...headers(), "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    showTokenPanel();
+    return;
+  }
+  const answer = await response.json();
+  if (!response.ok) {
+    $("updated").textContent = `Control refused: ${answer.message}`;
+    return;
+  }
+  state.controls = answer.controls;
+  renderControls();
+  renderLive();
+}
+
+function dndButton(room, on, label) {
+  const button = el("button", {
+    type: "button",
+    class: on ? "dnd on" : "dnd",
+    "aria-pressed": on ? "true" : "false",
+    title: "Do not disturb: sessions are recorded, no music starts",
+    text: on ? `${label}: do not disturb` : `${label}: music on motion`,
+  });
+  button.addEventListener("click", () => setControl({ control: "dnd", room, value: !on }));
+  return button;
+}
+
+function renderControls() {
+  const box = $("hub-controls");
+  box.replaceChildren();
+  if (state.controls) box.append(dndButton(null, state.controls.hub.dnd, "Everywhere"));
 }
 
 function showTokenPanel() {
@@ -131,6 +171,8 @@ function renderLive() {
     const card = el("article", { class: session ? "card active" : "card", "data-sensor": sensor.sensorId });
     const badge = el("span", { class: "badge", text: session ? (session.playbackStarted ? "Playing" : "Active") : "Idle" });
     card.append(el("div", { class: "card-head" }, el("span", { class: "card-name", text: sensor.name || sensor.sensorId }), badge));
+    const room = state.controls && state.controls.rooms[sensor.sensorId];
+    if (room) card.dataset.dnd = String(room.dnd);
     if (session) {
       card.dataset.session = session.sessionId;
       const time = el("div", { class: "card-time", "data-start": String(session.startTime) });
@@ -149,6 +191,7 @@ function renderLive() {
       card.append(el("div", { class: "card-time idle", text: "—" }));
       card.append(el("div", { class: "card-meta" }, el("span", { text: `last motion ${ago(sensor.lastMotionTime)}` })));
     }
+    if (room) card.append(dndButton(sensor.sensorId, room.dnd, "Here"));
     box.append(card);
   }
   $("glance-active").textContent = String(state.active.size);
@@ -363,12 +406,15 @@ async function refresh() {
     state.timezone = health.time.timezone;
     renderSystem(health);
     const since = shiftDate(state.today, -29);
-    const [sensors, analytics, recent] = await Promise.all([
+    const [sensors, analytics, recent, controls] = await Promise.all([
       api("/sensors"),
       api(`/analytics?startDate=${since}`),
       api("/sessions?limit=8"),
+      api("/controls"),
     ]);
     state.sensors = sensors.sensors;
+    state.controls = controls;
+    renderControls();
     renderLive();
     renderHealth();
     renderGlance(analytics);
