@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub import control
 from hub.config import HubConfig
+from hub.errors import HubError
 from hub.ingest.mqtt import MqttLink
 from hub.ingest.mqtt_decode import DEDUP_WINDOW
 from hub.model import Session
@@ -61,6 +62,7 @@ STATUS_EVERY_SECONDS = 10.0
 # finish (queued decisions, the start in flight, pausing) gets RUNNER_STOP_SECONDS of it,
 # the MQTT link's goodbye its own SHUTDOWN_TIMEOUT (1.5 s), the rest is slack.
 RUNNER_STOP_SECONDS = 2.5
+LEARN_EVERY_SECONDS = 86_400.0  # learned timeouts are recomputed daily
 HARD_STOP_SECONDS = 4.8  # SIGTERM → exit, whatever hangs (systemd kills at 10 s)
 EXIT_STOP_TIMEOUT = 1
 LOCK_WAIT_SECONDS = 10.0  # an in-process `invoke` holds the lock for a moment
@@ -178,6 +180,8 @@ class Daemon:
             )
         ]
         helpers = [group.create_task(self._announce(), name="status")]
+        if config.learned_bounds():
+            helpers.append(group.create_task(self._learn_daily(runner), name="learn-timeouts"))
         from hub.http.wiring import home_assistant, serve  # noqa: PLC0415 - aiohttp only if asked
 
         helpers.append(group.create_task(home_assistant(config, self), name="home-assistant"))
@@ -217,6 +221,16 @@ class Daemon:
         for task in helpers:
             task.cancel()
         await self._keep_ble_counters()
+
+    async def _learn_daily(self, runner: SessionRunner) -> None:
+        """Timeouts learned from each room's history (`timeout_minutes = "auto"`): at the
+        start, then once a day."""
+        while True:
+            try:
+                await runner.learn_timeouts()
+            except HubError:
+                _LOGGER.exception("could not learn the rooms' timeouts; trying again tomorrow")
+            await asyncio.sleep(LEARN_EVERY_SECONDS)
 
     async def invoke(self, event: object) -> dict[str, Any]:
         """One Session Manager event (the control socket, `POST /invoke`): changes go to the

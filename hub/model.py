@@ -38,12 +38,60 @@ RECORD_FIELDS: tuple[str, ...] = (
     "createdAt",
     "updatedAt",
     "ttl",
+    "endReason",  # added beside the seed's fields (contracts §5)
 )
 
 
 class SessionStatus(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
+
+
+class EndReason(StrEnum):
+    """Why a session ended (the record's `endReason`)."""
+
+    TIMEOUT = "timeout"  # the room's timeout after the last motion
+    PRESENCE_CLEARED = "presence_cleared"  # the timeout after every presence source cleared
+    DOOR_OPENED = "door_opened"  # the door timeout after the door opened on someone inside
+    MAX_HOLD = "max_hold"  # held for max_hold_minutes by a source that never cleared
+    ENDED_BY_REQUEST = "ended_by_request"  # end_session: a person or another program
+    RECOVERED = "recovered"  # taken over after a restart and over before anything happened
+
+
+class StateKind(StrEnum):
+    OCCUPANCY = "occupancy"  # on = occupied (motion held, presence)
+    CONTACT = "contact"  # on = open (Home Assistant's convention for doors and windows)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorState:
+    """A state a sensor holds until it reports another: occupied / clear, open / closed.
+
+    ESPHome binary sensors, Zigbee2MQTT `occupancy`/`presence`/`contact` and BTHome
+    occupancy, motion clears and door/window/opening objects send these. `retained`: the
+    broker replayed it at subscribe, so it is the current state, not something new.
+    """
+
+    sensor_id: str
+    kind: StateKind
+    on: bool
+    received_at: float
+    source: str = "mqtt"
+    retained: bool = False
+    battery_level: int | None = None
+
+    @property
+    def word(self) -> str:
+        """The state in one word: occupied, clear, open or closed."""
+        return _STATE_WORDS[self.kind, self.on]
+
+
+_STATE_WORDS: Final = {
+    (StateKind.OCCUPANCY, True): "occupied",
+    (StateKind.OCCUPANCY, False): "clear",
+    (StateKind.CONTACT, True): "open",
+    (StateKind.CONTACT, False): "closed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +154,7 @@ class Session:
     playback_stopped: bool | None = None
     # Why playback did or did not start (quiet_hours, stale, dry_run, already_playing, …).
     playback_note: str | None = None
+    end_reason: EndReason | None = None
 
     @property
     def is_active(self) -> bool:
@@ -164,6 +213,7 @@ class Session:
             end=parse_iso(end_time) if end_time else None,
             playback_stopped=None if stopped is None else bool(stopped),
             playback_note=record.get("playbackNote"),
+            end_reason=EndReason(record["endReason"]) if record.get("endReason") else None,
         )
 
 
@@ -194,6 +244,9 @@ _RECORD_VALUES: Final[Mapping[str, Callable[[Session], Any]]] = MappingProxyType
         "createdAt": lambda session: iso(session.created_at),
         "updatedAt": lambda session: iso(session.updated_at),
         "ttl": attrgetter("ttl"),
+        "endReason": lambda session: (
+            None if session.end_reason is None else session.end_reason.value
+        ),
     }
 )
 # The record fields each Session attribute feeds (`playback_note` is not in the record).
@@ -215,6 +268,7 @@ FIELDS_OF_ATTRIBUTE: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "end": ("endTime", "durationMinutes"),
         "playback_stopped": ("playbackStopped",),
         "playback_note": (),
+        "end_reason": ("endReason",),
     }
 )
 

@@ -38,6 +38,8 @@ def analytics_report(a: dict[str, Any]) -> str:
         ("sessions with music", f"{a['sessionsWithPlayback']} ({a['playbackSuccessRate']}%)"),
         ("minutes between sessions", a["averageTimeBetweenSessionsMinutes"]),
     ]
+    if "timeout" in a:
+        summary.append(("timeout", a["timeout"]["text"]))
     parts = [table(["metric", "value"], summary)]
     if a["totalSessions"]:
         parts.append(column_chart("Sessions by hour of day", a["hourlyDistribution"]))

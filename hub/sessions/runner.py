@@ -45,8 +45,8 @@ from typing import Any, Final, TypeVar
 
 from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
-from hub.ingest.mqtt_decode import Inbound, MotionCleared, StatusUpdate
-from hub.model import MotionEvent, Receipt, Session
+from hub.ingest.mqtt_decode import Inbound, StatusUpdate
+from hub.model import MotionEvent, Receipt, SensorState, Session
 from hub.playback.port import PlaybackResult, Player
 from hub.sessions.changes import Change, CreateSession
 from hub.sessions.engine import (
@@ -59,6 +59,7 @@ from hub.sessions.engine import (
 )
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
+from hub.store.timeouts import Learned, learn_timeouts
 from hub.store.writer import Save, StoreWriter
 
 _LOGGER = logging.getLogger(__name__)
@@ -117,12 +118,20 @@ class _StoreCall:
     answer: asyncio.Future[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _Learn:
+    """Learn the rooms' timeouts from their history (`timeout_minutes = "auto"`) and use
+    them from now on; `answer` gets what was learned."""
+
+    answer: asyncio.Future[dict[str, Learned]]
+
+
 class _Tick:
     """Look at the clock now (it may have jumped, or a test moved it)."""
 
 
 _TICK: Final = _Tick()
-_Item = Inbound | _Started | _Stopped | _Request | _StoreCall | _Tick
+_Item = Inbound | _Started | _Stopped | _Request | _StoreCall | _Learn | _Tick
 
 
 @dataclass(slots=True)
@@ -203,6 +212,13 @@ class SessionRunner:
         await self._inbox.put(_Request(change, answer))
         return await answer
 
+    async def learn_timeouts(self) -> dict[str, Learned]:
+        """Learn the timeouts of the rooms that ask for it from their own history, in order
+        with motion; they apply from the next decision (an active session's deadline too)."""
+        answer: asyncio.Future[dict[str, Learned]] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_Learn(answer))
+        return await answer
+
     async def store(self, function: Callable[[SessionRepository], _T]) -> _T:
         """Run a database write on the writer, in order with session changes."""
         answer: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
@@ -258,8 +274,9 @@ class SessionRunner:
                 case MotionEvent():
                     self.counters["motion"] += 1
                     self._plan(self.engine.on_motion(item, now), turn)
-                case MotionCleared():
-                    self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
+                case SensorState():
+                    self.counters["state"] += 1
+                    self._plan(self.engine.on_state(item, now), turn)
                 case _Started(session_id=session_id, result=result):
                     answer = self.engine.on_playback_started(
                         session_id,
@@ -275,7 +292,7 @@ class SessionRunner:
                     )
                 case _Tick():
                     pass
-                case StatusUpdate() | _Request() | _StoreCall():
+                case StatusUpdate() | _Request() | _StoreCall() | _Learn():
                     # These need the database's answer first: what came before is committed.
                     await self._commit(turn)
                     turn = _Turn()
@@ -305,7 +322,8 @@ class SessionRunner:
                 case DropEvent(event=event, reason=reason):
                     self._count(reason, event.sensor_id)
                     _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
-                    if reason == "out_of_order":  # real motion of a known sensor: keep it
+                    if reason == "out_of_order" and isinstance(event, MotionEvent):
+                        # Real motion of a known sensor: keep it.
                         turn.saves.append(Save(None, event=event))
 
     async def _commit(self, turn: _Turn) -> dict[str, BaseException]:
@@ -399,8 +417,21 @@ class SessionRunner:
         if self._on_session is not None:
             self._on_session(session)
 
-    async def _serve(self, item: StatusUpdate | _Request | _StoreCall, now: float) -> None:
+    async def _serve(self, item: StatusUpdate | _Request | _StoreCall | _Learn, now: float) -> None:
         match item:
+            case _Learn(answer=answer):
+                bounds = self.engine.learned_bounds
+                try:
+                    learned = await self._writer.call(
+                        lambda repository: learn_timeouts(repository.db, bounds)
+                    )
+                except HubError as exc:
+                    settle(answer, error=exc)
+                    return
+                self.engine.use_timeouts({room: value.seconds for room, value in learned.items()})
+                for room, value in learned.items():
+                    _LOGGER.info("room %s: %s", room, value.describe(), extra={"SENSOR_ID": room})
+                settle(answer, learned)
             case StatusUpdate():
                 await self._record_availability(item)
             case _StoreCall(function=function, answer=answer):

@@ -148,3 +148,10 @@ def _playback_memory(db: Database) -> None:
         ) WITHOUT ROWID;
         """,
     )
+
+
+@_named("0004_end_reason")
+def _end_reason(db: Database) -> None:
+    # Why each session ended (timeout, presence_cleared, door_opened, max_hold,
+    # ended_by_request, recovered): NULL for sessions ended before it was recorded.
+    db.execute("ALTER TABLE sessions ADD COLUMN endReason TEXT")

@@ -39,8 +39,8 @@ from hub.ingest.ble import (
     scan,
 )
 from hub.ingest.ble_decode import BTHOME_UUID
-from hub.ingest.mqtt_decode import Inbound, MotionCleared
-from hub.model import MotionEvent
+from hub.ingest.mqtt_decode import Inbound
+from hub.model import MotionEvent, SensorState, StateKind
 from tests import bthome_encode as enc
 
 ADDRESS = "54:48:E6:8F:80:A5"
@@ -222,8 +222,10 @@ def test_firmware_encoder_adverts_through_the_callback() -> None:
     first, second = inbox.get_nowait(), inbox.get_nowait()
     assert isinstance(first, MotionEvent)
     assert (first.seq, first.battery_level, first.signal_strength) == (1, 90, -50)
-    assert second == MotionCleared("bathroom", WALL)
-    assert scanner.counters["cleared"] == 1
+    assert second == SensorState(
+        "bathroom", StateKind.OCCUPANCY, on=False, received_at=WALL, source="ble", battery_level=90
+    )
+    assert scanner.counters["states"] == 1
 
 
 def test_strangers_other_adverts_and_downgrades_make_nothing(

@@ -612,7 +612,8 @@ def test_example_file_parses() -> None:
     example = config.sensors[0]
 
     # The contract's example, plus the keys added since (issue 15), shown with values.
-    assert dataclasses.replace(example, resume=None, moments=()) == BATHROOM
+    assert dataclasses.replace(example, resume=None, moments=(), kind=None) == BATHROOM
+    assert example.kind == "motion"
     assert example.resume is False
     assert example.moments == (
         Moment(
@@ -623,8 +624,20 @@ def test_example_file_parses() -> None:
         ),
         Moment(dt.time(18, 0), dt.time(22, 0), volume=25, shuffle=True, fade_in_seconds=10.0),
     )
-    assert dataclasses.replace(config, sensors=(BATHROOM,)) == dataclasses.replace(
+    assert dataclasses.replace(config, sensors=(BATHROOM,), rooms=()) == dataclasses.replace(
         parse_config(CONTRACT_EXAMPLE), source=str(EXAMPLE_FILE)
+    )
+    [bathroom, hall] = config.all_rooms()
+    assert (bathroom.id, bathroom.sensor_ids) == (
+        "bathroom",
+        ("bathroom_main", "bath_radar", "bath_door"),
+    )
+    assert (bathroom.settings.user_id, bathroom.settings.volume) == ("user-123", 40)
+    assert (bathroom.door_timeout_seconds, bathroom.max_hold_seconds) == (60, 240 * 60)
+    assert (hall.id, hall.settings.timeout_minutes, hall.settings.timeout_bounds) == (
+        "hall",
+        "auto",
+        (2.0, 15.0),
     )
 
 
