@@ -479,7 +479,7 @@ class SessionEngine:
         active = self._tracked_active(self.room_of(event.sensor_id))
         if sensor is None or not self._enabled(sensor) or active is None:
             return None
-        inside = active.session.start <= event.occurred_at < self._due(active)[0]
+        inside = active.session.start <= _on_grid(event.occurred_at) < self._due(active)[0]
         return active.session.session_id if inside else None
 
     def _enabled(self, sensor: SensorConfig) -> bool:
@@ -503,7 +503,9 @@ class SessionEngine:
         if (
             isinstance(report, MotionEvent)
             and active is not None
-            and event.occurred_at < active.session.start
+            # On the grid the start was written on: motion at the start's own instant is
+            # not before it.
+            and _on_grid(event.occurred_at) < active.session.start
         ):
             return [DropEvent(report, "out_of_order")]
         state = self._occupancy[room_id]
