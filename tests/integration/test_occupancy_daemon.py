@@ -1,0 +1,179 @@
+"""Occupancy in the daemon, through a real mosquitto with the payloads real sensors send:
+the firmware's seed motion, a Zigbee2MQTT mmWave (`presence`) and door (`contact`), an
+ESPHome presence binary sensor (`ON`/`OFF`). The clock is injected: simulated minutes
+pass without sleeping (the runner is poked after each move)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from hub.config import (
+    HubConfig,
+    HubSection,
+    MqttSection,
+    RoomConfig,
+    SensorConfig,
+    SessionsSection,
+)
+from hub.ingest.mqtt_decode import encode_seed_motion
+from tests.integration.test_daemon_faults import (
+    FakePlayer,
+    FixedClock,
+    RunningDaemon,
+    mqtt_client,
+    running_daemon,
+    session_states,
+)
+
+if TYPE_CHECKING:
+    from tests.broker import Broker
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_718_190_000.0
+TIMEOUT = 300.0
+
+
+def _config(tmp_path: Path, broker: Broker, prefix: str) -> HubConfig:
+    return HubConfig(
+        hub=HubSection(database=tmp_path / "hub.db"),
+        mqtt=MqttSection(host=broker.host, port=broker.port, topic_prefix=prefix),
+        sessions=SessionsSection(timeout_minutes=TIMEOUT / 60, door_timeout_seconds=60),
+        sensors=(
+            SensorConfig(id="bath_pir", user_id="u1"),
+            SensorConfig(
+                id="bath_radar",
+                user_id="u1",
+                mqtt_topic=f"{prefix}-z2m/bath_radar",
+                mqtt_format="zigbee2mqtt",
+            ),
+            SensorConfig(
+                id="bath_door",
+                user_id="u1",
+                mqtt_topic=f"{prefix}-z2m/bath_door",
+                mqtt_format="zigbee2mqtt",
+            ),
+            SensorConfig(
+                id="study",
+                user_id="u1",
+                mqtt_topic=f"{prefix}-esp/binary_sensor/presence/state",
+                mqtt_format="esphome",
+            ),
+        ),
+        rooms=(
+            RoomConfig(
+                "bathroom",
+                "Bathroom",
+                ("bath_pir", "bath_radar", "bath_door"),
+                SensorConfig(id="bathroom", user_id="u1", context_uri="spotify:playlist:x"),
+            ),
+        ),
+    )
+
+
+async def _advance(running: RunningDaemon, clock: FixedClock, seconds: float) -> None:
+    clock.now += seconds
+    assert running.daemon.runner is not None
+    running.daemon.runner.poke()
+    await asyncio.sleep(0.01)  # let the runner take the poke
+
+
+async def test_a_room_of_three_sensors_is_one_session_and_one_play(
+    tmp_path: Path, broker: Broker, unique_prefix: str
+) -> None:
+    player = FakePlayer()
+    clock = FixedClock(T0)
+    config = _config(tmp_path, broker, unique_prefix)
+    async with (
+        running_daemon(config, player, clock=clock) as running,
+        session_states(broker) as states,
+        mqtt_client(broker, "sensors") as sensors,
+    ):
+        radar = f"{unique_prefix}-z2m/bath_radar"
+        door = f"{unique_prefix}-z2m/bath_door"
+        await sensors.publish(door, json.dumps({"contact": False, "battery": 90}), qos=1)
+        await sensors.publish(
+            f"{unique_prefix}/bath_pir/motion", encode_seed_motion("bath_pir", seq=1), qos=1
+        )
+        await sensors.publish(radar, json.dumps({"presence": True, "linkquality": 80}), qos=1)
+        await sensors.publish(door, json.dumps({"contact": True}), qos=1)  # closed
+        await asyncio.sleep(0.1)
+        await _advance(running, clock, 15)  # past the debounce: counted, and seen inside
+        await sensors.publish(
+            f"{unique_prefix}/bath_pir/motion", encode_seed_motion("bath_pir", seq=2), qos=1
+        )
+        _, record = await states.next("bathroom", lambda r: r["status"] == "active")
+        assert record["sensorId"] == "bathroom"
+        # Sitting still for 30 simulated minutes: the radar holds the room.
+        for _ in range(30):
+            await _advance(running, clock, 60)
+        cleared_at = clock.now
+        await sensors.publish(radar, json.dumps({"presence": False}), qos=1)
+        await sensors.publish(door, json.dumps({"contact": False}), qos=1)  # out they go
+        await asyncio.sleep(0.2)
+        assert [r["status"] for r in states.history] == ["active"] * len(states.history)
+        await _advance(running, clock, 60)
+        _, ended = await states.next("bathroom", lambda r: r["status"] == "completed")
+    assert ended["endReason"] == "door_opened"
+    assert ended["endTime"].startswith(_iso_minute(cleared_at + 60))
+    assert len(player.starts) == 1  # one play for the room, however many sensors fired
+    assert player.stops == player.starts
+
+
+async def test_esphome_presence_holds_and_its_clear_ends_one_timeout_later(
+    tmp_path: Path, broker: Broker, unique_prefix: str
+) -> None:
+    player = FakePlayer()
+    clock = FixedClock(T0)
+    config = _config(tmp_path, broker, unique_prefix)
+    topic = f"{unique_prefix}-esp/binary_sensor/presence/state"
+    async with (
+        running_daemon(config, player, clock=clock) as running,
+        session_states(broker) as states,
+        mqtt_client(broker, "esphome") as esphome,
+    ):
+        await esphome.publish(topic, "ON", qos=1, retain=True)
+        await states.next("study", lambda r: r["status"] == "active")
+        for _ in range(30):
+            await _advance(running, clock, 60)
+        assert player.stops == []  # the music plays on
+        cleared_at = clock.now
+        await esphome.publish(topic, "OFF", qos=1, retain=True)
+        await asyncio.sleep(0.2)
+        await _advance(running, clock, TIMEOUT)
+        _, ended = await states.next("study", lambda r: r["status"] == "completed")
+        await esphome.publish(topic, b"", qos=1, retain=True)  # tidy the broker
+    assert ended["endReason"] == "presence_cleared"
+    assert ended["endTime"].startswith(_iso_minute(cleared_at + TIMEOUT))
+
+
+async def test_a_retained_occupied_state_plays_no_music_at_start_up(
+    tmp_path: Path, broker: Broker, unique_prefix: str
+) -> None:
+    topic = f"{unique_prefix}-esp/binary_sensor/presence/state"
+    async with mqtt_client(broker, "esphome") as esphome:
+        await esphome.publish(topic, "ON", qos=1, retain=True)
+    player = FakePlayer()
+    config = _config(tmp_path, broker, unique_prefix)
+    async with (
+        running_daemon(config, player, clock=FixedClock(T0)) as running,
+        mqtt_client(broker, "esphome") as esphome,
+    ):
+        await asyncio.sleep(0.5)  # the broker replays the retained "ON" on subscribe
+        assert running.daemon.runner is not None
+        assert running.daemon.runner.counters["state"] == 1
+        assert running.daemon.runner.engine.active == {}
+        await esphome.publish(topic, b"", qos=1, retain=True)
+    assert player.starts == []
+
+
+def _iso_minute(instant: float) -> str:
+    """An instant's ISO-8601 text up to the second (the records keep microseconds)."""
+    import datetime as dt  # noqa: PLC0415
+
+    return dt.datetime.fromtimestamp(instant, dt.UTC).isoformat(timespec="seconds")[:19]
