@@ -255,3 +255,14 @@ def test_a_config_without_rooms_keeps_sensor_ids_and_records() -> None:
         assert isinstance(first[0], PersistSession)
         assert first[0].session.sensor_id == "bathroom_main"
     assert ended(alone.on_tick(T + TIMEOUT)) == ended(roomed.on_tick(T + TIMEOUT))
+
+
+def test_learned_timeouts_apply_at_once_to_an_active_session() -> None:
+    engine = engine_for()
+    engine.on_motion(motion(T), now=T)
+    assert engine.next_deadline() == T + TIMEOUT
+    engine.use_timeouts({"bathroom": 120.0, "nowhere": 1.0})
+    assert engine.next_deadline() == T + 120
+    final = ended(engine.on_tick(T + 120))
+    assert (final.end, final.end_reason) == (T + 120, EndReason.TIMEOUT)
+    assert engine.timeout("bathroom") == 120.0

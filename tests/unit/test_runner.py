@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import pytest
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
 from hub.errors import ConflictError, NotFoundError
-from hub.model import MotionEvent, Receipt, Session
+from hub.model import EndReason, MotionEvent, Receipt, Session, SessionStatus, open_session
 from hub.playback.port import PlaybackResult
 from hub.sessions import runner as runner_module
 from hub.sessions.changes import CreateSession, EndSession, UpdateSession
@@ -543,3 +544,40 @@ async def test_finishing_pauses_ended_and_active_sessions_side_by_side(tmp_path:
         "porch": True,
     }
     assert rows["porch"].is_active  # kept for the next start to take over
+
+
+async def test_learned_timeouts_are_learned_in_order_and_used_at_once(tmp_path: Path) -> None:
+    auto = dataclasses.replace(
+        CONFIG,
+        sensors=(
+            SensorConfig(id="bath", user_id="u", timeout_minutes="auto", timeout_bounds=(2, 15)),
+        ),
+    )
+    path = tmp_path / "hub.db"
+    db = open_database(path)
+    try:  # a history of 30 sessions an hour apart: no false ends, the shortest will do
+        repository = SessionRepository(db)
+        for index in range(30):
+            start = T0 - 86_400 + index * 3600
+            session = open_session(
+                session_id=f"s{index}",
+                sensor_id="bath",
+                user_id="u",
+                start=start,
+                now=start,
+                ttl_days=30,
+            ).with_changes(
+                status=SessionStatus.COMPLETED, end=start + 300, end_reason=EndReason.TIMEOUT
+            )
+            repository.save(session, created=True)
+    finally:
+        close_database(db)
+    async with StoreWriter(path, ttl_days=30) as writer:
+        runner = SessionRunner(SessionEngine(auto), writer, FakePlayer(), clock=Clock())
+        task = asyncio.create_task(runner.run())
+        await runner.inbox.put(MotionEvent("bath", occurred_at=T0, received_at=T0))
+        learned = await asyncio.wait_for(runner.learn_timeouts(), 5)
+        assert learned["bath"].describe() == "timeout 2 min, learned from 30 sessions"
+        assert runner.engine.deadline(runner.engine.active["bath"]) == T0 + 120
+        runner.finish(pause_active=False)
+        await asyncio.wait_for(task, 5)
