@@ -6,9 +6,10 @@ types in SQLite rows, `invoke` responses, MQTT state and DynamoDB items.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
 from types import MappingProxyType
@@ -134,6 +135,37 @@ def new_event_id(sensor_id: str, occurred_at: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """One step of a session's decision trace: which rule, from which sensor, what it did
+    (what was asked of the player and what it answered too). Kept in the session's row
+    (`spottypotty sessions --explain ID`, `GET /sessions/{id}`), never in the record."""
+
+    at: float
+    rule: str
+    detail: str
+    sensor_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        shown = {"at": iso(self.at), "rule": self.rule, "sensor": self.sensor_id}
+        return {**shown, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Decision:
+        return cls(parse_iso(value["at"]), value["rule"], value["detail"], value.get("sensor"))
+
+
+MAX_DECISIONS: Final = 24  # per session: the first few and the latest (a flapping sensor)
+
+
+def decisions_json(decisions: tuple[Decision, ...]) -> str | None:
+    return json.dumps([d.to_json() for d in decisions]) if decisions else None
+
+
+def decisions_from_json(text: str | None) -> tuple[Decision, ...]:
+    return tuple(Decision.from_json(item) for item in json.loads(text)) if text else ()
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     """A session as the hub reasons about it: instants are epoch seconds."""
 
@@ -155,6 +187,9 @@ class Session:
     # Why playback did or did not start (quiet_hours, stale, dry_run, already_playing, …).
     playback_note: str | None = None
     end_reason: EndReason | None = None
+    # The short decision trace: an explanation, not state. Not in the record, and not
+    # compared (two sessions in the same state are equal however they were explained).
+    decisions: tuple[Decision, ...] = field(default=(), compare=False)
 
     @property
     def is_active(self) -> bool:
@@ -214,7 +249,16 @@ class Session:
             playback_stopped=None if stopped is None else bool(stopped),
             playback_note=record.get("playbackNote"),
             end_reason=EndReason(record["endReason"]) if record.get("endReason") else None,
+            decisions=decisions_from_json(record.get("decisions")),
         )
+
+    def deciding(self, decision: Decision) -> Session:
+        """With one more step in its trace (bounded: the first steps and the latest)."""
+        decisions = (*self.decisions, decision)
+        if len(decisions) > MAX_DECISIONS:
+            head = MAX_DECISIONS // 4
+            decisions = (*decisions[:head], *decisions[head + 1 :])
+        return self.with_changes(decisions=decisions)
 
 
 _FIELDS: Final = tuple(field.name for field in fields(Session))
@@ -269,6 +313,7 @@ FIELDS_OF_ATTRIBUTE: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "playback_stopped": ("playbackStopped",),
         "playback_note": (),
         "end_reason": ("endReason",),
+        "decisions": (),
     }
 )
 

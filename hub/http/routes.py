@@ -31,7 +31,7 @@ from aiohttp import web
 
 from hub import __version__
 from hub.config import HubConfig, SensorConfig
-from hub.errors import AuthError, ConfigError, HubError, ParseError
+from hub.errors import AuthError, ConfigError, HubError, NotFoundError, ParseError
 from hub.http.server import (
     HEARTBEAT,
     MAX_BODY,
@@ -47,7 +47,14 @@ from hub.http.server import (
 from hub.model import Session
 from hub.playback.detached import run_detached
 from hub.sessions.changes import Change
-from hub.sessions.operations import CHANGES, ID_PATTERN, OperationContext, handle, invoke
+from hub.sessions.operations import (
+    CHANGES,
+    ID_PATTERN,
+    OperationContext,
+    explain,
+    handle,
+    invoke,
+)
 from hub.timeutil import iso, local_zone, parse_instant
 
 if TYPE_CHECKING:
@@ -94,6 +101,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/sensors/{sensorId}", _get_sensor)
     app.router.add_put("/sensors/{sensorId}", _put_sensor)
     app.router.add_get("/sessions", _sessions)
+    app.router.add_get("/sessions/{sessionId}", _get_session)
     app.router.add_get("/analytics", _analytics)
     app.router.add_post("/invoke", _invoke)
     app.router.add_get("/spotify/devices", _spotify_devices)
@@ -388,6 +396,21 @@ def _limit(text: str) -> int:
     if not _DIGITS.match(text) or not 1 <= int(text) <= 1000:  # noqa: PLR2004
         raise _bad("limit", f"limit must be a whole number from 1 to 1000, got {text!r}")
     return int(text)
+
+
+async def _get_session(request: web.Request) -> web.StreamResponse:
+    """One session and its decision trace (which sensor, which rule, what the player was
+    asked and answered)."""
+    _query(request, frozenset())
+    session_id = request.match_info["sessionId"]
+    if not ID_PATTERN.fullmatch(session_id):
+        raise _bad("sessionId", f"not a session id: {session_id[:80]!r}")
+    state = request.app[STATE_KEY]
+    try:
+        explained = await state.pool.run(functools.partial(explain, session_id=session_id))
+    except NotFoundError as exc:
+        raise ApiError(404, "ResourceNotFoundError", str(exc)) from None
+    return json_response(explained)
 
 
 async def _sessions(request: web.Request) -> web.StreamResponse:

@@ -34,6 +34,7 @@ from hub.config import HubConfig, Room, SensorConfig
 from hub.errors import ConflictError, HubError, NotFoundError
 from hub.model import (
     SESSION_ID_PREFIX,
+    Decision,
     EndReason,
     MotionEvent,
     SensorState,
@@ -406,7 +407,7 @@ class SessionEngine:
             new_id=self._new_id,
             now=now,
             ttl_days=self._config.sessions.ttl_days,
-        )
+        ).deciding(Decision(now, "start", "created by request (create_session): the caller plays"))
         if session.session_id in self._tracked:
             raise EngineError(f"new_id returned a known session id {session.session_id!r}")
         self._put(_Tracked(session, _Phase.IDLE, burst_start=session.start), schedule=True)
@@ -522,6 +523,7 @@ class SessionEngine:
                 state,
                 event if news else None,
                 now,
+                sensor_id=sensor.id,
                 door_opened=outcome.door_opened,
                 cleared=signal is Signal.CLEAR and not outcome.repeat,
             )
@@ -530,7 +532,7 @@ class SessionEngine:
         ended = self._amendable(room_id, event, now)
         if ended is not None:
             return commands + self._amend(ended, event, now)
-        return commands + self._create(self._rooms[room_id], event, now)
+        return commands + self._create(self._rooms[room_id], event, now, cause=signal)
 
     def on_playback_started(
         self,
@@ -547,12 +549,17 @@ class SessionEngine:
         if tracked is None or not tracked.awaiting_start:
             return []  # not an answer to a StartPlayback of ours
         phase, stop = self._step(tracked.phase, _Input.STARTED if started else _Input.REFUSED)
+        answer = (
+            f"player: started on {device_id or 'the device'}"
+            if started
+            else f"player: did not start ({note or 'no reason given'})"
+        )
         session = tracked.session.with_changes(
             playback_started=started,
             spotify_device_id=device_id,
             playback_note=note,
             updated_at=now,
-        )
+        ).deciding(Decision(now, "player", answer))
         tracked.session, tracked.phase, tracked.awaiting_start = session, phase, False
         tracked.awaiting_stops += 1 if stop else 0
         self._put(tracked)
@@ -573,6 +580,9 @@ class SessionEngine:
         # must not be overwritten by it.
         stopped = stopped or bool(tracked.session.playback_stopped)
         session = tracked.session.with_changes(playback_stopped=stopped, updated_at=now)
+        session = session.deciding(
+            Decision(now, "player", "player: paused" if stopped else "player: not paused")
+        )
         tracked.session, tracked.phase = session, phase
         tracked.awaiting_stops -= 1
         self._put(tracked)
@@ -589,7 +599,9 @@ class SessionEngine:
             raise EngineError(f"no transition from {phase.name} on {given.name}")
         return step
 
-    def _create(self, room: Room, event: MotionEvent, now: float) -> list[Command]:
+    def _create(
+        self, room: Room, event: MotionEvent, now: float, *, cause: Signal = Signal.MOTION
+    ) -> list[Command]:
         """Rule 3: a new session; playback unless the motion is stale or in quiet hours."""
         note = self._playback_veto(room, event, now)
         sensor = playback_for(room.settings, event.occurred_at, self._tz)  # the moment's music
@@ -605,9 +617,24 @@ class SessionEngine:
         )
         if session.session_id in self._tracked:
             raise EngineError(f"new_id returned a known session id {session.session_id!r}")
+        what = "said occupied" if cause is Signal.OCCUPIED else "saw motion"
+        session = session.deciding(
+            Decision(
+                event.occurred_at, "start", f"{what}: a session for {room.id}", event.sensor_id
+            )
+        )
+        asked = (
+            f"no music: {_VETOES.get(note, note)}"
+            if note is not None
+            else f"asked to play {sensor.context_uri or 'what was playing'} on "
+            f"{sensor.spotify_device or 'the active device'}"
+        )
+        session = session.deciding(Decision(event.occurred_at, "play", asked))
         tracked = _Tracked(session, _Phase.IDLE, burst_start=event.occurred_at)
         if self._occupancy[room.id].held:
             tracked.hold_since = event.occurred_at
+            tracked.session = _held(session, event.occurred_at, event.sensor_id)
+            session = tracked.session
         commands: list[Command] = [PersistSession(session, event=event, created=True)]
         if note is None:
             phase, _ = self._step(tracked.phase, _Input.REQUEST)
@@ -624,6 +651,7 @@ class SessionEngine:
         event: MotionEvent | None,
         now: float,
         *,
+        sensor_id: str,
         door_opened: bool,
         cleared: bool,
     ) -> list[Command]:
@@ -633,8 +661,19 @@ class SessionEngine:
         changed, counted = (False, None) if event is None else self._absorb(tracked, event, now)
         if state.held and tracked.hold_since is None:
             tracked.hold_since = now
+            tracked.session = _held(tracked.session, now, sensor_id)
+            changed = True
         elif not state.held and tracked.hold_since is not None:
             tracked.hold_since = None
+            why = (
+                "the door opened on someone inside"
+                if door_opened
+                else "every presence source clear"
+            )
+            tracked.session = tracked.session.deciding(
+                Decision(now, "release", f"released: {why}; the timeout counts from now", sensor_id)
+            )
+            changed = True
         if cleared and not state.occupied:
             tracked.cleared_at = now
         if door_opened:
@@ -671,12 +710,15 @@ class SessionEngine:
         end, reason = self._due(tracked)
         if ended_as is None and reason is EndReason.MAX_HOLD:
             self._occupancy.get(tracked.session.sensor_id, RoomState()).cut()
-        session = ended_as or tracked.session.with_changes(
-            status=SessionStatus.COMPLETED,
-            end=end,
-            updated_at=now,
-            end_reason=EndReason.RECOVERED if tracked.recovered else reason,
-        )
+        if ended_as is not None:
+            session = ended_as.deciding(Decision(now, "end", "ended by request"))
+        else:
+            reason = EndReason.RECOVERED if tracked.recovered else reason
+            session = tracked.session.with_changes(
+                status=SessionStatus.COMPLETED, end=end, updated_at=now, end_reason=reason
+            ).deciding(Decision(end, "end", f"ended: {_ENDS[reason]}"))
+        if stop:
+            session = session.deciding(Decision(now, "play", "asked to pause what the hub started"))
         awaiting_stops = tracked.awaiting_stops + (1 if stop else 0)
         tracked.session, tracked.phase, tracked.awaiting_stops = session, phase, awaiting_stops
         self._put(tracked)
@@ -763,6 +805,27 @@ class SessionEngine:
     def _settings(self, room_id: str) -> SensorConfig | None:
         room = self._rooms.get(room_id)
         return None if room is None else room.settings
+
+
+# Why a new session plays nothing, and how each rule ends one, for the decision trace.
+_VETOES: Final = {
+    "stale": "the motion is older than the timeout",
+    "quiet_hours": "quiet hours",
+}
+_ENDS: Final = {
+    EndReason.TIMEOUT: "the timeout after the last motion",
+    EndReason.PRESENCE_CLEARED: "the timeout after every presence source cleared",
+    EndReason.DOOR_OPENED: "the door timeout after the door opened on someone inside",
+    EndReason.MAX_HOLD: "held for max_hold: a source that never cleared",
+    EndReason.ENDED_BY_REQUEST: "ended by request",
+    EndReason.RECOVERED: "taken over after a restart, and over since",
+}
+
+
+def _held(session: Session, at: float, sensor_id: str) -> Session:
+    return session.deciding(
+        Decision(at, "hold", "held: someone is there, no timeout (max_hold at most)", sensor_id)
+    )
 
 
 def _as_motion(report: MotionEvent | SensorState) -> MotionEvent:

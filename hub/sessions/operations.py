@@ -230,6 +230,19 @@ def _query_sessions(event: Mapping[str, Any], ctx: OperationContext) -> dict[str
     return response
 
 
+def explain(db: Database, session_id: str) -> dict[str, Any]:
+    """One session's record and its decision trace (which sensor, which rule, what the
+    player was asked and answered): `spottypotty sessions --explain ID`,
+    `GET /sessions/{id}`. Raises NotFoundError."""
+    session = SessionRepository(db).get(session_id)
+    if session is None:
+        raise NotFoundError(f"session {session_id} does not exist")
+    return {
+        "session": session.to_record(),
+        "decisions": [decision.to_json() for decision in session.decisions],
+    }
+
+
 def _get_session_analytics(event: Mapping[str, Any], ctx: OperationContext) -> dict[str, Any]:
     start, end = _date_range(event, ctx)
     aggregates = aggregate_sessions(

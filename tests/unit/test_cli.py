@@ -17,6 +17,7 @@ from hub.cli.common import EXIT_CONFIG, EXIT_DATA, EXIT_FAILURE
 from hub.cli.main import build_parser, main
 from hub.errors import ConfigError, DamagedDatabaseError, StoreError
 from hub.store import close_database, open_database
+from tests.cli import spottypotty
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,3 +215,25 @@ def test_a_damaged_database_beside_another_failure_is_not_hidden(
     with pytest.raises(ExceptionGroup) as raised:
         main(["run"])
     assert raised.value is group
+
+
+def test_sessions_explain_shows_the_decision_trace(config_file: Path) -> None:
+    created = spottypotty(
+        "invoke",
+        "--config",
+        str(config_file),
+        stdin='{"action": "create_session", "sensorId": "bath", "userId": "u1"}',
+    )
+    assert created.returncode == 0, created.stderr
+    session_id = json.loads(created.stdout)["session"]["sessionId"]
+    shown = spottypotty("sessions", "--config", str(config_file), "--explain", session_id)
+    assert shown.returncode == 0, shown.stderr
+    assert session_id in shown.stdout
+    assert "created by request" in shown.stdout
+    as_json = spottypotty(
+        "sessions", "--config", str(config_file), "--explain", session_id, "--json"
+    )
+    assert json.loads(as_json.stdout)["decisions"][0]["rule"] == "start"
+    missing = spottypotty("sessions", "--config", str(config_file), "--explain", "session-x-1-0")
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr

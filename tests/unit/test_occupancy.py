@@ -80,7 +80,9 @@ def test_sitting_still_keeps_the_music_and_the_clear_ends_it_one_timeout_later()
         assert engine.on_tick(T + minute * 60) == []
     assert engine.next_deadline() == T + MAX_HOLD
     clear_at = T + 1800
-    assert engine.on_state(radar(clear_at, on=False), now=clear_at) == []
+    [release] = engine.on_state(radar(clear_at, on=False), now=clear_at)
+    assert isinstance(release, PersistSession)  # the trace says why the timeout runs again
+    assert release.session.decisions[-1].rule == "release"
     assert engine.next_deadline() == clear_at + TIMEOUT
     assert engine.on_tick(clear_at + TIMEOUT - 0.001) == []
     final = ended(engine.on_tick(clear_at + TIMEOUT))
@@ -179,7 +181,9 @@ def test_a_retained_state_holds_a_recovered_session() -> None:
     [persist, _] = engine_for().on_motion(motion(T), now=T)
     assert isinstance(persist, PersistSession)
     engine.restore([persist.session])
-    assert engine.on_state(radar(T + 1, on=True, retained=True), now=T + 1) == []
+    [held] = engine.on_state(radar(T + 1, on=True, retained=True), now=T + 1)
+    assert isinstance(held, PersistSession)
+    assert (held.event, held.session.motion_events_count) == (None, 1)  # not new motion
     assert engine.next_deadline() == T + 1 + MAX_HOLD
 
 
