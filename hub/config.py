@@ -891,17 +891,25 @@ _read_room = _table(
 )
 
 
-def _read_rooms(raw: Any) -> tuple[RoomConfig, ...]:
-    if not isinstance(raw, list):
-        raise _Invalid(f"must be an array of tables ([[rooms]]), got {_show(raw)}")
-    rooms: list[RoomConfig] = []
+def _read_each(raw: list[Any], read: _Convert) -> tuple[list[Any], dict[str, str]]:
+    """Each table of an array read: (the values, None for a table with problems; the
+    problems by key path)."""
+    values: list[Any] = []
     problems: dict[str, str] = {}
     for index, item in enumerate(raw):
         try:
-            rooms.append(_read_room(item))
+            values.append(read(item))
         except _Invalid as exc:
+            values.append(None)
             for where, message in exc.problems.items():
                 problems[_join(f"[{index}]", where)] = message
+    return values, problems
+
+
+def _read_rooms(raw: Any) -> tuple[RoomConfig, ...]:
+    if not isinstance(raw, list):
+        raise _Invalid(f"must be an array of tables ([[rooms]]), got {_show(raw)}")
+    rooms, problems = _read_each(raw, _read_room)
     if problems:
         raise _Invalid(at=problems)
     return tuple(rooms)
@@ -915,13 +923,8 @@ def _readable_rooms(raw: Any) -> tuple[RoomConfig, ...]:
     """The rooms of `raw`, each that does not read as `_UNREADABLE` (indexes kept)."""
     if not isinstance(raw, list):
         return ()
-    rooms: list[RoomConfig] = []
-    for item in raw:
-        try:
-            rooms.append(_read_room(item))
-        except _Invalid:
-            rooms.append(_UNREADABLE)
-    return tuple(rooms)
+    rooms, _ = _read_each(raw, _read_room)
+    return tuple(_UNREADABLE if room is None else room for room in rooms)
 
 
 def _check_rooms(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:

@@ -82,6 +82,7 @@ def removal_messages(sensor_id: str) -> list[DiscoveryMessage]:
 def discovery_messages(
     sensor: SensorConfig,
     *,
+    room_id: str | None = None,
     topic_prefix: str = "sensors",
     battery_known: bool = False,
     rssi_known: bool = False,
@@ -89,11 +90,14 @@ def discovery_messages(
 ) -> list[DiscoveryMessage]:
     """The retained discovery configs for one sensor; battery/RSSI only where known.
 
-    `topic_prefix` is `[mqtt].topic_prefix`; `battery_known`/`rssi_known` say whether the
-    sensor ever reported them in its motion metadata (SpottyPottySense firmware only).
+    `room_id`: the room the sensor is in (its sessions are the room's; default: its own
+    id, as without `[[rooms]]`). `topic_prefix` is `[mqtt].topic_prefix`;
+    `battery_known`/`rssi_known` say whether the sensor ever reported them in its motion
+    metadata (SpottyPottySense firmware only).
     """
     payloads = _entity_payloads(
         sensor,
+        session_topic=SESSION_TOPIC.format(sensor_id=room_id or sensor.id),
         topic_prefix=topic_prefix,
         battery_known=battery_known,
         rssi_known=rssi_known,
@@ -130,21 +134,25 @@ def _model(sensor: SensorConfig) -> str:
     return "SpottyPottySense motion sensor"
 
 
-def _motion_state(sensor: SensorConfig, topic_prefix: str) -> dict[str, Any]:
+def _motion_state(sensor: SensorConfig, topic_prefix: str, session_topic: str) -> dict[str, Any]:
     """Where motion shows: the sensor's own topic when it talks MQTT, else the hub's."""
     if sensor.mqtt_topic and sensor.mqtt_format == "esphome":
         return {"state_topic": sensor.mqtt_topic, "payload_on": "ON", "payload_off": "OFF"}
     if sensor.mqtt_topic and sensor.mqtt_format == "zigbee2mqtt":
         return {
             "state_topic": sensor.mqtt_topic,
-            "value_template": "{{ 'ON' if value_json.occupancy else 'OFF' }}",
+            # occupancy or presence (mmWave); a door's contact is true when closed.
+            "value_template": (
+                "{{ 'ON' if value_json.occupancy or value_json.presence"
+                " or value_json.contact == false else 'OFF' }}"
+            ),
             "payload_on": "ON",
             "payload_off": "OFF",
         }
     if sensor.ble_address and not sensor.mqtt_topic:
         # BLE motion never crosses MQTT; every session update follows motion (or its end).
         return {
-            "state_topic": SESSION_TOPIC.format(sensor_id=sensor.id),
+            "state_topic": session_topic,
             "value_template": "{{ 'ON' if value_json.status == 'active' else 'OFF' }}",
             "payload_on": "ON",
             "payload_off": "OFF",
@@ -166,6 +174,7 @@ def _motion_state(sensor: SensorConfig, topic_prefix: str) -> dict[str, Any]:
 def _entity_payloads(
     sensor: SensorConfig,
     *,
+    session_topic: str,
     topic_prefix: str,
     battery_known: bool,
     rssi_known: bool,
@@ -185,18 +194,21 @@ def _entity_payloads(
 
     payloads: dict[tuple[str, str], dict[str, Any]] = {
         ("binary_sensor", "motion"): entity(
-            "motion", "Motion", device_class="motion", **_motion_state(sensor, topic_prefix)
+            "motion",
+            "Motion",
+            device_class="motion",
+            **_motion_state(sensor, topic_prefix, session_topic),
         ),
         ("binary_sensor", "session"): entity(
             "session",
             "Session active",
             device_class="occupancy",
             icon="mdi:music",
-            state_topic=SESSION_TOPIC.format(sensor_id=sensor.id),
+            state_topic=session_topic,
             value_template="{{ 'ON' if value_json.status == 'active' else 'OFF' }}",
             payload_on="ON",
             payload_off="OFF",
-            json_attributes_topic=SESSION_TOPIC.format(sensor_id=sensor.id),
+            json_attributes_topic=session_topic,
         ),
         ("sensor", "sessions_today"): entity(
             "sessions_today",

@@ -55,6 +55,7 @@ from hub.sessions.operations import (
     handle,
     invoke,
 )
+from hub.store.timeouts import learn_timeouts
 from hub.timeutil import iso, local_zone, parse_instant
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ def sensor_view(
 
     row = sensor_json(sensor, state)
     quiet = sensor.quiet_hours
+    room = config.room(sensor.id)
     row.update(
         {
             "name": display_name or sensor.name,
@@ -227,6 +229,8 @@ def sensor_view(
             "shuffle": sensor.shuffle,
             "volume": sensor.volume,
             "timeoutMinutes": config.timeout_seconds(sensor.id) / 60,
+            "room": room.id if room is not None else sensor.id,
+            "timeout": f"timeout {config.timeout_seconds(sensor.id) / 60:g} min",
             "quietHours": (
                 {"start": quiet.start.strftime("%H:%M"), "end": quiet.end.strftime("%H:%M")}
                 if quiet is not None
@@ -247,10 +251,18 @@ async def _sensor_rows(state: ApiState, sensors: tuple[SensorConfig, ...]) -> li
         names = dict(
             db.execute("SELECT sensorId, name FROM sensors WHERE name IS NOT NULL").fetchall()
         )
-        return [
+        rows = [
             sensor_view(config, sensor, repository.state(sensor.id), names.get(sensor.id))
             for sensor in sensors
         ]
+        # Learned timeouts, as the hub learns them daily (a few ms a room).
+        bounds = config.learned_bounds()
+        wanted = {row["room"]: bounds[row["room"]] for row in rows if row["room"] in bounds}
+        for room, learned in learn_timeouts(db, wanted).items():
+            for row in rows:
+                if row["room"] == room:
+                    row["timeout"] = learned.describe()
+        return rows
 
     return await state.pool.run(read)
 

@@ -72,11 +72,13 @@ def discovery_messages(
 ) -> list[DiscoveryMessage]:
     """Every configured sensor's discovery configs; battery/RSSI where `states` knows them."""
     messages: list[DiscoveryMessage] = []
+    room_of = {sensor_id: room.id for room in config.all_rooms() for sensor_id in room.sensor_ids}
     for sensor in config.sensors:
         state = (states or {}).get(sensor.id)
         messages.extend(
             sensor_discovery_messages(
                 sensor,
+                room_id=room_of.get(sensor.id, sensor.id),
                 topic_prefix=config.mqtt.topic_prefix,
                 battery_known=state is not None and state.battery_level is not None,
                 rssi_known=state is not None and state.signal_strength is not None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hub.config import HubConfig, MqttSection, SensorConfig
+from hub.config import HubConfig, MqttSection, RoomConfig, SensorConfig
 from hub.ha_discovery import (
     DiscoveryMessage,
     discovery_messages,
@@ -173,7 +173,10 @@ def test_zigbee_and_ble_motion() -> None:
         "homeassistant/binary_sensor/spottypotty_bath/motion/config"
     ]
     assert motion["state_topic"] == "zigbee2mqtt/pir"
-    assert motion["value_template"] == "{{ 'ON' if value_json.occupancy else 'OFF' }}"
+    assert motion["value_template"] == (
+        "{{ 'ON' if value_json.occupancy or value_json.presence"
+        " or value_json.contact == false else 'OFF' }}"
+    )
     assert "off_delay" not in motion
     ble = SensorConfig(id="bath", user_id="u", ble_address="54:48:E6:8F:80:A5")
     motion = decoded(discovery_messages(ble))[
@@ -209,3 +212,17 @@ def test_config_level_messages_use_known_state() -> None:
     battery = decoded(config_discovery_messages(config, states))[entity_topics("bath")[4]]
     assert battery["state_topic"] == "home/bath/motion"
     assert battery["device"]["sw_version"] == "2.0"
+
+
+def test_a_sensor_in_a_room_shows_the_rooms_session() -> None:
+    config = HubConfig(
+        sensors=(SensorConfig(id="bath", user_id="u"), SensorConfig(id="radar", user_id="u")),
+        rooms=(
+            RoomConfig("bathroom", "", ("bath", "radar"), SensorConfig(id="bathroom", user_id="u")),
+        ),
+    )
+    session = decoded(config_discovery_messages(config))[
+        "homeassistant/binary_sensor/spottypotty_bath/session/config"
+    ]
+    assert session["state_topic"] == "spottypotty/sessions/bathroom"
+    assert session["json_attributes_topic"] == "spottypotty/sessions/bathroom"

@@ -15,7 +15,7 @@ import pytest
 
 from hub.config import HubConfig, SensorConfig, SessionsSection
 from hub.errors import ConflictError, NotFoundError
-from hub.model import EndReason, MotionEvent, Receipt, Session, SessionStatus, open_session
+from hub.model import MotionEvent, Receipt, Session
 from hub.playback.port import PlaybackResult
 from hub.sessions import runner as runner_module
 from hub.sessions.changes import CreateSession, EndSession, UpdateSession
@@ -24,6 +24,7 @@ from hub.sessions.runner import MAX_BATCH, PLAYBACK_WAIT, RETRY_FIRST, SessionRu
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.sessions import SessionQuery
 from hub.store.writer import StoreWriter
+from tests.unit.test_timeouts import history
 
 T0 = 1_800_000_000.0
 CONFIG = HubConfig(
@@ -555,21 +556,8 @@ async def test_learned_timeouts_are_learned_in_order_and_used_at_once(tmp_path: 
     )
     path = tmp_path / "hub.db"
     db = open_database(path)
-    try:  # a history of 30 sessions an hour apart: no false ends, the shortest will do
-        repository = SessionRepository(db)
-        for index in range(30):
-            start = T0 - 86_400 + index * 3600
-            session = open_session(
-                session_id=f"s{index}",
-                sensor_id="bath",
-                user_id="u",
-                start=start,
-                now=start,
-                ttl_days=30,
-            ).with_changes(
-                status=SessionStatus.COMPLETED, end=start + 300, end_reason=EndReason.TIMEOUT
-            )
-            repository.save(session, created=True)
+    try:
+        history(db, [3600.0] * 29, room="bath")  # 30 sessions, no false ends: the shortest
     finally:
         close_database(db)
     async with StoreWriter(path, ttl_days=30) as writer:

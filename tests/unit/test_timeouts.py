@@ -22,7 +22,7 @@ def db() -> Iterator[Database]:
     close_database(database)
 
 
-def _history(
+def history(
     db: Database, gaps: list[float], *, room: str = "bath", reason: EndReason = EndReason.TIMEOUT
 ) -> None:
     """Sessions of one minute of motion and a 5-minute timeout; `gaps[i]` seconds between
@@ -51,7 +51,7 @@ def test_the_smallest_timeout_that_merges_95_percent_of_false_ends(db: Database)
     # 20 false ends: the next session 10..200 s after the end (last motion + 310..500 s);
     # the rest are real ends an hour apart.
     false_ends = [10.0 * (index + 1) for index in range(20)]
-    _history(db, false_ends + [3600.0] * 30)
+    history(db, false_ends + [3600.0] * 30)
     learned = learn_timeouts(db, {"bath": BOUNDS})["bath"]
     # 95 % of 20 is 19: the 19th smallest gap is 190 s after the end, 490 s after the last
     # motion; the timeout is the next tenth of a minute past it.
@@ -60,18 +60,18 @@ def test_the_smallest_timeout_that_merges_95_percent_of_false_ends(db: Database)
 
 
 def test_bounds_hold_and_no_false_ends_means_the_shortest(db: Database) -> None:
-    _history(db, [600.0] * 30)  # each next session 10 minutes after the end: not false
+    history(db, [600.0] * 30)  # each next session 10 minutes after the end: not false
     assert learn_timeouts(db, {"bath": (120.0, 500.0)})["bath"].seconds == 120.0
-    _history(db, [5.0] * 30, room="hall")  # always back at once: wants 365 s, max 300
+    history(db, [5.0] * 30, room="hall")  # always back at once: wants 365 s, max 300
     assert learn_timeouts(db, {"hall": (60.0, 300.0)})["hall"].seconds == 300.0
 
 
 def test_too_little_history_learns_nothing(db: Database) -> None:
-    _history(db, [30.0] * (MIN_SESSIONS - 2))  # MIN_SESSIONS - 1 sessions
+    history(db, [30.0] * (MIN_SESSIONS - 2))  # MIN_SESSIONS - 1 sessions
     assert learn_timeouts(db, {"bath": BOUNDS}) == {}
     assert learn_timeouts(db, {}) == {}
 
 
 def test_ends_by_request_and_max_hold_are_not_false_ends(db: Database) -> None:
-    _history(db, [30.0] * 30, reason=EndReason.ENDED_BY_REQUEST)
+    history(db, [30.0] * 30, reason=EndReason.ENDED_BY_REQUEST)
     assert learn_timeouts(db, {"bath": BOUNDS})["bath"] == Learned(120.0, 31, 0)
