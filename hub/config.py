@@ -60,6 +60,9 @@ class HubSection:
     # Nothing written for this long (disk full, read-only, …): the watchdog check fails,
     # so systemd restarts the hub and the journal says why.
     unwritable_grace_minutes: float = 10.0
+    # The system clock is right without NTP (a real-time clock): recorded times need no
+    # confirmation (hub/clock.py).
+    trust_clock: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -1031,6 +1034,7 @@ _read_document = _table(
                 "database": _path,
                 "timezone": _timezone,
                 "unwritable_grace_minutes": _duration("minutes"),
+                "trust_clock": _bool,
             },
             HubSection,
         ),

@@ -21,12 +21,12 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from hub import control
+from hub.clock import HubClock, system_clock_synchronised
 from hub.config import HubConfig
 from hub.errors import HubError
 from hub.ingest.mqtt import MqttLink
@@ -36,6 +36,7 @@ from hub.playback.port import Player
 from hub.playback.spotify import SpotifyPlayer, make_player
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
+from hub.store.meta import load_sensor_clocks, save_sensor_clocks
 from hub.store.playback import StoreMemory
 from hub.store.pool import DatabasePool
 from hub.store.sensors import SensorRepository
@@ -81,7 +82,7 @@ class Daemon:
         *,
         notifier: Notifier,
         player: Player | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         client_id: str = "spottypotty-hub",
         status_interval: float = STATUS_EVERY_SECONDS,
         hard_stop: float | None = None,
@@ -90,6 +91,11 @@ class Daemon:
         self._status_interval = status_interval
         self._notifier = notifier
         self._player = player if player is not None else make_player(config)
+        # The hub's clock (hub/clock.py: steps detected, unconfirmed times corrected); a
+        # test's plain callable is used as it is.
+        if clock is None:
+            trusted = config.hub.trust_clock
+            clock = HubClock(synchronised=(lambda: True) if trusted else system_clock_synchronised)
         self._clock = clock
         self._client_id = client_id
         self._stop = asyncio.Event()
@@ -100,6 +106,7 @@ class Daemon:
         self.ble: BleScanner | None = None
         self._shown: dict[str, tuple[object, ...]] = {}  # session id -> what MQTT last showed
         self._saved_ble_counters: dict[str, CounterState] = {}
+        self._saved_sensor_clocks: dict[str, tuple[int, int]] = {}
         self._writer: StoreWriter | None = None
         self.reads = DatabasePool(config.hub.database)  # the API's and the socket's reads
         self._health_logged: str | None = None
@@ -139,8 +146,9 @@ class Daemon:
             if isinstance(self._player, SpotifyPlayer):
                 # Learned device ids and resume points, before the first motion can need them.
                 await self._player.load_memory(StoreMemory(writer, clock=self._clock))
-            recovered = await writer.call(lambda repository: repository.all_active())
+            recovered, sensor_clocks = await writer.call(self._recover)
             engine.restore(recovered)
+            engine.remember_sensor_clocks(sensor_clocks)
             if recovered:
                 _LOGGER.info("recovered %d session(s) left active", len(recovered))
             runner = SessionRunner(
@@ -166,6 +174,19 @@ class Daemon:
             return EXIT_WRITER_FAILED
         _LOGGER.info("stopped cleanly")
         return 0
+
+    def _recover(
+        self, repository: SessionRepository
+    ) -> tuple[list[Session], dict[str, tuple[float, float]]]:
+        """The sessions left active, after this boot's unconfirmed times are put on the
+        clock's current timeline (a restart may follow a step of the system clock); and
+        the sensors' clock offsets, when the clock they were learnt on is confirmed."""
+        if not isinstance(self._clock, HubClock):
+            return repository.all_active(), {}
+        repository.set_clock(self._clock.state)
+        offsets = load_sensor_clocks(repository.db) if self._clock.confirmed else {}
+        self._saved_sensor_clocks = _kept(offsets)
+        return repository.all_active(), offsets
 
     async def _run_tasks(
         self, group: asyncio.TaskGroup, runner: SessionRunner, link: MqttLink
@@ -221,6 +242,7 @@ class Daemon:
         for task in helpers:
             task.cancel()
         await self._keep_ble_counters()
+        await self._keep_sensor_clocks()
 
     async def _learn_daily(self, runner: SessionRunner) -> None:
         """Timeouts learned from each room's history (`timeout_minutes = "auto"`): at the
@@ -290,6 +312,7 @@ class Daemon:
             await self._until_status_due()
             self._notifier.status(self._status_line())
             await self._keep_ble_counters()
+            await self._keep_sensor_clocks()
             retained = {
                 STATS_TOPIC: json.dumps(self.stats(), sort_keys=True),
                 STORAGE_TOPIC: self.storage_problem() or STORAGE_OK,
@@ -309,6 +332,19 @@ class Daemon:
             async with asyncio.timeout(self._status_interval):
                 await changed.wait()
         changed.clear()
+
+    async def _keep_sensor_clocks(self) -> None:
+        """The sensors' learnt clock offsets, saved when they moved (a second or more, or
+        an hour newer) and only on a confirmed clock: after a restart the backlog in the
+        broker is dated by them (hub/sessions/sensor_clocks.py)."""
+        clock = self._clock
+        if self._writer is None or self.runner is None or not isinstance(clock, HubClock):
+            return
+        offsets = self.runner.engine.sensor_clock_offsets()
+        if not clock.confirmed or _kept(offsets) == self._saved_sensor_clocks:
+            return
+        await self._writer.call(lambda repository: save_sensor_clocks(repository.db, offsets))
+        self._saved_sensor_clocks = _kept(offsets)
 
     async def _keep_ble_counters(self) -> None:
         """Encrypted BLE sensors' counters, saved when they moved: after a restart the hub
@@ -358,6 +394,8 @@ class Daemon:
             line = f"{line}, BLE {self.ble.status}"
         if isinstance(self._player, SpotifyPlayer):
             line = f"{line}, {self._player.status()}"
+        if isinstance(self._clock, HubClock) and not self._clock.confirmed:
+            line = f"{line}, clock not synchronised yet (times recorded unconfirmed)"
         dropped = sum(
             count
             for key, count in (self.runner.counters.items() if self.runner else [])
@@ -421,6 +459,13 @@ def serve(config: HubConfig) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
     notifier = Notifier.from_environment()
     return asyncio.run(Daemon(config, notifier=notifier, hard_stop=HARD_STOP_SECONDS).run())
+
+
+def _kept(offsets: dict[str, tuple[float, float]]) -> dict[str, tuple[int, int]]:
+    """What makes sensor clock offsets worth saving again: whole seconds, whole hours."""
+    return {
+        sensor: (round(offset), int(seen // 3600)) for sensor, (offset, seen) in offsets.items()
+    }
 
 
 def _exit_now(after: float) -> None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from hub.clock import system_clock_synchronised
 from hub.config import HubConfig
 from hub.errors import HubError
 
@@ -44,6 +45,7 @@ def run_checks(config: HubConfig) -> list[Check]:
         check_spotify,
         check_ble,
         check_cloud,
+        check_clock,
     ]
     results = []
     for check in checks:
@@ -195,3 +197,19 @@ def check_cloud(config: HubConfig) -> Check:
             "cloud.region and cloud.table",
         )
     return Check("cloud", "ok", f"table {cloud.table} is {table.get('TableStatus', '?')}")
+
+
+def check_clock(config: HubConfig) -> Check:
+    """Whether recorded times are confirmed (hub/clock.py): a Pi has no real-time clock."""
+    if config.hub.trust_clock:
+        return Check("clock", "ok", "trusted without NTP (hub.trust_clock = true)")
+    if system_clock_synchronised():
+        return Check("clock", "ok", "the system clock is synchronised (NTP)")
+    return Check(
+        "clock",
+        "warn",
+        "the system clock is not synchronised: sessions are recorded unconfirmed and "
+        "the sync holds them back until it is",
+        "enable NTP: timedatectl set-ntp true (or, with a battery-backed RTC, set "
+        "hub.trust_clock = true)",
+    )

@@ -100,7 +100,8 @@ class MotionEvent:
     """One motion report from a sensor, already decoded from its wire format.
 
     `occurred_at` is the instant lifecycle decisions use: the hub's receive time unless
-    the ingest adapter trusts the sensor's clock (or the event was buffered and is late).
+    the sensor's clock says it happened earlier — buffered by the firmware (`late`), or
+    sat in the broker, judged by the engine from the sensor's learnt clock offset.
     """
 
     sensor_id: str
@@ -208,6 +209,29 @@ class Session:
         if changes:
             raise TypeError(f"Session has no field(s) {', '.join(sorted(changes))}")
         return Session(*values)
+
+    def shifted(self, delta: float) -> Session:
+        """The same session on a clock `delta` seconds later (a corrected or stepped system
+        clock): every instant moves, the duration does not, `ttl` keeps its distance from
+        `startTime`. The id keeps the epoch it was made with: it is a name, not a time."""
+        # On the microsecond grid of ISO-8601 records, as the engine keeps instants, so an
+        # ended session's end stays exactly at its (shifted) deadline.
+        delta = round(delta, 6)
+        if not delta:
+            return self
+
+        def moved(instant: float) -> float:
+            return round(instant + delta, 6)
+
+        start = moved(self.start)
+        return self.with_changes(
+            start=start,
+            last_motion=moved(self.last_motion),
+            created_at=moved(self.created_at),
+            updated_at=moved(self.updated_at),
+            end=None if self.end is None else moved(self.end),
+            ttl=self.ttl + int(start) - int(self.start),
+        )
 
     def to_record(self) -> dict[str, Any]:
         """The contract's record; absent values are omitted (DynamoDB style)."""

@@ -154,7 +154,7 @@ def summary_report(summary: SyncSummary, config: HubConfig) -> str:
         f" + {config.cloud.events_table}" if config.cloud.events_table else ""
     )
     if sum(summary.due.values()) == 0:
-        return f"sync: nothing to upload ({tables} is up to date)"
+        return f"sync: nothing to upload ({tables} is up to date)" + _held_back(summary.held_back)
     lines = [
         f"sync: uploaded {summary.uploaded['sessions']:,} of {summary.due['sessions']:,} "
         f"session(s)"
@@ -176,7 +176,16 @@ def summary_report(summary: SyncSummary, config: HubConfig) -> str:
         lines.append(f"stopped early: {summary.stopped}")
     if not summary.ok:
         lines.append(f"{summary.left:,} row(s) left for the next run")
-    return "\n".join(lines)
+    return "\n".join(lines) + _held_back(summary.held_back)
+
+
+def _held_back(sessions: int) -> str:
+    if not sessions:
+        return ""
+    return (
+        f"\nheld back: {sessions:,} session(s) recorded before the system clock was "
+        "synchronised (uploaded once their times are corrected; see README, Time on a Pi)"
+    )
 
 
 def dry_run_report(outbox: Outbox, config: HubConfig) -> str:
@@ -213,4 +222,4 @@ def dry_run_report(outbox: Outbox, config: HubConfig) -> str:
     if unmappable:
         lines.append(f"{len(unmappable):,} row(s) cannot be uploaded:")
         lines.extend(f"  {key}: {reason}" for key, reason in unmappable[:_SHOW_FAILURES])
-    return "\n".join(lines)
+    return "\n".join(lines) + _held_back(outbox.count_unconfirmed())

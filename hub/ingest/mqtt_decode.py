@@ -26,6 +26,10 @@ lifecycle uses):
   music for someone who left long ago. A late event whose timestamp is missing, in the
   future or older than 24 h falls back to `received_at` (with `late=True` kept).
 
+This is what decoding alone can say. The session engine then dates motion that sat in
+the broker (the hub stopped, or restarting) by the sensor's clock corrected by its learnt
+offset, once that offset is known and stable (`hub/sessions/sensor_clocks.py`).
+
 Retained messages: the broker replays a topic's retained message on subscribe. For status
 that is the point (the contract retains it); a retained motion message is old motion, not
 motion now (it decodes to None); a retained state (ESPHome and Zigbee2MQTT retain theirs
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -446,33 +450,34 @@ class TopicRouter:
 
 @dataclass(slots=True)
 class _Window:
-    """The last seqs seen from one sensor: the order (to forget) and a set (to look up)."""
+    """The seqs seen from one sensor near its highest: bit i of `seen` is set when seq
+    `highest - i` was seen (one small int per sensor, however large the window)."""
 
-    order: deque[int]
-    seen: set[int]
     highest: int
+    seen: int = 1
 
 
 class SeqDeduplicator:
     """Drops QoS-1 redeliveries by the firmware's per-boot `seq` counter.
 
-    A seq equal to one of the last `window` seqs seen from that sensor is a duplicate;
-    None is never one. A seq more than `window` below the highest seen means the firmware
+    A seq already seen within `window` of the highest seen from that sensor is a duplicate;
+    None is never one. A seq more than `window` below the highest means the firmware
     rebooted and its counter restarted: the sensor's window starts over. A reboot whose
     counter had not got far (its seqs still inside the window) is only caught by `reset`,
     which the MQTT adapter calls when the sensor announces itself online. A missed
     duplicate only extends a session; a dropped motion event could stop the music.
 
-    Memory is bounded: `window` seqs per sensor, `max_sensors` sensors (the least recently
-    seen is forgotten first). Pure: no clock, no I/O.
+    Memory is bounded: a `window`-bit mask per sensor, `max_sensors` sensors (the least
+    recently seen is forgotten first). Pure: no clock, no I/O.
     """
 
-    __slots__ = ("_max_sensors", "_sensors", "_window")
+    __slots__ = ("_mask", "_max_sensors", "_sensors", "_window")
 
     def __init__(self, window: int = DEDUP_WINDOW, max_sensors: int = DEDUP_MAX_SENSORS) -> None:
         if window < 1 or max_sensors < 1:
             raise ValueError("window and max_sensors must be at least 1")
         self._window = window
+        self._mask = (1 << window) - 1
         self._max_sensors = max_sensors
         self._sensors: OrderedDict[str, _Window] = OrderedDict()
 
@@ -486,21 +491,25 @@ class SeqDeduplicator:
             return False
         window = self._sensors.get(sensor_id)
         if window is None:
-            self._sensors[sensor_id] = self._fresh(seq)
+            self._sensors[sensor_id] = _Window(highest=seq)
             if len(self._sensors) > self._max_sensors:
                 self._sensors.popitem(last=False)
             return False
         self._sensors.move_to_end(sensor_id)
-        if seq in window.seen:
-            return True
-        if seq < window.highest - self._window:  # the counter restarted: a reboot
-            self._sensors[sensor_id] = self._fresh(seq)
+        if seq > window.highest:
+            ahead = seq - window.highest
+            window.seen = (window.seen << ahead | 1) & self._mask if ahead < self._window else 1
+            window.highest = seq
             return False
-        if len(window.order) == self._window:
-            window.seen.discard(window.order.popleft())
-        window.order.append(seq)
-        window.seen.add(seq)
-        window.highest = max(window.highest, seq)
+        age = window.highest - seq
+        if age < self._window:
+            bit = 1 << age
+            if window.seen & bit:
+                return True
+            window.seen |= bit
+            return False
+        if age > self._window:  # the counter restarted: a reboot
+            self._sensors[sensor_id] = _Window(highest=seq)
         return False
 
     def reset(self, sensor_id: str) -> None:
@@ -510,10 +519,8 @@ class SeqDeduplicator:
     def forget(self, sensor_id: str, seq: int | None) -> None:
         """Take back one seq: its message was never handed on, so its redelivery is new."""
         window = self._sensors.get(sensor_id)
-        if seq is None or window is None or seq not in window.seen:
+        if seq is None or window is None:
             return
-        window.seen.discard(seq)
-        window.order.remove(seq)
-
-    def _fresh(self, seq: int) -> _Window:
-        return _Window(order=deque((seq,)), seen={seq}, highest=seq)
+        age = window.highest - seq
+        if 0 <= age < self._window:
+            window.seen &= ~(1 << age)

@@ -62,6 +62,7 @@ from hub.sessions.occupancy import (
     report_of,
 )
 from hub.sessions.policy import in_quiet_hours, playback_for
+from hub.sessions.sensor_clocks import SensorClocks
 from hub.timeutil import local_zone
 
 # --- commands -------------------------------------------------------------------------
@@ -235,6 +236,7 @@ class SessionEngine:
         self._active: dict[str, str] = {}  # room_id -> session_id
         self._last_ended: dict[str, str] = {}  # room_id -> session_id
         self._deadlines: list[tuple[float, str]] = []  # heap of (deadline, session_id)
+        self._clocks = SensorClocks()  # dates motion that sat in the broker
         self._used = False  # restore() must come first
 
     # --- queries ---
@@ -432,6 +434,34 @@ class SessionEngine:
         commands = self._end(tracked, now, ended_as=ended(tracked.session, change, now))
         return tracked.session, commands
 
+    def shift(self, delta: float, *, history: bool) -> None:
+        """The hub's clock stepped by `delta` seconds (hub/clock.py): move what is in flight
+        with it, so the step by itself neither ends nor prolongs a session. `history`: move
+        the ended sessions still held too (their times were recorded before the clock was
+        synchronised, and the store corrects them by the same step)."""
+        for tracked in self._tracked.values():
+            if tracked.session.is_active or history:
+                tracked.session = tracked.session.shifted(delta)
+                tracked.burst_start += delta
+                # The deadline's other anchors move with it (a hold, a clear, a door).
+                tracked.hold_since = _moved(tracked.hold_since, delta)
+                tracked.cleared_at = _moved(tracked.cleared_at, delta)
+                tracked.door_opened_at = _moved(tracked.door_opened_at, delta)
+        self._deadlines = [
+            (self.deadline(self._tracked[session_id].session), session_id)
+            for session_id in self._active.values()
+        ]
+        heapq.heapify(self._deadlines)
+        self._clocks.shift(delta)
+
+    def sensor_clock_offsets(self) -> dict[str, tuple[float, float]]:
+        """The sensors' learnt clock offsets, to keep across a restart (`SensorClocks`)."""
+        return self._clocks.offsets()
+
+    def remember_sensor_clocks(self, kept: Mapping[str, tuple[float, float]]) -> None:
+        """Offsets kept before a restart (taken on the same, confirmed timeline)."""
+        self._clocks.remember({k: v for k, v in kept.items() if k in self._sensors})
+
     def on_tick(self, now: float) -> list[Command]:
         """End every active session whose deadline <= now (rule 1), earliest first."""
         return self._end_due(now)
@@ -456,8 +486,12 @@ class SessionEngine:
         """Rules 2-5, one case per line: drop, extend, amend the last ended, or create.
 
         Expired sessions end first — except the room's own session when this motion
-        happened before its deadline: seen late (a backlog), it still extends it.
+        happened before its deadline: seen late (a backlog), it still extends it. When
+        it happened is the sensor's corrected clock for motion that sat in the broker
+        (`SensorClocks`), else its receive time.
         """
+        if event.sensor_id in self._sensors:  # (made-up sensor ids teach nothing)
+            event = self._clocks.judge(event)
         kept = self._extended_by(event)
         commands = self._end_due(now, keep=kept)
         commands += self._decide(event, now)
@@ -820,6 +854,10 @@ _ENDS: Final = {
     EndReason.ENDED_BY_REQUEST: "ended by request",
     EndReason.RECOVERED: "taken over after a restart, and over since",
 }
+
+
+def _moved(instant: float | None, delta: float) -> float | None:
+    return None if instant is None else round(instant + delta, 6)
 
 
 def _held(session: Session, at: float, sensor_id: str) -> Session:

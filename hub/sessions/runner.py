@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
 
+from hub.clock import HubClock
 from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
 from hub.ingest.mqtt_decode import Inbound, StatusUpdate
@@ -179,6 +181,13 @@ class SessionRunner:
         self._playback_wait = PLAYBACK_WAIT
         self.counters: Counter[str] = Counter()
         self.last_decision = clock()
+        # The hub's clock (hub/clock.py) is watched for steps and synchronisation; a plain
+        # callable (tests, one-off `invoke`) is taken as it is.
+        self._hub_clock = clock if isinstance(clock, HubClock) else None
+        # After a step: how many items already queued were stamped before it, and by how
+        # much to move them.
+        self._restamp: tuple[int, float] = (0, 0.0)
+        self._clock_unsaved = False  # the store's correction failed: try again next turn
 
     @property
     def inbox(self) -> asyncio.Queue[Inbound]:
@@ -258,10 +267,15 @@ class SessionRunner:
         if self._held:
             retry = max(0.0, self._retry_at - self._monotonic())
             wait = retry if wait is None else min(wait, retry)
+        if self._hub_clock is not None:  # look at the clock now and then, even when idle
+            check = self._hub_clock.check_interval()
+            wait = check if wait is None else min(wait, check)
         return wait
 
     async def _turn(self, batch: list[_Item]) -> None:
         """Decide the batch in order, commit it, then hand playback on."""
+        if self._hub_clock is not None:
+            batch = await self._watch_clock(self._hub_clock, batch)
         now = self._clock()
         self.last_decision = now
         turn = _Turn()
@@ -311,6 +325,36 @@ class SessionRunner:
             self._waiting_receipts = []
         for receipt in receipts:
             receipt.committed()
+
+    async def _watch_clock(self, clock: HubClock, batch: list[_Item]) -> list[_Item]:
+        """A step of the system clock moves what is in flight with it (the engine's
+        sessions, the motion stamped before it); a step before, or the arrival of,
+        synchronisation corrects what was recorded. Returns the batch on the new timeline."""
+        left, delta = self._restamp
+        if left:  # queued when an earlier step was seen
+            moved = min(left, len(batch))
+            batch = [_restamped(item, delta) for item in batch[:moved]] + batch[moved:]
+            self._restamp = (left - moved, delta)
+        change = clock.observe()
+        if change is not None and change.step is not None:
+            self.counters["clock_steps"] += 1
+            self.engine.shift(change.step, history=change.corrects_history)
+            batch = [_restamped(item, change.step) for item in batch]
+            left, delta = self._restamp
+            self._restamp = (max(left, self._inbox.qsize()), delta + change.step)
+        if change is not None or self._clock_unsaved:
+            try:
+                corrected = await self._writer.call(
+                    partial(SessionRepository.set_clock, state=clock.state)
+                )
+            except HubError as exc:  # the rows keep their own base: corrected next time
+                self._clock_unsaved = True
+                _LOGGER.warning("could not correct the recorded times yet: %s", exc)
+            else:
+                self._clock_unsaved = False
+                if corrected:
+                    _LOGGER.info("corrected or confirmed the times of %d row(s)", corrected)
+        return batch
 
     def _plan(self, commands: Iterable[Command], turn: _Turn) -> None:
         for command in commands:
@@ -645,6 +689,19 @@ def _lane(command: PlayerCommand) -> str:
     if command.sensor is not None and command.sensor.spotify_device:
         return command.sensor.spotify_device.strip().casefold()
     return command.session.spotify_device_id or ""
+
+
+def _restamped(item: _Item, delta: float) -> _Item:
+    """`item` with its receive time (and when it happened) on a clock `delta` seconds later."""
+    match item:
+        case MotionEvent():
+            return dataclasses.replace(
+                item, received_at=item.received_at + delta, occurred_at=item.occurred_at + delta
+            )
+        case StatusUpdate() | SensorState():
+            return dataclasses.replace(item, received_at=item.received_at + delta)
+        case _:
+            return item
 
 
 def _paused(task: asyncio.Future[bool]) -> bool:

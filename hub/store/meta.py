@@ -11,6 +11,8 @@ LAST_SYNC_AT_KEY = "lastSyncAt"  # written by `spottypotty sync`, shown by /heal
 LAST_SYNC_RESULT_KEY = "lastSyncResult"
 WRITER_STARTED_KEY = "writerStartedAt"  # the daemon's write probe at start (hub.store.writer)
 HA_ANNOUNCED_KEY = "haDiscoverySensors"  # sensors announced to Home Assistant (JSON list)
+# Sensors' learnt clock offsets (hub/sessions/sensor_clocks.py), kept across a restart.
+SENSOR_CLOCKS_KEY = "sensorClockOffsets"
 
 
 def get_meta(db: Database, key: str) -> str | None:
@@ -47,3 +49,19 @@ def load_ble_counters(db: Database) -> dict[str, object]:
 
 def save_ble_counters(db: Database, counters: dict[str, object]) -> None:
     set_meta(db, {BLE_COUNTERS_KEY: json.dumps(counters, sort_keys=True)})
+
+
+def load_sensor_clocks(db: Database) -> dict[str, tuple[float, float]]:
+    """sensor id -> (clock offset, the sensor's time it was last seen at)."""
+    text = get_meta(db, SENSOR_CLOCKS_KEY)
+    if not text:
+        return {}
+    try:
+        saved = json.loads(text)
+        return {str(sensor): (float(pair[0]), float(pair[1])) for sensor, pair in saved.items()}
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+        return {}  # unreadable: learn them again from live motion
+
+
+def save_sensor_clocks(db: Database, offsets: dict[str, tuple[float, float]]) -> None:
+    set_meta(db, {SENSOR_CLOCKS_KEY: json.dumps({s: list(o) for s, o in sorted(offsets.items())})})

@@ -150,7 +150,27 @@ def _playback_memory(db: Database) -> None:
     )
 
 
-@_named("0004_end_reason")
+@_named("0004_clock_confirmation")
+def _clock_confirmation(db: Database) -> None:
+    # Times recorded before the system clock was synchronised (a Pi has no RTC): the boot
+    # and the wall-minus-monotonic offset they were made with, so they can be corrected
+    # once it is (hub/clock.py). NULL: the times are confirmed. Unconfirmed rows are not
+    # uploaded by the sync.
+    _run_script(
+        db,
+        """
+        ALTER TABLE sessions ADD COLUMN clockBoot TEXT;
+        ALTER TABLE sessions ADD COLUMN clockBase REAL;
+        ALTER TABLE motion_events ADD COLUMN clockBoot TEXT;
+        ALTER TABLE motion_events ADD COLUMN clockBase REAL;
+        CREATE INDEX sessions_unconfirmed ON sessions (clockBoot) WHERE clockBoot IS NOT NULL;
+        CREATE INDEX motion_events_unconfirmed ON motion_events (clockBoot)
+            WHERE clockBoot IS NOT NULL
+        """,
+    )
+
+
+@_named("0005_end_reason")
 def _end_reason(db: Database) -> None:
     # Why each session ended (timeout, presence_cleared, door_opened, max_hold,
     # ended_by_request, recovered): NULL for sessions ended before it was recorded. And its

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from hub.clock import STEP_THRESHOLD, ClockState
 from hub.errors import ConflictError, StoreError
 from hub.model import (
     RECORD_FIELDS,
@@ -29,10 +30,19 @@ from hub.model import (
 # The record's columns plus the bookkeeping ones a `Session` carries.
 _SESSION_COLUMNS = (*RECORD_FIELDS, "playbackNote", "decisions")
 _SELECT = "SELECT " + ", ".join(_SESSION_COLUMNS) + " FROM sessions"
-_INSERT = (
-    f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)})"
-)
+# Times made before the system clock was synchronised: the boot and base they were made
+# with (hub/clock.py), NULL once confirmed.
+_CLOCK_COLUMNS = ("clockBoot", "clockBase")
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    )
+
+
+_INSERT = _insert_sql("sessions", _SESSION_COLUMNS)
+_INSERT_CLOCKED = _insert_sql("sessions", (*_SESSION_COLUMNS, *_CLOCK_COLUMNS))
 # Every column but the key; an update sets the ones that changed.
 _UPDATABLE = tuple(column for column in _SESSION_COLUMNS if column != "sessionId")
 _REMEMBERED_ROWS = 4_096
@@ -59,10 +69,8 @@ _EVENT_COLUMNS = (
     "late",
     "ttl",
 )
-_INSERT_EVENT = (
-    f"INSERT INTO motion_events ({', '.join(_EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _EVENT_COLUMNS)})"
-)
+_INSERT_EVENT = _insert_sql("motion_events", _EVENT_COLUMNS)
+_INSERT_EVENT_CLOCKED = _insert_sql("motion_events", (*_EVENT_COLUMNS, *_CLOCK_COLUMNS))
 
 MAX_PAGE = 1_000
 
@@ -97,6 +105,11 @@ def _changed_columns(before: Session, after: Session) -> tuple[str, ...]:
     return tuple(column for column in _UPDATABLE if column in changed)
 
 
+_ANY_UNCONFIRMED = (
+    "SELECT EXISTS (SELECT 1 FROM sessions WHERE clockBoot = :boot) "
+    "OR EXISTS (SELECT 1 FROM motion_events WHERE clockBoot = :boot)"
+)
+_SELECT_CLOCKED = "SELECT " + ", ".join((*_SESSION_COLUMNS, "clockBase")) + " FROM sessions"
 _SELECT_RECORD = "SELECT " + ", ".join(RECORD_FIELDS) + " FROM sessions"
 
 
@@ -135,6 +148,8 @@ class SessionRepository:
         # only the columns that changed (flash wear). Sound because the daemon's runner is
         # the one writer of sessions: no other program changes a row behind it.
         self._written: dict[str, Session] = {}
+        # {clockBoot, clockBase} for what is written while the clock is unconfirmed.
+        self._clock_mark: dict[str, Any] = {}
 
     # -- writes -------------------------------------------------------------------------
 
@@ -167,7 +182,7 @@ class SessionRepository:
                 for session, _, event in items:
                     if event is not None:
                         session_id = session.session_id if session is not None else None
-                        self.db.execute(_INSERT_EVENT, self._event_row(event, session_id))
+                        self._insert_event(event, session_id)
         except sqlite3.IntegrityError as exc:
             for session_id in latest:  # rolled back: what we last wrote is unknown now
                 self._written.pop(session_id, None)
@@ -183,13 +198,19 @@ class SessionRepository:
         """One row; an update sets only the columns that changed since we last wrote it,
         so an extended session rewrites one table page, not every index (flash wear)."""
         if created:
-            self.db.execute(_INSERT, session_row(session))
+            if self._clock_mark:
+                self.db.execute(_INSERT_CLOCKED, session_row(session) | self._clock_mark)
+            else:
+                self.db.execute(_INSERT, session_row(session))
             return
         before = self._written.get(session.session_id)
         changed = _UPDATABLE if before is None else _changed_columns(before, session)
         if not changed:
             return
         values = _columns(session, changed)
+        if self._clock_mark:
+            changed = (*changed, *_CLOCK_COLUMNS)
+            values |= self._clock_mark
         values["sessionId"] = session.session_id
         if self.db.execute(_update_sql(changed), values).rowcount != 1:
             raise StoreError(f"session {session.session_id} is not in the database")
@@ -203,7 +224,14 @@ class SessionRepository:
     def record_event(self, event: MotionEvent, session_id: str | None = None) -> None:
         """Keep a motion event that belongs to no session we track (e.g. out of order)."""
         with self.db.atomic():
-            self.db.execute(_INSERT_EVENT, self._event_row(event, session_id))
+            self._insert_event(event, session_id)
+
+    def _insert_event(self, event: MotionEvent, session_id: str | None) -> None:
+        row = self._event_row(event, session_id)
+        if self._clock_mark:
+            self.db.execute(_INSERT_EVENT_CLOCKED, row | self._clock_mark)
+        else:
+            self.db.execute(_INSERT_EVENT, row)
 
     def _event_row(self, event: MotionEvent, session_id: str | None) -> dict[str, Any]:
         return {
@@ -221,6 +249,63 @@ class SessionRepository:
             "late": int(event.late),
             "ttl": int(event.occurred_at) + self._event_ttl_seconds,
         }
+
+    def set_clock(self, state: ClockState) -> int:
+        """Mark (or not) what is written from now on as `state` says, put this boot's
+        unconfirmed rows on `state`'s timeline, and confirm them when the clock is
+        synchronised. Returns how many rows were corrected or confirmed.
+
+        A row's times are moved by the difference between `state.base` and the base they
+        were made with: the step the system clock took since (measured, never guessed).
+        The mark changes first, so should the correction fail (a full disk) the rows keep
+        the base they were made with and a later call still corrects them. Rows of another
+        boot cannot be corrected (their monotonic clock is gone): they stay unconfirmed, and
+        the sync leaves them alone.
+        """
+        self._clock_mark = (
+            {} if state.confirmed else {"clockBoot": state.boot_id, "clockBase": state.base}
+        )
+        boot = {"boot": state.boot_id, "base": state.base, "limit": STEP_THRESHOLD}
+        if not self.db.execute(_ANY_UNCONFIRMED, boot).fetchone()[0]:
+            return 0  # the usual case: nothing to write (nor a write lock to take)
+        touched = 0
+        moved: list[Session] = []
+        stale = "clockBoot = :boot AND abs(clockBase - :base) > :limit"
+        try:
+            with self.db.atomic():
+                cursor = self.db.execute(f"{_SELECT_CLOCKED} WHERE {stale}", boot)
+                names = [d[0] for d in cursor.description]
+                for values in cursor.fetchall():
+                    row = dict(zip(names, values, strict=True))
+                    session = Session.from_record(row).shifted(state.base - row["clockBase"])
+                    update = session_row(session) | {"clockBase": state.base}
+                    self.db.execute(_update_sql((*_UPDATABLE, "clockBase")), update)
+                    moved.append(session)
+                touched += len(moved) + self._move_events(stale, boot)
+                if state.confirmed:
+                    for table in ("sessions", "motion_events"):
+                        touched += self.db.execute(
+                            f"UPDATE {table} SET clockBoot = NULL, clockBase = NULL "
+                            "WHERE clockBoot = :boot",
+                            boot,
+                        ).rowcount
+        except BaseException:
+            for session in moved:  # rolled back: what we last wrote is unknown now
+                self._written.pop(session.session_id, None)
+            raise
+        for session in moved:
+            self._remember(session)
+        return touched
+
+    def _move_events(self, where: str, params: dict[str, Any]) -> int:
+        cursor = self.db.execute(
+            "UPDATE motion_events SET timestamp = timestamp + (:base - clockBase), "
+            "receivedAt = receivedAt + (:base - clockBase), "
+            "ttl = CAST(timestamp + (:base - clockBase) AS INTEGER) + :ttl, "
+            f"clockBase = :base WHERE {where}",
+            params | {"ttl": self._event_ttl_seconds},
+        )
+        return int(cursor.rowcount)
 
     def _conflict(self, sessions: list[Session], exc: sqlite3.IntegrityError) -> Exception:
         for session in sessions:

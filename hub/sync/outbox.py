@@ -1,9 +1,13 @@
 """The SQLite side of the cloud sync: what is due, and marking it done (no boto3 here).
 
 A session is due while `version > syncedVersion` (every update bumps `version`); a motion
-event while `synced = 0`. Due rows are streamed in keyset chunks through the partial
-indexes `sessions_unsynced` / `motion_events_unsynced`, each chunk its own short read, so
-memory stays flat and the daemon's writes and WAL checkpoints are never held up.
+event while `synced = 0`. Rows whose times wait for the system clock to be synchronised
+(`clockBoot` set, see hub/clock.py) are not due: their times would be wrong in the cloud
+(a `ttl` already past deletes them at once), and they become due once corrected.
+
+Due rows are streamed in keyset chunks through the partial indexes `sessions_unsynced` /
+`motion_events_unsynced`, each chunk its own short read, so memory stays flat and the
+daemon's writes and WAL checkpoints are never held up.
 
 Marking happens only after DynamoDB accepted the rows, one committed transaction per
 batch, with the version that was uploaded: a row that changed meanwhile stays due, and a
@@ -32,11 +36,12 @@ _EVENT_COLUMNS = ", ".join(name for name, _, _ in EVENT_FIELDS)
 # (The SQL below is assembled from those fixed column names only.)
 _DUE_SESSIONS = (
     f"SELECT {_SESSION_COLUMNS}, version FROM sessions INDEXED BY sessions_unsynced "  # noqa: S608
-    "WHERE version > syncedVersion AND sessionId > ? ORDER BY sessionId LIMIT ?"
+    "WHERE version > syncedVersion AND clockBoot IS NULL AND sessionId > ? "
+    "ORDER BY sessionId LIMIT ?"
 )
 _DUE_EVENTS = (
     f"SELECT {_EVENT_COLUMNS} FROM motion_events INDEXED BY motion_events_unsynced "  # noqa: S608
-    "WHERE synced = 0 AND eventId > ? ORDER BY eventId LIMIT ?"
+    "WHERE synced = 0 AND clockBoot IS NULL AND eventId > ? ORDER BY eventId LIMIT ?"
 )
 _MARK_SESSION = "UPDATE sessions SET syncedVersion = ? WHERE sessionId = ? AND syncedVersion < ?"
 _MARK_EVENT = "UPDATE motion_events SET synced = 1 WHERE eventId = ? AND synced = 0"
@@ -96,13 +101,22 @@ class Outbox:
     def count_due_sessions(self) -> int:
         row = self.db.execute(
             "SELECT count(*) FROM sessions INDEXED BY sessions_unsynced "
-            "WHERE version > syncedVersion"
+            "WHERE version > syncedVersion AND clockBoot IS NULL"
+        ).fetchone()
+        return int(row[0])
+
+    def count_unconfirmed(self) -> int:
+        """Sessions held back because their times wait for the system clock (hub/clock.py)."""
+        row = self.db.execute(
+            "SELECT count(*) FROM sessions INDEXED BY sessions_unconfirmed "
+            "WHERE clockBoot IS NOT NULL"
         ).fetchone()
         return int(row[0])
 
     def count_due_events(self) -> int:
         row = self.db.execute(
-            "SELECT count(*) FROM motion_events INDEXED BY motion_events_unsynced WHERE synced = 0"
+            "SELECT count(*) FROM motion_events INDEXED BY motion_events_unsynced "
+            "WHERE synced = 0 AND clockBoot IS NULL"
         ).fetchone()
         return int(row[0])
 

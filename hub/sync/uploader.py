@@ -300,6 +300,8 @@ class SyncSummary:
     stopped: str | None = None
     seconds: float = 0.0
     dry_run: bool = False
+    # Sessions not uploaded because their times wait for the system clock (hub/clock.py).
+    held_back: int = 0
 
     @property
     def ok(self) -> bool:
@@ -333,6 +335,7 @@ def sync(
     cloud = uploader.cloud
     tables: list[tuple[TableKind, str]] = [("sessions", cloud.table)]
     summary.due["sessions"] = outbox.count_due_sessions()
+    summary.held_back = outbox.count_unconfirmed()
     if cloud.events_table:
         tables.append(("events", cloud.events_table))
         summary.due["events"] = outbox.count_due_events()

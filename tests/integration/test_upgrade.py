@@ -26,6 +26,7 @@ def _columns(db: Database, table: str) -> list[str]:
 
 
 def _dump(db: Database, table: str, columns: list[str]) -> list[tuple[object, ...]]:
+    """The rows' values in `columns` (a later migration may add columns; none is lost)."""
     order = ", ".join(columns)
     return [tuple(row) for row in db.execute(f"SELECT {order} FROM {table} ORDER BY 1, 2")]
 
@@ -100,7 +101,7 @@ def test_an_old_config_and_database_give_the_sessions_they_always_did(tmp_path: 
     `endReason`, beside the seed's fields, and nothing else changes)."""
     path = tmp_path / "hub.db"
     old = Database(path)
-    MIGRATIONS.apply(old, stop_before="0004_end_reason")
+    MIGRATIONS.apply(old, stop_before="0005_end_reason")
     old_columns = set(_columns(old, "sessions"))
     start = START
     session = open_session(

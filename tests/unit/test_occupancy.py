@@ -270,3 +270,15 @@ def test_learned_timeouts_apply_at_once_to_an_active_session() -> None:
     final = ended(engine.on_tick(T + 120))
     assert (final.end, final.end_reason) == (T + 120, EndReason.TIMEOUT)
     assert engine.timeout("bathroom") == 120.0
+
+
+def test_a_clock_step_moves_holds_clears_and_doors_with_the_session() -> None:
+    engine = engine_for()
+    engine.on_state(radar(T, on=True), now=T)
+    engine.shift(3600.0, history=False)
+    assert engine.next_deadline() == T + 3600 + MAX_HOLD  # the hold moved with the clock
+    engine.on_state(radar(T + 3700, on=False), now=T + 3700)
+    engine.shift(-60.0, history=False)
+    assert engine.next_deadline() == T + 3700 - 60 + TIMEOUT  # and the clear
+    final = ended(engine.on_tick(T + 3640 + TIMEOUT))
+    assert (final.end, final.end_reason) == (T + 3640 + TIMEOUT, EndReason.PRESENCE_CLEARED)

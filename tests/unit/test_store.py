@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
+from hub.cli.sync import dry_run_report, summary_report
+from hub.clock import ClockState
+from hub.config import HubConfig
 from hub.errors import ConflictError, DamagedDatabaseError, StoreError
 from hub.model import MotionEvent, Session, SessionStatus, open_session
+from hub.sessions.analytics import summarize
 from hub.store import SessionRepository, close_database, open_database
+from hub.store.aggregates import aggregate_sessions
 from hub.store.database import is_damage
+from hub.store.meta import SENSOR_CLOCKS_KEY, load_sensor_clocks, save_sensor_clocks, set_meta
 from hub.store.schema import KNOWN_MIGRATIONS
 from hub.store.sessions import SessionQuery, record_from_row, session_row
+from hub.sync.outbox import Outbox
+from hub.sync.uploader import SyncSummary
 from tests.damage import build_hub_database, damage, page_size
 from tests.strategies import sessions
 
@@ -344,3 +353,108 @@ def test_record_from_row_is_exactly_the_sessions_record(
     if completed:
         session = session.with_changes(status=SessionStatus.COMPLETED, end=start + length + 60)
     assert record_from_row(session_row(session)) == session.to_record()
+
+
+# -- times recorded before the system clock is synchronised (hub/clock.py) ---------------
+
+DAY = 86_400.0
+TRUE_T0 = 1_800_000_000.0
+BEHIND = 30 * DAY  # a Pi booted with its clock a month behind
+BOOT = "boot-1"
+
+
+@pytest.fixture
+def memory_db() -> Iterator[Database]:
+    database = open_database(None)
+    yield database
+    close_database(database)
+
+
+def unconfirmed_sessions(db: Database) -> int:
+    return int(
+        db.execute("SELECT count(*) FROM sessions WHERE clockBoot IS NOT NULL").fetchone()[0]
+    )
+
+
+def unconfirmed(base: float, boot: str = BOOT) -> ClockState:
+    return ClockState(boot_id=boot, base=base, confirmed=False)
+
+
+def written_behind(db: Database, boot: str = BOOT) -> SessionRepository:
+    """A repository that wrote a session and its motion a month behind, unconfirmed."""
+    repository = SessionRepository(db, ttl_days=30)
+    repository.set_clock(unconfirmed(base=-BEHIND, boot=boot))
+    wrong = TRUE_T0 - BEHIND
+    event = MotionEvent("bath", occurred_at=wrong, received_at=wrong)
+    repository.save(_session("session-bath-1", start=wrong), created=True, event=event)
+    return repository
+
+
+def test_rows_written_unconfirmed_are_corrected_and_confirmed_by_the_step(
+    memory_db: Database,
+) -> None:
+    db = memory_db
+    repository = written_behind(db)
+    outbox = Outbox(db)
+    assert unconfirmed_sessions(db) == outbox.count_unconfirmed() == 1
+    assert (outbox.count_due_sessions(), outbox.count_due_events()) == (0, 0)
+    # NTP steps the clock a month forward; timesyncd says it is synchronised.
+    touched = repository.set_clock(ClockState(BOOT, base=0.0, confirmed=True))
+    assert touched == 4  # the session and its event corrected, then both confirmed
+    (row,) = db.execute("SELECT startTime, ttl, startTimeISO, clockBoot FROM sessions")
+    assert row == (int(TRUE_T0), int(TRUE_T0 + 30 * DAY), "2027-01-15T08:00:00.000000+00:00", None)
+    (event_row,) = db.execute("SELECT timestamp, receivedAt, ttl, clockBoot FROM motion_events")
+    assert event_row == (TRUE_T0, TRUE_T0, int(TRUE_T0 + 30 * DAY), None)
+    assert (outbox.count_due_sessions(), outbox.count_due_events()) == (1, 1)
+    assert outbox.count_unconfirmed() == 0
+    # Written from now on: confirmed.
+    repository.save(_session("session-hall-1", "hall", TRUE_T0 + 100), created=True)
+    assert unconfirmed_sessions(db) == 0
+
+
+def test_a_restart_in_the_same_boot_corrects_what_the_last_process_wrote(
+    memory_db: Database,
+) -> None:
+    db = memory_db
+    written_behind(db)
+    # The clock stepped while the hub was restarting: the new process only sees its base.
+    second = SessionRepository(db, ttl_days=30)
+    assert second.set_clock(unconfirmed(base=0.0)) == 2  # the session and its event
+    (row,) = db.execute("SELECT startTime, clockBoot, clockBase FROM sessions")
+    assert row == (int(TRUE_T0), BOOT, 0.0)  # corrected, still unconfirmed
+    assert Outbox(db).count_due_sessions() == 0
+
+
+def test_rows_of_another_boot_cannot_be_corrected_and_stay_unsent(memory_db: Database) -> None:
+    db = memory_db
+    written_behind(db, boot="an-earlier-boot")
+    now = SessionRepository(db, ttl_days=30)
+    assert now.set_clock(ClockState(BOOT, base=0.0, confirmed=True)) == 0
+    (row,) = db.execute("SELECT startTime, clockBoot FROM sessions")
+    assert row == (int(TRUE_T0 - BEHIND), "an-earlier-boot")
+    assert Outbox(db).count_due_sessions() == 0
+
+
+def test_the_sync_says_what_it_holds_back(memory_db: Database) -> None:
+    written_behind(memory_db)
+    report = summary_report(SyncSummary(held_back=1), HubConfig())
+    assert report.splitlines()[-1].startswith("held back: 1 session(s) recorded before")
+    assert "held back: 1 session(s)" in dry_run_report(Outbox(memory_db), HubConfig())
+
+
+def test_analytics_after_the_correction_see_the_real_time_between_sessions(
+    memory_db: Database,
+) -> None:
+    repository = written_behind(memory_db)  # 08:00 on a clock a month behind
+    repository.set_clock(ClockState(BOOT, base=0.0, confirmed=True))  # NTP
+    repository.save(_completed("session-bath-2", start=TRUE_T0 + 600), created=True)
+    analytics = summarize(aggregate_sessions(memory_db, sensor_id="bath"), dt.UTC)
+    assert analytics["averageTimeBetweenSessionsMinutes"] == 10.0  # not 43,210
+
+
+def test_sensor_clock_offsets_are_kept_in_hub_meta(memory_db: Database) -> None:
+    assert load_sensor_clocks(memory_db) == {}
+    save_sensor_clocks(memory_db, {"bath": (-3600.25, TRUE_T0)})
+    assert load_sensor_clocks(memory_db) == {"bath": (-3600.25, TRUE_T0)}
+    set_meta(memory_db, {SENSOR_CLOCKS_KEY: "not json"})
+    assert load_sensor_clocks(memory_db) == {}
