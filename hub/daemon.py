@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -247,10 +248,15 @@ class Daemon:
     async def _learn_daily(self, runner: SessionRunner) -> None:
         """Timeouts learned from each room's history (`timeout_minutes = "auto"`): at the
         start, then once a day."""
+        from hub.store.timeouts import learn_timeouts  # noqa: PLC0415 - only with "auto"
+
+        bounds = self._config.learned_bounds()
         while True:
             try:
-                await runner.learn_timeouts()
-            except HubError:
+                # On a read connection: a long history never holds up the writer.
+                learned = await self.reads.run(partial(learn_timeouts, bounds=bounds))
+                await runner.use_timeouts(learned)
+            except (HubError, sqlite3.Error):
                 _LOGGER.exception("could not learn the rooms' timeouts; trying again tomorrow")
             await asyncio.sleep(LEARN_EVERY_SECONDS)
 

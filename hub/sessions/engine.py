@@ -260,11 +260,6 @@ class SessionEngine:
         """The id of the room a sensor is in (its own id for a sensor in no room)."""
         return self._room_of.get(sensor_id, sensor_id)
 
-    @property
-    def learned_bounds(self) -> dict[str, tuple[float, float]]:
-        """Room id -> [min, max] seconds, for the rooms whose timeout is learned."""
-        return self._config.learned_bounds()
-
     def use_timeouts(self, timeouts: Mapping[str, float]) -> None:
         """Rooms' timeouts in seconds (learned from their history); the others keep the
         config's. Active sessions take them at once (a deadline may move sooner)."""

@@ -39,7 +39,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -61,7 +61,7 @@ from hub.sessions.engine import (
 )
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
-from hub.store.timeouts import Learned, learn_timeouts
+from hub.store.timeouts import Learned
 from hub.store.writer import Save, StoreWriter
 
 _LOGGER = logging.getLogger(__name__)
@@ -121,11 +121,12 @@ class _StoreCall:
 
 
 @dataclass(frozen=True, slots=True)
-class _Learn:
-    """Learn the rooms' timeouts from their history (`timeout_minutes = "auto"`) and use
-    them from now on; `answer` gets what was learned."""
+class _UseTimeouts:
+    """Rooms' timeouts learned from their history (`timeout_minutes = "auto"`), to use from
+    the next decision on; `answer` is settled once they are."""
 
-    answer: asyncio.Future[dict[str, Learned]]
+    learned: Mapping[str, Learned]
+    answer: asyncio.Future[None]
 
 
 class _Tick:
@@ -133,7 +134,7 @@ class _Tick:
 
 
 _TICK: Final = _Tick()
-_Item = Inbound | _Started | _Stopped | _Request | _StoreCall | _Learn | _Tick
+_Item = Inbound | _Started | _Stopped | _Request | _StoreCall | _UseTimeouts | _Tick
 
 
 @dataclass(slots=True)
@@ -221,12 +222,12 @@ class SessionRunner:
         await self._inbox.put(_Request(change, answer))
         return await answer
 
-    async def learn_timeouts(self) -> dict[str, Learned]:
-        """Learn the timeouts of the rooms that ask for it from their own history, in order
-        with motion; they apply from the next decision (an active session's deadline too)."""
-        answer: asyncio.Future[dict[str, Learned]] = asyncio.get_running_loop().create_future()
-        await self._inbox.put(_Learn(answer))
-        return await answer
+    async def use_timeouts(self, learned: Mapping[str, Learned]) -> None:
+        """Use rooms' learned timeouts (`hub.store.timeouts`, read off the writer's thread)
+        in order with motion: from the next decision, an active session's deadline too."""
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_UseTimeouts(dict(learned), answer))
+        await answer
 
     async def store(self, function: Callable[[SessionRepository], _T]) -> _T:
         """Run a database write on the writer, in order with session changes."""
@@ -306,7 +307,16 @@ class SessionRunner:
                     )
                 case _Tick():
                     pass
-                case StatusUpdate() | _Request() | _StoreCall() | _Learn():
+                case _UseTimeouts(learned=learned, answer=answer):
+                    self.engine.use_timeouts(
+                        {room: value.seconds for room, value in learned.items()}
+                    )
+                    for room, value in learned.items():
+                        _LOGGER.info(
+                            "room %s: %s", room, value.describe(), extra={"SENSOR_ID": room}
+                        )
+                    settle(answer, None)
+                case StatusUpdate() | _Request() | _StoreCall():
                     # These need the database's answer first: what came before is committed.
                     await self._commit(turn)
                     turn = _Turn()
@@ -461,21 +471,8 @@ class SessionRunner:
         if self._on_session is not None:
             self._on_session(session)
 
-    async def _serve(self, item: StatusUpdate | _Request | _StoreCall | _Learn, now: float) -> None:
+    async def _serve(self, item: StatusUpdate | _Request | _StoreCall, now: float) -> None:
         match item:
-            case _Learn(answer=answer):
-                bounds = self.engine.learned_bounds
-                try:
-                    learned = await self._writer.call(
-                        lambda repository: learn_timeouts(repository.db, bounds)
-                    )
-                except HubError as exc:
-                    settle(answer, error=exc)
-                    return
-                self.engine.use_timeouts({room: value.seconds for room, value in learned.items()})
-                for room, value in learned.items():
-                    _LOGGER.info("room %s: %s", room, value.describe(), extra={"SENSOR_ID": room})
-                settle(answer, learned)
             case StatusUpdate():
                 await self._record_availability(item)
             case _StoreCall(function=function, answer=answer):

@@ -6,6 +6,7 @@ pass without sleeping (the runner is poked after each move)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from hub.config import (
     SessionsSection,
 )
 from hub.ingest.mqtt_decode import encode_seed_motion
+from hub.store import close_database, open_database
 from tests.integration.test_daemon_faults import (
     FakePlayer,
     FixedClock,
@@ -29,6 +31,7 @@ from tests.integration.test_daemon_faults import (
     running_daemon,
     session_states,
 )
+from tests.unit.test_timeouts import history
 
 if TYPE_CHECKING:
     from tests.broker import Broker
@@ -177,3 +180,28 @@ def _iso_minute(instant: float) -> str:
     import datetime as dt  # noqa: PLC0415
 
     return dt.datetime.fromtimestamp(instant, dt.UTC).isoformat(timespec="seconds")[:19]
+
+
+async def test_the_daemon_learns_a_rooms_timeout_at_start(
+    tmp_path: Path, broker: Broker, unique_prefix: str
+) -> None:
+    db = open_database(tmp_path / "hub.db")
+    try:
+        history(db, [3600.0] * 29, room="study")  # 30 sessions, no false ends
+    finally:
+        close_database(db)
+    base = _config(tmp_path, broker, unique_prefix)
+    sensors = tuple(
+        dataclasses.replace(s, timeout_minutes="auto", timeout_bounds=(2.0, 15.0))
+        if s.id == "study"
+        else s
+        for s in base.sensors
+    )
+    config = dataclasses.replace(base, sensors=sensors)
+    async with running_daemon(config, FakePlayer(), clock=FixedClock(T0)) as running:
+        runner = running.daemon.runner
+        assert runner is not None
+        async with asyncio.timeout(5):
+            while runner.engine.timeout("study") != 120.0:  # noqa: ASYNC110 - the daemon's state
+                await asyncio.sleep(0.02)
+        assert runner.engine.timeout("bathroom") == TIMEOUT  # not learned: as configured

@@ -23,6 +23,7 @@ from hub.sessions.engine import Command, EngineError, SessionEngine
 from hub.sessions.runner import MAX_BATCH, PLAYBACK_WAIT, RETRY_FIRST, SessionRunner
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.sessions import SessionQuery
+from hub.store.timeouts import learn_timeouts
 from hub.store.writer import StoreWriter
 from tests.unit.test_timeouts import history
 
@@ -564,8 +565,13 @@ async def test_learned_timeouts_are_learned_in_order_and_used_at_once(tmp_path: 
         runner = SessionRunner(SessionEngine(auto), writer, FakePlayer(), clock=Clock())
         task = asyncio.create_task(runner.run())
         await runner.inbox.put(MotionEvent("bath", occurred_at=T0, received_at=T0))
-        learned = await asyncio.wait_for(runner.learn_timeouts(), 5)
+        db = open_database(path)
+        try:
+            learned = learn_timeouts(db, auto.learned_bounds())
+        finally:
+            close_database(db)
         assert learned["bath"].describe() == "timeout 2 min, learned from 30 sessions"
+        await asyncio.wait_for(runner.use_timeouts(learned), 5)
         assert runner.engine.deadline(runner.engine.active["bath"]) == T0 + 120
         runner.finish(pause_active=False)
         await asyncio.wait_for(task, 5)
