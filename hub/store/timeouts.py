@@ -45,10 +45,9 @@ WITH ordered AS (
     FROM sessions INDEXED BY sessions_by_sensor_time
     WHERE sensorId = ?
 )
-SELECT o.nextStart - (julianday(s.lastMotionTime) - 2440587.5) * 86400.0,
-       o.nextStart - o.ended
+SELECT o.nextStart - (julianday(s.lastMotionTime) - 2440587.5) * 86400.0
 FROM ordered AS o JOIN sessions AS s ON s.sensorId = ? AND s.startTime = o.startTime
-WHERE o.nextStart - o.ended <= ?
+WHERE o.nextStart - o.ended BETWEEN 0 AND ?
   AND (s.endReason IS NULL OR s.endReason IN ({reasons}))
 """
 
@@ -79,7 +78,7 @@ def learn_timeouts(db: Database, bounds: Mapping[str, tuple[float, float]]) -> d
         if sessions < MIN_SESSIONS:
             continue
         rows = db.execute(gaps, [room, room, high, *_TIMEOUT_ENDS]).fetchall()
-        needed = sorted(gap for gap, after_end in rows if after_end >= 0)
+        needed = sorted(gap for (gap,) in rows)
         learned[room] = _choose(needed, (low, high), sessions)
     return learned
 
