@@ -6,11 +6,15 @@ pass without sleeping (the runner is poked after each move)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import datetime as dt
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiomqtt
 import pytest
 
 from hub.config import (
@@ -27,6 +31,7 @@ from tests.integration.test_daemon_faults import (
     FakePlayer,
     FixedClock,
     RunningDaemon,
+    SessionStates,
     mqtt_client,
     running_daemon,
     session_states,
@@ -79,78 +84,85 @@ def _config(tmp_path: Path, broker: Broker, prefix: str) -> HubConfig:
     )
 
 
-async def _advance(running: RunningDaemon, clock: FixedClock, seconds: float) -> None:
-    clock.now += seconds
-    assert running.daemon.runner is not None
-    running.daemon.runner.poke()
-    await asyncio.sleep(0.01)  # let the runner take the poke
+@dataclasses.dataclass
+class _Rig:
+    running: RunningDaemon
+    clock: FixedClock
+    player: FakePlayer
+    states: SessionStates
+    sensors: aiomqtt.Client
+
+    async def advance(self, seconds: float) -> None:
+        """Simulated time passes: the clock moves, the runner looks at it."""
+        self.clock.now += seconds
+        assert self.running.daemon.runner is not None
+        self.running.daemon.runner.poke()
+        await asyncio.sleep(0.01)  # let the runner take the poke
+
+
+@contextlib.asynccontextmanager
+async def _rig(tmp_path: Path, broker: Broker, prefix: str) -> AsyncIterator[_Rig]:
+    """The daemon on an injected clock, what it publishes, and a client to be the sensors."""
+    player, clock = FakePlayer(), FixedClock(T0)
+    async with (
+        running_daemon(_config(tmp_path, broker, prefix), player, clock=clock) as running,
+        session_states(broker) as states,
+        mqtt_client(broker, "sensors") as sensors,
+    ):
+        yield _Rig(running, clock, player, states, sensors)
 
 
 async def test_a_room_of_three_sensors_is_one_session_and_one_play(
     tmp_path: Path, broker: Broker, unique_prefix: str
 ) -> None:
-    player = FakePlayer()
-    clock = FixedClock(T0)
-    config = _config(tmp_path, broker, unique_prefix)
-    async with (
-        running_daemon(config, player, clock=clock) as running,
-        session_states(broker) as states,
-        mqtt_client(broker, "sensors") as sensors,
-    ):
+    async with _rig(tmp_path, broker, unique_prefix) as rig:
         radar = f"{unique_prefix}-z2m/bath_radar"
         door = f"{unique_prefix}-z2m/bath_door"
-        await sensors.publish(door, json.dumps({"contact": False, "battery": 90}), qos=1)
-        await sensors.publish(
+        await rig.sensors.publish(door, json.dumps({"contact": False, "battery": 90}), qos=1)
+        await rig.sensors.publish(
             f"{unique_prefix}/bath_pir/motion", encode_seed_motion("bath_pir", seq=1), qos=1
         )
-        await sensors.publish(radar, json.dumps({"presence": True, "linkquality": 80}), qos=1)
-        await sensors.publish(door, json.dumps({"contact": True}), qos=1)  # closed
+        await rig.sensors.publish(radar, json.dumps({"presence": True, "linkquality": 80}), qos=1)
+        await rig.sensors.publish(door, json.dumps({"contact": True}), qos=1)  # closed
         await asyncio.sleep(0.1)
-        await _advance(running, clock, 15)  # past the debounce: counted, and seen inside
-        await sensors.publish(
+        await rig.advance(15)  # past the debounce: counted, and seen inside
+        await rig.sensors.publish(
             f"{unique_prefix}/bath_pir/motion", encode_seed_motion("bath_pir", seq=2), qos=1
         )
-        _, record = await states.next("bathroom", lambda r: r["status"] == "active")
+        _, record = await rig.states.next("bathroom", lambda r: r["status"] == "active")
         assert record["sensorId"] == "bathroom"
         # Sitting still for 30 simulated minutes: the radar holds the room.
         for _ in range(30):
-            await _advance(running, clock, 60)
-        cleared_at = clock.now
-        await sensors.publish(radar, json.dumps({"presence": False}), qos=1)
-        await sensors.publish(door, json.dumps({"contact": False}), qos=1)  # out they go
+            await rig.advance(60)
+        cleared_at = rig.clock.now
+        await rig.sensors.publish(radar, json.dumps({"presence": False}), qos=1)
+        await rig.sensors.publish(door, json.dumps({"contact": False}), qos=1)  # out they go
         await asyncio.sleep(0.2)
-        assert [r["status"] for r in states.history] == ["active"] * len(states.history)
-        await _advance(running, clock, 60)
-        _, ended = await states.next("bathroom", lambda r: r["status"] == "completed")
+        assert [r["status"] for r in rig.states.history] == ["active"] * len(rig.states.history)
+        await rig.advance(60)
+        _, ended = await rig.states.next("bathroom", lambda r: r["status"] == "completed")
     assert ended["endReason"] == "door_opened"
     assert ended["endTime"].startswith(_iso_minute(cleared_at + 60))
-    assert len(player.starts) == 1  # one play for the room, however many sensors fired
-    assert player.stops == player.starts
+    assert len(rig.player.starts) == 1  # one play for the room, however many sensors fired
+    assert rig.player.stops == rig.player.starts
 
 
 async def test_esphome_presence_holds_and_its_clear_ends_one_timeout_later(
     tmp_path: Path, broker: Broker, unique_prefix: str
 ) -> None:
-    player = FakePlayer()
-    clock = FixedClock(T0)
-    config = _config(tmp_path, broker, unique_prefix)
     topic = f"{unique_prefix}-esp/binary_sensor/presence/state"
-    async with (
-        running_daemon(config, player, clock=clock) as running,
-        session_states(broker) as states,
-        mqtt_client(broker, "esphome") as esphome,
-    ):
-        await esphome.publish(topic, "ON", qos=1, retain=True)
-        await states.next("study", lambda r: r["status"] == "active")
+    async with _rig(tmp_path, broker, unique_prefix) as rig:
+        await rig.sensors.publish(topic, "ON", qos=1, retain=True)
+        await rig.states.next("study", lambda r: r["status"] == "active")
         for _ in range(30):
-            await _advance(running, clock, 60)
-        assert player.stops == []  # the music plays on
-        cleared_at = clock.now
-        await esphome.publish(topic, "OFF", qos=1, retain=True)
+            await rig.advance(60)
+        assert rig.player.stops == []  # the music plays on
+        cleared_at = rig.clock.now
+        await rig.sensors.publish(topic, "OFF", qos=1, retain=True)
         await asyncio.sleep(0.2)
-        await _advance(running, clock, TIMEOUT)
-        _, ended = await states.next("study", lambda r: r["status"] == "completed")
-        await esphome.publish(topic, b"", qos=1, retain=True)  # tidy the broker
+        await rig.advance(TIMEOUT)
+        _, ended = await rig.states.next("study", lambda r: r["status"] == "completed")
+        await rig.sensors.publish(topic, b"", qos=1, retain=True)  # tidy the broker
     assert ended["endReason"] == "presence_cleared"
     assert ended["endTime"].startswith(_iso_minute(cleared_at + TIMEOUT))
 
@@ -177,8 +189,6 @@ async def test_a_retained_occupied_state_plays_no_music_at_start_up(
 
 def _iso_minute(instant: float) -> str:
     """An instant's ISO-8601 text up to the second (the records keep microseconds)."""
-    import datetime as dt  # noqa: PLC0415
-
     return dt.datetime.fromtimestamp(instant, dt.UTC).isoformat(timespec="seconds")[:19]
 
 
