@@ -18,7 +18,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from hub.errors import ConfigError
 
@@ -26,6 +26,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/spottypotty/hub.toml")
 CONFIG_ENV = "SPOTTYPOTTY_CONFIG"
 
 MqttFormat = Literal["seed", "esphome", "zigbee2mqtt"]
+# motion: a pulse that starts or extends a session; presence: a held state (occupied /
+# clear); door: a contact (open / closed). None: what the sensor's payloads say.
+SensorKind = Literal["motion", "presence", "door"]
+AUTO: Final = "auto"  # timeout_minutes = "auto": learned from the room's own history
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,11 @@ class SessionsSection:
     timeout_minutes: float = 5.0
     debounce_seconds: float = 10.0
     ttl_days: float = 30.0
+    # A room held by a presence source (or a closed door with someone seen inside) ends
+    # after this long all the same: a stuck mmWave must not play music for ever.
+    max_hold_minutes: float = 240.0
+    # After a door opens on a room with someone seen inside: the person has left.
+    door_timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +128,13 @@ class SensorConfig:
     context_uri: str = ""
     shuffle: bool | None = None  # None: never sent, the user's own shuffle stays
     volume: int | None = None
-    timeout_minutes: float | None = None  # None: [sessions].timeout_minutes
+    # None: [sessions].timeout_minutes; "auto": learned from the room's history within
+    # timeout_bounds (minutes), the default until there is enough of it.
+    timeout_minutes: float | Literal["auto"] | None = None
+    timeout_bounds: tuple[float, float] | None = None
     quiet_hours: QuietHours | None = None
     enabled: bool = True
+    kind: SensorKind | None = None
     ble_address: str = ""
     ble_bindkey: str = ""
     mqtt_topic: str = ""
@@ -130,6 +143,33 @@ class SensorConfig:
     resume: bool | None = None
     fade_in_seconds: float = 0.0  # 0: the volume is set at once
     moments: tuple[Moment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RoomConfig:
+    """A `[[rooms]]` table: several sensors, one session. `settings` holds the room's
+    playback and policy keys as a sensor's (its id is the room's)."""
+
+    id: str
+    name: str
+    sensor_ids: tuple[str, ...]
+    settings: SensorConfig
+    door_timeout_seconds: float | None = None  # None: [sessions].door_timeout_seconds
+    max_hold_minutes: float | None = None  # None: [sessions].max_hold_minutes
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """The unit of a session, as the engine uses it: a `[[rooms]]` table, or a sensor in no
+    room (its own room, with its id and its own keys: contracts §2)."""
+
+    id: str
+    name: str
+    sensor_ids: tuple[str, ...]
+    settings: SensorConfig  # playback and policy: the room's (id = the room id)
+    timeout_seconds: float
+    door_timeout_seconds: float
+    max_hold_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +182,80 @@ class HubConfig:
     cloud: CloudSection = field(default_factory=CloudSection)
     http: HttpSection = field(default_factory=HttpSection)
     sensors: tuple[SensorConfig, ...] = ()
+    rooms: tuple[RoomConfig, ...] = ()
     source: str = ""  # where it was read from, for messages
 
     def sensor(self, sensor_id: str) -> SensorConfig | None:
         return next((s for s in self.sensors if s.id == sensor_id), None)
 
-    def timeout_seconds(self, sensor_id: str) -> float:
-        sensor = self.sensor(sensor_id)
-        minutes = (
-            sensor.timeout_minutes
-            if sensor is not None and sensor.timeout_minutes is not None
-            else self.sessions.timeout_minutes
+    def timeout_seconds(self, room_or_sensor_id: str) -> float:
+        """The configured timeout of a room, or of the room a sensor is in."""
+        room = self.room(room_or_sensor_id)
+        return room.timeout_seconds if room is not None else self.sessions.timeout_minutes * 60
+
+    def room(self, room_or_sensor_id: str) -> Room | None:
+        """The room with this id, else the room the sensor with this id is in."""
+        rooms = self.all_rooms()
+        return next((r for r in rooms if r.id == room_or_sensor_id), None) or next(
+            (r for r in rooms if room_or_sensor_id in r.sensor_ids), None
         )
-        return minutes * 60
+
+    def learned_bounds(self) -> dict[str, tuple[float, float]]:
+        """Room id -> [min, max] seconds, for the rooms whose timeout is learned."""
+        return {
+            room.id: (room.settings.timeout_bounds[0] * 60, room.settings.timeout_bounds[1] * 60)
+            for room in self.all_rooms()
+            if room.settings.timeout_minutes == AUTO and room.settings.timeout_bounds is not None
+        }
+
+    def all_rooms(self) -> tuple[Room, ...]:
+        """Every room: the `[[rooms]]` tables, then each sensor in no room as a room of its
+        own with its id and keys — so a config without rooms behaves as it always did. The
+        one place rooms are derived."""
+        defaults = self.sessions
+        rooms = [
+            Room(
+                id=room.id,
+                name=room.name or room.id,
+                sensor_ids=room.sensor_ids,
+                settings=room.settings,
+                timeout_seconds=_minutes(room.settings.timeout_minutes, defaults) * 60,
+                door_timeout_seconds=(
+                    room.door_timeout_seconds
+                    if room.door_timeout_seconds is not None
+                    else defaults.door_timeout_seconds
+                ),
+                max_hold_seconds=(
+                    room.max_hold_minutes
+                    if room.max_hold_minutes is not None
+                    else defaults.max_hold_minutes
+                )
+                * 60,
+            )
+            for room in self.rooms
+        ]
+        in_a_room = {sensor_id for room in self.rooms for sensor_id in room.sensor_ids}
+        rooms.extend(
+            Room(
+                id=sensor.id,
+                name=sensor.name or sensor.id,
+                sensor_ids=(sensor.id,),
+                settings=sensor,
+                timeout_seconds=_minutes(sensor.timeout_minutes, defaults) * 60,
+                door_timeout_seconds=defaults.door_timeout_seconds,
+                max_hold_seconds=defaults.max_hold_minutes * 60,
+            )
+            for sensor in self.sensors
+            if sensor.id not in in_a_room
+        )
+        return tuple(rooms)
+
+
+def _minutes(configured: float | str | None, defaults: SessionsSection) -> float:
+    """Configured minutes; the default for none, or "auto" (until something is learned)."""
+    return (
+        defaults.timeout_minutes if configured is None or configured == AUTO else float(configured)
+    )
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -674,15 +775,45 @@ def _check_sensor(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:
     return problems
 
 
-_SENSOR_FIELDS: dict[str, _Convert] = {
-    "id": _sensor_id,
-    "user_id": _nonempty,
-    "name": _string,
+_minutes_duration = _duration("minutes")
+
+
+def _timeout_minutes(value: Any) -> float | str:
+    """Minutes, or "auto" (learned from the room's history within timeout_bounds)."""
+    if value == AUTO:
+        return AUTO
+    try:
+        minutes: float = _minutes_duration(value)
+    except _Invalid as exc:
+        raise _Invalid(f'{exc} (or "auto")') from None
+    return minutes
+
+
+def _timeout_bounds(value: Any) -> tuple[float, float]:
+    if not isinstance(value, list) or len(value) != 2:  # noqa: PLR2004 - [min, max]
+        raise _Invalid(f"must be [min, max] in minutes, got {_show(value)}")
+    low, high = (_minutes_duration(item) for item in value)
+    if low > high:
+        raise _Invalid(f"min must not exceed max, got {_show(value)}")
+    return low, high
+
+
+def _check_timeout(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:
+    if "timeout_bounds" in raw and raw.get("timeout_minutes") != AUTO:
+        return {"timeout_bounds": 'only allowed with timeout_minutes = "auto"'}
+    if good.get("timeout_minutes") == AUTO and "timeout_bounds" not in raw:
+        return {"timeout_bounds": 'required with timeout_minutes = "auto" ([min, max] minutes)'}
+    return {}
+
+
+# The keys that say what a room plays and when: a sensor's, and a room's.
+_PLAYBACK_FIELDS: dict[str, _Convert] = {
     "spotify_device": _string,
     "context_uri": _context_uri,
     "shuffle": _bool,
     "volume": _volume,
-    "timeout_minutes": _duration("minutes"),
+    "timeout_minutes": _timeout_minutes,
+    "timeout_bounds": _timeout_bounds,
     "quiet_hours": _table(
         {"start": _clock, "end": _clock},
         _quiet_hours,
@@ -690,16 +821,170 @@ _SENSOR_FIELDS: dict[str, _Convert] = {
         check=_check_quiet_hours,
     ),
     "enabled": _bool,
-    "ble_address": _ble_address,
-    "ble_bindkey": _ble_bindkey,
-    "mqtt_topic": _mqtt_topic,
-    "mqtt_format": _choice("seed", "esphome", "zigbee2mqtt"),
     "resume": _bool,
     "fade_in_seconds": _duration("seconds", zero_ok=True),
     "moments": _read_moments,
 }
 
-_read_sensor = _table(_SENSOR_FIELDS, SensorConfig, required=("id", "user_id"), check=_check_sensor)
+_SENSOR_FIELDS: dict[str, _Convert] = {
+    "id": _sensor_id,
+    "user_id": _nonempty,
+    "name": _string,
+    **_PLAYBACK_FIELDS,
+    "kind": _choice("motion", "presence", "door"),
+    "ble_address": _ble_address,
+    "ble_bindkey": _ble_bindkey,
+    "mqtt_topic": _mqtt_topic,
+    "mqtt_format": _choice("seed", "esphome", "zigbee2mqtt"),
+}
+
+
+def _check_sensor_and_timeout(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:
+    return {**_check_sensor(good, raw), **_check_timeout(good, raw)}
+
+
+_read_sensor = _table(
+    _SENSOR_FIELDS, SensorConfig, required=("id", "user_id"), check=_check_sensor_and_timeout
+)
+
+
+def _sensor_ids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Invalid(f"must be an array of sensor ids, got {_show(value)}")
+    ids = tuple(_sensor_id(item) for item in value)
+    if not ids:
+        raise _Invalid("must name at least one sensor (an empty room never plays)")
+    twice = sorted({sensor_id for sensor_id in ids if ids.count(sensor_id) > 1})
+    if twice:
+        raise _Invalid(f"names {', '.join(twice)} twice")
+    return ids
+
+
+def _room(
+    *,
+    id: str,  # noqa: A002 - the TOML key
+    sensors: tuple[str, ...],
+    name: str = "",
+    user_id: str = "",
+    door_timeout_seconds: float | None = None,
+    max_hold_minutes: float | None = None,
+    **playback: Any,
+) -> RoomConfig:
+    # user_id "" is filled in from the room's first sensor once the sensors are read.
+    settings = SensorConfig(id=id, user_id=user_id, name=name, **playback)
+    return RoomConfig(id, name, sensors, settings, door_timeout_seconds, max_hold_minutes)
+
+
+_ROOM_FIELDS: dict[str, _Convert] = {
+    "id": _sensor_id,
+    "name": _string,
+    "sensors": _sensor_ids,
+    "user_id": _nonempty,
+    "door_timeout_seconds": _duration("seconds"),
+    "max_hold_minutes": _duration("minutes"),
+    **_PLAYBACK_FIELDS,
+}
+ROOM_KEYS: Final = tuple(_ROOM_FIELDS)  # a [[rooms]] table's keys (for the manual's test)
+
+_read_room = _table(
+    _ROOM_FIELDS,
+    _room,
+    required=("id", "sensors"),
+    check=_check_timeout,
+)
+
+
+def _read_each(raw: list[Any], read: _Convert) -> tuple[list[Any], dict[str, str]]:
+    """Each table of an array read: (the values, None for a table with problems; the
+    problems by key path)."""
+    values: list[Any] = []
+    problems: dict[str, str] = {}
+    for index, item in enumerate(raw):
+        try:
+            values.append(read(item))
+        except _Invalid as exc:
+            values.append(None)
+            for where, message in exc.problems.items():
+                problems[_join(f"[{index}]", where)] = message
+    return values, problems
+
+
+def _read_rooms(raw: Any) -> tuple[RoomConfig, ...]:
+    if not isinstance(raw, list):
+        raise _Invalid(f"must be an array of tables ([[rooms]]), got {_show(raw)}")
+    rooms, problems = _read_each(raw, _read_room)
+    if problems:
+        raise _Invalid(at=problems)
+    return tuple(rooms)
+
+
+# Stands for a room with problems of its own, so the others keep their indexes.
+_UNREADABLE = RoomConfig("", "", (), SensorConfig(id="", user_id=""))
+
+
+def _readable_rooms(raw: Any) -> tuple[RoomConfig, ...]:
+    """The rooms of `raw`, each that does not read as `_UNREADABLE` (indexes kept)."""
+    if not isinstance(raw, list):
+        return ()
+    rooms, _ = _read_each(raw, _read_room)
+    return tuple(_UNREADABLE if room is None else room for room in rooms)
+
+
+def _check_rooms(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:
+    """Rooms against sensors: every sensor in at most one room, known, and a room that can
+    start a session (a door alone never does); room ids distinct from every other room's."""
+    # Rooms that read well are judged even when another one did not (all problems at once).
+    rooms: tuple[RoomConfig, ...] = good.get("rooms") or _readable_rooms(raw.get("rooms"))
+    if "sensors" in raw and "sensors" not in good:
+        return {}  # the sensors' own problems are reported; rooms are judged against them
+    sensors = {sensor.id: sensor for sensor in good.get("sensors", ())}
+    problems: dict[str, str] = {}
+    room_of: dict[str, int] = {}
+    in_a_room = {sensor_id for room in rooms for sensor_id in room.sensor_ids}
+    seen_ids: dict[str, int] = {}
+    for index, room in enumerate(rooms):
+        if room is _UNREADABLE:
+            continue
+        where = f"rooms[{index}]"
+        first = seen_ids.setdefault(room.id, index)
+        if first != index:
+            problems[f"{where}.id"] = f"{_show(room.id)} is already used by rooms[{first}]"
+        elif room.id in sensors and room.id not in in_a_room:
+            problems[f"{where}.id"] = (
+                f"{_show(room.id)} is also a sensor in no room (its own room): rename one"
+            )
+        said: list[str] = []
+        for sensor_id in room.sensor_ids:
+            if sensor_id not in sensors:
+                said.append(f"{_show(sensor_id)} is not a configured sensor")
+            earlier = room_of.setdefault(sensor_id, index)
+            if earlier != index:
+                said.append(
+                    f"{_show(sensor_id)} is already in rooms[{earlier}] (a sensor is in one room)"
+                )
+        kinds = {sensors[s].kind for s in room.sensor_ids if s in sensors}
+        if kinds == {"door"}:
+            said.append(
+                "only doors: a door alone never starts music (add a motion or presence sensor)"
+            )
+        if said:
+            problems[f"{where}.sensors"] = "; ".join(said)
+    return problems
+
+
+def _config(**values: Any) -> HubConfig:
+    """The config, with each room's user_id defaulting to its first sensor's."""
+    sensors = {sensor.id: sensor for sensor in values.get("sensors", ())}
+    rooms = tuple(
+        room
+        if room.settings.user_id
+        else replace(
+            room, settings=replace(room.settings, user_id=sensors[room.sensor_ids[0]].user_id)
+        )
+        for room in values.get("rooms", ())
+    )
+    return HubConfig(**{**values, "rooms": rooms})
+
 
 # Keys whose values must differ between sensors, with what a clash would break.
 _UNIQUE_SENSOR_KEYS = {
@@ -769,6 +1054,8 @@ _read_document = _table(
                 "timeout_minutes": _duration("minutes"),
                 "debounce_seconds": _duration("seconds", zero_ok=True),
                 "ttl_days": _duration("days"),
+                "max_hold_minutes": _duration("minutes"),
+                "door_timeout_seconds": _duration("seconds"),
             },
             SessionsSection,
         ),
@@ -799,8 +1086,10 @@ _read_document = _table(
             check=_check_http,
         ),
         "sensors": _read_sensors,
+        "rooms": _read_rooms,
     },
-    HubConfig,
+    _config,
+    check=_check_rooms,
 )
 
 

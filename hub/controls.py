@@ -8,8 +8,8 @@ restart) and handed to the engine as data. Overrides live beside the config, nev
 a room's `enabled` switch wins over its sensors' `enabled`, and its timeout over theirs
 until set back to null.
 
-Rooms: until `[[rooms]]` exists, each sensor is its own room with its id (contracts §2).
-`rooms_of` is the one place that says so.
+Rooms are the config's (`HubConfig.all_rooms`: the `[[rooms]]` tables, and each sensor in
+no room as a room of its own with its id, contracts §2).
 """
 
 from __future__ import annotations
@@ -42,18 +42,6 @@ BUTTONS: Final = frozenset({"end_session", "test_playback"})
 CONTROLS: Final = frozenset({*SWITCHES, *BUTTONS, "timeout"})
 
 _ROOM_TOPIC = re.compile(r"spottypotty/rooms/([A-Za-z0-9_-]{1,64})/([a-z_]{1,32})/set")
-
-
-@dataclass(frozen=True, slots=True)
-class Room:
-    id: str
-    name: str
-    sensor_ids: tuple[str, ...]
-
-
-def rooms_of(config: HubConfig) -> tuple[Room, ...]:
-    """The rooms people control. Until `[[rooms]]` exists: each sensor, with its id."""
-    return tuple(Room(s.id, s.name or s.id, (s.id,)) for s in config.sensors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +323,9 @@ def controls_view(config: HubConfig, controls: Controls, now: float) -> dict[str
             "dnd": controls.own_dnd(None, now),
             "dndUntil": None if until is None else iso(until),
         },
-        "rooms": {room.id: room_view(config, controls, room.id, now) for room in rooms_of(config)},
+        "rooms": {
+            room.id: room_view(config, controls, room.id, now) for room in config.all_rooms()
+        },
     }
 
 

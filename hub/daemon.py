@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -71,6 +72,7 @@ STATUS_EVERY_SECONDS = 10.0
 # finish (queued decisions, the start in flight, pausing) gets RUNNER_STOP_SECONDS of it,
 # the MQTT link's goodbye its own SHUTDOWN_TIMEOUT (1.5 s), the rest is slack.
 RUNNER_STOP_SECONDS = 2.5
+LEARN_EVERY_SECONDS = 86_400.0  # learned timeouts are recomputed daily
 HARD_STOP_SECONDS = 4.8  # SIGTERM → exit, whatever hangs (systemd kills at 10 s)
 EXIT_STOP_TIMEOUT = 1
 LOCK_WAIT_SECONDS = 10.0  # an in-process `invoke` holds the lock for a moment
@@ -220,6 +222,8 @@ class Daemon:
             )
         ]
         helpers = [group.create_task(self._announce(), name="status")]
+        if config.learned_bounds():
+            helpers.append(group.create_task(self._learn_daily(runner), name="learn-timeouts"))
         from hub.http.wiring import home_assistant, serve  # noqa: PLC0415 - aiohttp only if asked
 
         helpers.append(group.create_task(home_assistant(config, self), name="home-assistant"))
@@ -260,6 +264,21 @@ class Daemon:
             task.cancel()
         await self._keep_ble_counters()
         await self._keep_sensor_clocks()
+
+    async def _learn_daily(self, runner: SessionRunner) -> None:
+        """Timeouts learned from each room's history (`timeout_minutes = "auto"`): at the
+        start, then once a day."""
+        from hub.store.timeouts import learn_timeouts  # noqa: PLC0415 - only with "auto"
+
+        bounds = self._config.learned_bounds()
+        while True:
+            try:
+                # On a read connection: a long history never holds up the writer.
+                learned = await self.reads.run(partial(learn_timeouts, bounds=bounds))
+                await runner.use_timeouts(learned)
+            except (HubError, sqlite3.Error):
+                _LOGGER.exception("could not learn the rooms' timeouts; trying again tomorrow")
+            await asyncio.sleep(LEARN_EVERY_SECONDS)
 
     async def invoke(self, event: object) -> dict[str, Any]:
         """One Session Manager event (the control socket, `POST /invoke`): changes go to the

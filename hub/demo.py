@@ -3,6 +3,8 @@
 Everything on embedded defaults — a mosquitto on a free loopback port, SQLite under the
 demo folder, Spotify in dry-run, 3-second timeouts — so a newcomer watches sessions
 start, extend and end through the real MQTT → runner → SQLite path, then the analytics.
+A bathroom room of three sensors (the firmware's PIR, an ESPHome mmWave, a Zigbee2MQTT
+door) shows someone sitting still keep the music, and the door end it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +47,7 @@ port = {port}
 [sessions]
 timeout_minutes = {timeout_minutes}   # 3 seconds, so the demo does not take all day
 debounce_seconds = {debounce_seconds}
+door_timeout_seconds = {door_timeout_seconds}
 
 [spotify]
 dry_run = true                # log what would be played, call nothing
@@ -63,18 +67,55 @@ name = "En-suite (in quiet hours right now)"
 spotify_device = "En-suite speaker"
 context_uri = "spotify:playlist:37i9dQZF1DX4sWSpwq3LiO"
 quiet_hours = {{ start = "{quiet_start}", end = "{quiet_end}" }}
+
+# A room of three sensors: one session, one play, however many of them report.
+[[sensors]]
+id = "bath_pir"
+user_id = "demo-user"
+[[sensors]]
+id = "bath_radar"                  # an mmWave on ESPHome: ON while someone is there
+user_id = "demo-user"
+mqtt_topic = "demo/bath_radar/binary_sensor/presence/state"
+mqtt_format = "esphome"
+kind = "presence"
+[[sensors]]
+id = "bath_door"                   # a Zigbee2MQTT contact: {{"contact": true}} is closed
+user_id = "demo-user"
+mqtt_topic = "zigbee2mqtt/bath_door"
+mqtt_format = "zigbee2mqtt"
+kind = "door"
+
+[[rooms]]
+id = "bathroom"
+name = "Bathroom"
+sensors = ["bath_pir", "bath_radar", "bath_door"]
+spotify_device = "Bathroom speaker"
+context_uri = "spotify:playlist:37i9dQZF1DX4sWSpwq3LiO"
 """
 
-# (seconds after the start, sensor, what the hub makes of it) — the simulated sensors.
-SCRIPT: tuple[tuple[float, str, str], ...] = (
-    (0.0, "bathroom_main", "someone walks in: a session starts, music is asked for"),
-    (0.5, "bathroom_main", "same burst: coalesced into the last motion, still extends"),
-    (2.0, "bathroom_main", "still there: counted, extends the session"),
-    (2.5, "garden_shed", "nobody configured this sensor: dropped, never plays"),
-    (3.0, "ensuite", "quiet hours there: recorded, no music"),
-    (9.0, "bathroom_main", "back again later: a second session"),
+# (seconds after the start, sensor, its payload (None: the firmware's motion), what the hub
+# makes of it) — the simulated sensors.
+SCRIPT: tuple[tuple[float, str, bytes | None, str], ...] = (
+    (0.0, "bathroom_main", None, "someone walks in: a session starts, music is asked for"),
+    (0.5, "bathroom_main", None, "same burst: coalesced into the last motion, still extends"),
+    (2.0, "bathroom_main", None, "still there: counted, extends the session"),
+    (2.5, "garden_shed", None, "nobody configured this sensor: dropped, never plays"),
+    (3.0, "ensuite", None, "quiet hours there: recorded, no music"),
+    (
+        4.0,
+        "bath_door",
+        b'{"contact": false}',
+        "the bathroom door opens: a door alone plays nothing",
+    ),
+    (4.5, "bath_pir", None, "someone walks into the bathroom: one session for the room"),
+    (5.0, "bath_door", b'{"contact": true}', "the door closes behind them"),
+    (6.5, "bath_radar", b"ON", "the mmWave sees them sitting still: held, no timeout"),
+    (9.0, "bathroom_main", None, "back again later: a second session"),
+    (11.0, "bath_radar", b"OFF", "the mmWave lost them, but the door is closed with them inside"),
+    (12.0, "bath_door", b'{"contact": false}', "the door opens: they leave, the door timeout runs"),
 )
 TIMEOUT_SECONDS = 3.0
+DOOR_TIMEOUT_SECONDS = 1.0
 _DROP_REASONS = ("unknown_sensor", "disabled_sensor", "out_of_order")
 DEBOUNCE_SECONDS = 1.0
 
@@ -165,6 +206,7 @@ def _write_config(folder: Path, port: int, scale: float) -> HubConfig:
             port=port,
             timeout_minutes=round(TIMEOUT_SECONDS * scale / 60, 6),
             debounce_seconds=DEBOUNCE_SECONDS * scale,
+            door_timeout_seconds=DOOR_TIMEOUT_SECONDS * scale,
             quiet_start=f"{hour:02d}:00",
             quiet_end=f"{(hour + 2) % 24:02d}:00",
         ),
@@ -194,7 +236,7 @@ class _Narrator:
         elif record["status"] == "completed" and before["status"] == "active":
             self.say(
                 f"session {record['sessionId']} ended after {record['durationMinutes']} min, "
-                f"{record['motionEventsCount']} motion event(s)"
+                f"{record['motionEventsCount']} motion event(s) ({record.get('endReason')})"
             )
         elif record["motionEventsCount"] > before["motionEventsCount"]:
             self.say(f"  extended: {record['motionEventsCount']} motion events")
@@ -233,20 +275,23 @@ async def _live(config: HubConfig, scale: float) -> dict[str, int]:
             watcher = group.create_task(
                 watch(config, "spottypotty/sessions/+", narrator.on_state), name="narrator"
             )
-            for offset, sensor, meaning in SCRIPT:
+            for offset, sensor, payload, meaning in SCRIPT:
                 delay = offset * scale - (time.monotonic() - narrator.started)
                 if delay > 0:
                     await asyncio.sleep(delay)
-                narrator.say(f"motion from {sensor} — {meaning}")
-                now = time.time()
-                messages = motion_messages(config, sensor, count=1, now=now)
+                if payload is None:
+                    narrator.say(f"motion from {sensor} — {meaning}")
+                    messages = motion_messages(config, sensor, count=1, now=time.time())
+                else:
+                    narrator.say(f"{sensor} says {payload.decode()} — {meaning}")
+                    messages = [(_topic_of(config, sensor), payload, False)]
                 await publish_messages(config, messages, client_id=f"demo-sensor-{sensor}")
             runner = daemon.runner
             if runner is None:
                 raise HubError("the daemon did not start its runner")
             # Every motion decided and every session ended (at its deadline) and published.
             async with asyncio.timeout(TIMEOUT_SECONDS * scale + 10):
-                while not _finished(runner.counters["motion"], runner.engine.active, narrator):  # noqa: ASYNC110 - watching the daemon's state
+                while not _finished(runner.counters, runner.engine.active, narrator):  # noqa: ASYNC110 - watching the daemon's state
                     await asyncio.sleep(0.05)
             watcher.cancel()
             counters = dict(runner.counters)
@@ -259,8 +304,16 @@ async def _live(config: HubConfig, scale: float) -> dict[str, int]:
     return counters
 
 
-def _finished(decided: int, active: object, narrator: _Narrator) -> bool:
+def _finished(counters: Counter[str], active: object, narrator: _Narrator) -> bool:
+    decided = counters["motion"] + counters["state"]
     return decided >= len(SCRIPT) and not active and narrator.all_ended
+
+
+def _topic_of(config: HubConfig, sensor_id: str) -> str:
+    sensor = config.sensor(sensor_id)
+    if sensor is None or not sensor.mqtt_topic:
+        raise HubError(f"the demo's {sensor_id} has no topic of its own")
+    return sensor.mqtt_topic
 
 
 def _report(config: HubConfig, counters: dict[str, int]) -> None:

@@ -8,7 +8,7 @@ The retained config messages (`homeassistant/<component>/<node>/<entity>/config`
 - a **device per sensor** (`spottypotty_<sensorId>`, `via_device` the hub): motion,
   session active (small attributes), sessions today, last session duration, last motion and
   last session start (timestamps), battery and signal (once the sensor reported them);
-- per **room** (`hub.controls.rooms_of`; a room that is one sensor of the same id shares its
+- per **room** (`HubConfig.all_rooms`; a room that is one sensor of the same id shares its
   device): switches `enabled` and `do not disturb`, buttons `end session now` and
   `test playback`, and a `session timeout` number, on command topics only Home Assistant's
   account and the hub may write (deploy/mosquitto/acl).
@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from hub.config import SensorConfig
-from hub.controls import ROOM_STATE_TOPIC, Room, command_topic
+from hub.config import Room, SensorConfig
+from hub.controls import ROOM_STATE_TOPIC, command_topic
 
 DISCOVERY_PREFIX: Final = "homeassistant"
 HA_STATUS_TOPIC: Final = "homeassistant/status"  # HA's birth ("online") and last will
@@ -257,6 +257,7 @@ def hub_messages(*, version: str, configuration_url: str | None = None) -> list[
 def discovery_messages(
     sensor: SensorConfig,
     *,
+    room_id: str | None = None,
     topic_prefix: str = "sensors",
     battery_known: bool = False,
     rssi_known: bool = False,
@@ -266,8 +267,9 @@ def discovery_messages(
     """The retained discovery configs for one sensor, battery/signal only where known, and
     the controls of `room` when it is this sensor's own room (same id, this sensor alone).
 
-    `topic_prefix` is `[mqtt].topic_prefix`; `battery_known`/`rssi_known` say whether the
-    sensor ever reported them.
+    `room_id`: the room the sensor is in (its sessions are the room's; default: its own
+    id, as without `[[rooms]]`). `topic_prefix` is `[mqtt].topic_prefix`;
+    `battery_known`/`rssi_known` say whether the sensor ever reported them.
     """
     device = _device(sensor, firmware_version)
     availability = [_HUB_AVAILABILITY]
@@ -284,6 +286,7 @@ def discovery_messages(
     payloads = _sensor_payloads(
         sensor,
         entity,
+        session_topic=SESSION_TOPIC.format(sensor_id=room_id or sensor.id),
         topic_prefix=topic_prefix,
         battery_known=battery_known,
         rssi_known=rssi_known,
@@ -338,7 +341,7 @@ def _model(sensor: SensorConfig) -> str:
     return "SpottyPottySense motion sensor"
 
 
-def _motion_state(sensor: SensorConfig, topic_prefix: str) -> dict[str, Any]:
+def _motion_state(sensor: SensorConfig, topic_prefix: str, session_topic: str) -> dict[str, Any]:
     """Where motion shows: the sensor's own topic when it talks MQTT, else the hub's."""
     if sensor.mqtt_topic and sensor.mqtt_format == "esphome":
         return {"state_topic": sensor.mqtt_topic, "payload_on": "ON", "payload_off": "OFF"}
@@ -346,15 +349,19 @@ def _motion_state(sensor: SensorConfig, topic_prefix: str) -> dict[str, Any]:
         return {
             "state_topic": sensor.mqtt_topic,
             "value_template": (
-                "{{ 'ON' if value_json is mapping and value_json.get('occupancy') else 'OFF' }}"
+                # occupancy or presence (mmWave); a door's contact is true when closed
+                "{{ 'ON' if value_json is mapping and (value_json.get('occupancy')"
+                " or value_json.get('presence') or value_json.get('contact') == false)"
+                " else 'OFF' }}"
             ),
             "payload_on": "ON",
             "payload_off": "OFF",
         }
     if sensor.ble_address and not sensor.mqtt_topic:
         # BLE motion never crosses MQTT; every session update follows motion (or its end).
+        # (its room's session: `session_topic`)
         return {
-            "state_topic": SESSION_TOPIC.format(sensor_id=sensor.id),
+            "state_topic": session_topic,
             "value_template": (
                 "{{ 'ON' if value_json is mapping and value_json.get('status') == 'active' "
                 "else 'OFF' }}"
@@ -380,6 +387,7 @@ def _sensor_payloads(
     sensor: SensorConfig,
     entity: _Entity,
     *,
+    session_topic: str,
     topic_prefix: str,
     battery_known: bool,
     rssi_known: bool,
@@ -387,7 +395,10 @@ def _sensor_payloads(
     stats = {"state_topic": SENSOR_STATS_TOPIC.format(sensor_id=sensor.id)}
     payloads: dict[tuple[str, str], dict[str, Any]] = {
         ("binary_sensor", "motion"): entity(
-            "motion", "Motion", device_class="motion", **_motion_state(sensor, topic_prefix)
+            "motion",
+            "Motion",
+            device_class="motion",
+            **_motion_state(sensor, topic_prefix, session_topic),
         ),
         # Off from the start (the stats topic is published for every sensor), and a few
         # attributes that change only with the session, not the whole record: HA's recorder

@@ -6,9 +6,10 @@ types in SQLite rows, `invoke` responses, MQTT state and DynamoDB items.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
 from types import MappingProxyType
@@ -38,12 +39,60 @@ RECORD_FIELDS: tuple[str, ...] = (
     "createdAt",
     "updatedAt",
     "ttl",
+    "endReason",  # added beside the seed's fields (contracts §5)
 )
 
 
 class SessionStatus(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
+
+
+class EndReason(StrEnum):
+    """Why a session ended (the record's `endReason`)."""
+
+    TIMEOUT = "timeout"  # the room's timeout after the last motion
+    PRESENCE_CLEARED = "presence_cleared"  # the timeout after every presence source cleared
+    DOOR_OPENED = "door_opened"  # the door timeout after the door opened on someone inside
+    MAX_HOLD = "max_hold"  # held for max_hold_minutes by a source that never cleared
+    ENDED_BY_REQUEST = "ended_by_request"  # end_session: a person or another program
+    RECOVERED = "recovered"  # taken over after a restart and over before anything happened
+
+
+class StateKind(StrEnum):
+    OCCUPANCY = "occupancy"  # on = occupied (motion held, presence)
+    CONTACT = "contact"  # on = open (Home Assistant's convention for doors and windows)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorState:
+    """A state a sensor holds until it reports another: occupied / clear, open / closed.
+
+    ESPHome binary sensors, Zigbee2MQTT `occupancy`/`presence`/`contact` and BTHome
+    occupancy, motion clears and door/window/opening objects send these. `retained`: the
+    broker replayed it at subscribe, so it is the current state, not something new.
+    """
+
+    sensor_id: str
+    kind: StateKind
+    on: bool
+    received_at: float
+    source: str = "mqtt"
+    retained: bool = False
+    battery_level: int | None = None
+
+    @property
+    def word(self) -> str:
+        """The state in one word: occupied, clear, open or closed."""
+        return _STATE_WORDS[self.kind, self.on]
+
+
+_STATE_WORDS: Final = {
+    (StateKind.OCCUPANCY, True): "occupied",
+    (StateKind.OCCUPANCY, False): "clear",
+    (StateKind.CONTACT, True): "open",
+    (StateKind.CONTACT, False): "closed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +136,37 @@ def new_event_id(sensor_id: str, occurred_at: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """One step of a session's decision trace: which rule, from which sensor, what it did
+    (what was asked of the player and what it answered too). Kept in the session's row
+    (`spottypotty sessions --explain ID`, `GET /sessions/{id}`), never in the record."""
+
+    at: float
+    rule: str
+    detail: str
+    sensor_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        shown = {"at": iso(self.at), "rule": self.rule, "sensor": self.sensor_id}
+        return {**shown, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Decision:
+        return cls(parse_iso(value["at"]), value["rule"], value["detail"], value.get("sensor"))
+
+
+MAX_DECISIONS: Final = 24  # per session: the first few and the latest (a flapping sensor)
+
+
+def decisions_json(decisions: tuple[Decision, ...]) -> str | None:
+    return json.dumps([d.to_json() for d in decisions]) if decisions else None
+
+
+def decisions_from_json(text: str | None) -> tuple[Decision, ...]:
+    return tuple(Decision.from_json(item) for item in json.loads(text)) if text else ()
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     """A session as the hub reasons about it: instants are epoch seconds."""
 
@@ -107,6 +187,10 @@ class Session:
     playback_stopped: bool | None = None
     # Why playback did or did not start (quiet_hours, stale, dry_run, already_playing, …).
     playback_note: str | None = None
+    end_reason: EndReason | None = None
+    # The short decision trace: an explanation, not state. Not in the record, and not
+    # compared (two sessions in the same state are equal however they were explained).
+    decisions: tuple[Decision, ...] = field(default=(), compare=False)
 
     @property
     def is_active(self) -> bool:
@@ -188,7 +272,17 @@ class Session:
             end=parse_iso(end_time) if end_time else None,
             playback_stopped=None if stopped is None else bool(stopped),
             playback_note=record.get("playbackNote"),
+            end_reason=EndReason(record["endReason"]) if record.get("endReason") else None,
+            decisions=decisions_from_json(record.get("decisions")),
         )
+
+    def deciding(self, decision: Decision) -> Session:
+        """With one more step in its trace (bounded: the first steps and the latest)."""
+        decisions = (*self.decisions, decision)
+        if len(decisions) > MAX_DECISIONS:
+            head = MAX_DECISIONS // 4
+            decisions = (*decisions[:head], *decisions[head + 1 :])
+        return self.with_changes(decisions=decisions)
 
 
 _FIELDS: Final = tuple(field.name for field in fields(Session))
@@ -218,6 +312,9 @@ _RECORD_VALUES: Final[Mapping[str, Callable[[Session], Any]]] = MappingProxyType
         "createdAt": lambda session: iso(session.created_at),
         "updatedAt": lambda session: iso(session.updated_at),
         "ttl": attrgetter("ttl"),
+        "endReason": lambda session: (
+            None if session.end_reason is None else session.end_reason.value
+        ),
     }
 )
 # The record fields each Session attribute feeds (`playback_note` is not in the record).
@@ -239,6 +336,8 @@ FIELDS_OF_ATTRIBUTE: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "end": ("endTime", "durationMinutes"),
         "playback_stopped": ("playbackStopped",),
         "playback_note": (),
+        "end_reason": ("endReason",),
+        "decisions": (),
     }
 )
 

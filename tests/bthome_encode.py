@@ -19,6 +19,7 @@ def objects(
     packet_id: int | None = None,
     battery: int | None = None,
     temperature: float | None = None,
+    door: bool | None = None,
     motion: bool | None = None,
     occupancy: bool | None = None,
 ) -> bytes:
@@ -30,6 +31,8 @@ def objects(
         out += bytes([0x01, battery])
     if temperature is not None:
         out += bytes([0x02]) + round(temperature * 100).to_bytes(2, "little", signed=True)
+    if door is not None:
+        out += bytes([0x1A, int(door)])  # True = open
     if motion is not None:
         out += bytes([0x21, int(motion)])
     if occupancy is not None:

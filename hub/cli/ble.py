@@ -191,7 +191,7 @@ def run_decode(args: argparse.Namespace) -> int:
 def decode_record(verdict: Verdict, error: str | None = None) -> dict[str, object]:
     """One payload's verdict as `ble decode --json` prints it."""
     from hub.ingest.ble_decode import Reason  # noqa: PLC0415
-    from hub.ingest.mqtt_decode import MotionCleared  # noqa: PLC0415
+    from hub.model import SensorState  # noqa: PLC0415
 
     accepted = verdict.reason in {None, Reason.NO_MOTION}
     record: dict[str, object] = {"accepted": accepted}
@@ -202,7 +202,7 @@ def decode_record(verdict: Verdict, error: str | None = None) -> dict[str, objec
     event = verdict.event
     record["event"] = None
     if event is not None:
-        record["event"] = "motion_cleared" if isinstance(event, MotionCleared) else "motion"
+        record["event"] = event.word if isinstance(event, SensorState) else "motion"
     advert = verdict.advert
     values = advert.values if advert is not None else {}
     record["motion"] = values.get("motion")

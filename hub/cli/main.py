@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--status", choices=["active", "completed"])
     sessions.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
     sessions.add_argument("--json", action="store_true", help="print the JSON response")
+    sessions.add_argument(
+        "--explain",
+        metavar="ID",
+        help="one session and why: which sensor, which rule, what the player was asked",
+    )
     sessions.set_defaults(command=_sessions)
 
     analytics = sub.add_parser(
@@ -296,6 +301,8 @@ def _invoke_owner(args: argparse.Namespace, event: object) -> dict[str, Any]:
 def _sessions(args: argparse.Namespace) -> int:
     from hub.cli.reports import sessions_report  # noqa: PLC0415
 
+    if args.explain:
+        return _explain(args)
     if args.cloud:
         records = _cloud_records(args, limit=args.limit)
         if args.status:
@@ -312,6 +319,28 @@ def _sessions(args: argparse.Namespace) -> int:
     if args.status:
         event["status"] = args.status
     return _report(args, _operation(args, event), sessions_report)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from hub.cli.reports import explain_report  # noqa: PLC0415
+    from hub.errors import NotFoundError  # noqa: PLC0415
+    from hub.sessions.operations import explain  # noqa: PLC0415
+    from hub.store import close_database, open_database  # noqa: PLC0415
+
+    config = load_args_config(args)
+    db: Database = open_database(config.hub.database, create=False)
+    try:
+        explained = explain(db, args.explain)
+    except NotFoundError as exc:
+        print(f"spottypotty: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        close_database(db)
+    if args.json:
+        _print_json(explained)
+    else:
+        print(explain_report(explained))
+    return 0
 
 
 def _analytics(args: argparse.Namespace) -> int:

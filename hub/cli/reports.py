@@ -25,6 +25,29 @@ def sessions_report(response: dict[str, Any]) -> str:
     return f"{table(headers, rows)}\n{response['count']} session(s){more}"
 
 
+def explain_report(explained: dict[str, Any]) -> str:
+    """A session and its decision trace, for people."""
+    s = explained["session"]
+    facts = [
+        ("session", s["sessionId"]),
+        ("room (sensorId)", s["sensorId"]),
+        ("status", s["status"]),
+        ("start", s["startTimeISO"]),
+        ("last motion", s["lastMotionTime"]),
+        ("end", s.get("endTime", "-")),
+        ("end reason", s.get("endReason", "-")),
+        ("motion events", s["motionEventsCount"]),
+        ("music", "started" if s["playbackStarted"] else "not started"),
+    ]
+    steps = [
+        (d["at"][11:23], d["sensor"] or "", d["rule"], d["detail"]) for d in explained["decisions"]
+    ]
+    trace = (
+        table(["time (UTC)", "sensor", "rule", "what happened"], steps) if steps else "(no trace)"
+    )
+    return f"{table(['', 'session'], facts)}\n\n{trace}"
+
+
 def analytics_report(a: dict[str, Any]) -> str:
     peak = "-" if a["peakHour"] is None else f"{a['peakHour']:02d}:00"
     summary = [
@@ -38,6 +61,8 @@ def analytics_report(a: dict[str, Any]) -> str:
         ("sessions with music", f"{a['sessionsWithPlayback']} ({a['playbackSuccessRate']}%)"),
         ("minutes between sessions", a["averageTimeBetweenSessionsMinutes"]),
     ]
+    if "timeout" in a:
+        summary.append(("timeout", a["timeout"]["text"]))
     parts = [table(["metric", "value"], summary)]
     if a["totalSessions"]:
         parts.append(column_chart("Sessions by hour of day", a["hourlyDistribution"]))

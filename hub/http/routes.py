@@ -32,7 +32,7 @@ from aiohttp import web
 from hub import __version__
 from hub.config import HubConfig, SensorConfig
 from hub.controls import CONTROL_ACTION, Controls, controls_view
-from hub.errors import AuthError, ConfigError, HubError, ParseError
+from hub.errors import AuthError, ConfigError, HubError, NotFoundError, ParseError
 from hub.http.server import (
     HEARTBEAT,
     MAX_BODY,
@@ -48,8 +48,16 @@ from hub.http.server import (
 from hub.model import Session
 from hub.playback.detached import run_detached
 from hub.sessions.changes import Change
-from hub.sessions.operations import CHANGES, ID_PATTERN, OperationContext, handle, invoke
+from hub.sessions.operations import (
+    CHANGES,
+    ID_PATTERN,
+    OperationContext,
+    explain,
+    handle,
+    invoke,
+)
 from hub.store.meta import CONTROLS_KEY, get_meta
+from hub.store.timeouts import learn_timeouts
 from hub.timeutil import iso, local_zone, parse_instant
 
 if TYPE_CHECKING:
@@ -96,6 +104,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/sensors/{sensorId}", _get_sensor)
     app.router.add_put("/sensors/{sensorId}", _put_sensor)
     app.router.add_get("/sessions", _sessions)
+    app.router.add_get("/sessions/{sessionId}", _get_session)
     app.router.add_get("/analytics", _analytics)
     app.router.add_post("/invoke", _invoke)
     app.router.add_get("/controls", _get_controls)
@@ -213,6 +222,7 @@ def sensor_view(
 
     row = sensor_json(sensor, state)
     quiet = sensor.quiet_hours
+    room = config.room(sensor.id)
     row.update(
         {
             "name": display_name or sensor.name,
@@ -223,6 +233,8 @@ def sensor_view(
             "shuffle": sensor.shuffle,
             "volume": sensor.volume,
             "timeoutMinutes": config.timeout_seconds(sensor.id) / 60,
+            "room": room.id if room is not None else sensor.id,
+            "timeout": f"timeout {config.timeout_seconds(sensor.id) / 60:g} min",
             "quietHours": (
                 {"start": quiet.start.strftime("%H:%M"), "end": quiet.end.strftime("%H:%M")}
                 if quiet is not None
@@ -243,10 +255,18 @@ async def _sensor_rows(state: ApiState, sensors: tuple[SensorConfig, ...]) -> li
         names = dict(
             db.execute("SELECT sensorId, name FROM sensors WHERE name IS NOT NULL").fetchall()
         )
-        return [
+        rows = [
             sensor_view(config, sensor, repository.state(sensor.id), names.get(sensor.id))
             for sensor in sensors
         ]
+        # Learned timeouts, as the hub learns them daily (a few ms a room).
+        bounds = config.learned_bounds()
+        wanted = {row["room"]: bounds[row["room"]] for row in rows if row["room"] in bounds}
+        for room, learned in learn_timeouts(db, wanted).items():
+            for row in rows:
+                if row["room"] == room:
+                    row["timeout"] = learned.describe()
+        return rows
 
     return await state.pool.run(read)
 
@@ -392,6 +412,21 @@ def _limit(text: str) -> int:
     if not _DIGITS.match(text) or not 1 <= int(text) <= 1000:  # noqa: PLR2004
         raise _bad("limit", f"limit must be a whole number from 1 to 1000, got {text!r}")
     return int(text)
+
+
+async def _get_session(request: web.Request) -> web.StreamResponse:
+    """One session and its decision trace (which sensor, which rule, what the player was
+    asked and answered)."""
+    _query(request, frozenset())
+    session_id = request.match_info["sessionId"]
+    if not ID_PATTERN.fullmatch(session_id):
+        raise _bad("sessionId", f"not a session id: {session_id[:80]!r}")
+    state = request.app[STATE_KEY]
+    try:
+        explained = await state.pool.run(functools.partial(explain, session_id=session_id))
+    except NotFoundError as exc:
+        raise ApiError(404, "ResourceNotFoundError", str(exc)) from None
+    return json_response(explained)
 
 
 async def _sessions(request: web.Request) -> web.StreamResponse:

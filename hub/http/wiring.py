@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from hub import __version__
-from hub.config import HubConfig
-from hub.controls import ROOM_STATE_TOPIC, Controls, room_view, rooms_of
+from hub.config import HubConfig, Room
+from hub.controls import ROOM_STATE_TOPIC, Controls, room_view
 from hub.errors import ConfigError, HubError
 from hub.ha_discovery import (
     HUB_LAST_SYNC_TOPIC,
@@ -60,7 +60,6 @@ from hub.timeutil import iso, local_zone
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-    from hub.controls import Room
     from hub.daemon import Daemon
     from hub.ingest.mqtt import MqttLink
     from hub.store.sensors import SensorState
@@ -104,7 +103,7 @@ def discovery_messages(
     """The hub's and every configured sensor's (and room's) discovery configs; battery and
     signal where `states` knows them."""
     messages = hub_messages(version=__version__, configuration_url=dashboard_url(config))
-    rooms = {room.id: room for room in rooms_of(config)}
+    rooms = {room.id: room for room in config.all_rooms()}
     for sensor in config.sensors:
         messages.extend(_sensor_messages(config, sensor.id, (states or {}).get(sensor.id), rooms))
     return messages
@@ -116,8 +115,10 @@ def _sensor_messages(
     sensor = config.sensor(sensor_id)
     if sensor is None:
         return []
+    room_id = next((room.id for room in rooms.values() if sensor_id in room.sensor_ids), sensor_id)
     return sensor_discovery_messages(
         sensor,
+        room_id=room_id,
         topic_prefix=config.mqtt.topic_prefix,
         battery_known=state is not None and state.battery_level is not None,
         rssi_known=state is not None and state.signal_strength is not None,
@@ -180,11 +181,13 @@ def _read(
         repository = SensorRepository(db)
         states: dict[str, SensorState] = {}
         stats: dict[str, dict[str, Any]] = {}
+        room_of = {sensor: room.id for room in config.all_rooms() for sensor in room.sensor_ids}
         for sensor in config.sensors:
-            if only is not None and sensor.id not in only:
+            room_id = room_of.get(sensor.id, sensor.id)  # its sessions are its room's
+            if only is not None and sensor.id not in only and room_id not in only:
                 continue
             state = states[sensor.id] = repository.state(sensor.id)
-            stats[sensor.id] = _stats(db, sensor.id, state, today, midnight)
+            stats[sensor.id] = _stats(db, room_id, state, today, midnight)
         removed: list[str] = []
         if announce:
             announced = get_meta(db, HA_ANNOUNCED_KEY)
@@ -199,23 +202,24 @@ def _read(
 
 
 def _stats(
-    db: Database, sensor_id: str, state: SensorState, today: dt.date, midnight: float
+    db: Database, room_id: str, state: SensorState, today: dt.date, midnight: float
 ) -> dict[str, Any]:
-    """A sensor's retained figures (what its Home Assistant entities read)."""
+    """A sensor's retained figures (what its Home Assistant entities read): its own state,
+    and the sessions of its room (`room_id`: its own id for a sensor in no room)."""
     (count,) = db.execute(
         "SELECT count(*) FROM sessions WHERE sensorId = ? AND startTime >= ?",
-        [sensor_id, int(midnight)],
+        [room_id, int(midnight)],
     ).fetchone()
     last = db.execute(
         "SELECT durationMinutes FROM sessions WHERE sensorId = ? AND status = 'completed'"
         " ORDER BY startTime DESC LIMIT 1",
-        [sensor_id],
+        [room_id],
     ).fetchone()
     latest = db.execute(
         "SELECT sessionId, status, startTimeISO, motionEventsCount, playbackStarted,"
         " playbackStopped, playbackNote FROM sessions WHERE sensorId = ?"
         " ORDER BY startTime DESC LIMIT 1",
-        [sensor_id],
+        [room_id],
     ).fetchone()
     session = None
     if latest is not None:
@@ -283,7 +287,7 @@ async def home_assistant(config: HubConfig, daemon: Daemon, *, tick: float = TIC
     sync: tuple[str | None, str | None] = (None, None)
     sync_read_at = -SYNC_READ_SECONDS
     published: _Published | None = None
-    rooms = rooms_of(config)
+    rooms = config.all_rooms()
     clears: list[tuple[float, list[str]]] = []  # (when, retained topics of removed sensors)
     while True:
         await asyncio.sleep(tick)
@@ -361,7 +365,7 @@ def _announce(
     battery or signal entity (they appear when first reported), and a new firmware version
     on one entity (HA updates the device from any of its configs). Only those: every other
     config would queue ahead of the sessions' own MQTT updates."""
-    rooms = {room.id: room for room in rooms_of(config)}
+    rooms = {room.id: room for room in config.all_rooms()}
     if announce:
         for sensor_id in snapshot.removed:
             for message in removal_messages(sensor_id):

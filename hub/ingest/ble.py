@@ -385,12 +385,12 @@ class BleScanner:
                 self._dropped_logged_at = now
                 _LOGGER.warning(
                     "the event inbox is full: dropped BLE %s from %s (%d dropped so far)",
-                    "motion" if isinstance(event, MotionEvent) else "motion-cleared",
+                    "motion" if isinstance(event, MotionEvent) else "state",
                     event.sensor_id,
                     self._counters["dropped_inbox_full"],
                 )
             return
-        self._counters["events" if isinstance(event, MotionEvent) else "cleared"] += 1
+        self._counters["events" if isinstance(event, MotionEvent) else "states"] += 1
 
     def _account(self, address: str, verdict: Verdict) -> None:
         sensor = verdict.sensor_id

@@ -13,8 +13,10 @@ Two parts (contracts §4):
 - `BleGuard` decides which adverts become events, per configured address: only adverts
   from a configured `ble_address` count; a sensor with a `ble_bindkey` is believed only
   when its advert decrypts and its counter passes the replay rules below; plaintext from
-  a keyed sensor is a downgrade; motion (`0x21`) or occupancy (`0x23`) true is a
-  `MotionEvent`, false a `MotionCleared` (never starts anything).
+  a keyed sensor is a downgrade; motion (`0x21`) true is a `MotionEvent` (a pulse);
+  occupancy (`0x23`) or presence (`0x25`) is a held `SensorState` (occupied or clear), as
+  is motion false (a clear); door (`0x1A`), window (`0x2D`) or opening (`0x11`) is a
+  contact `SensorState` (true = open).
 
 Why not the `bthome-ble` library (measured with 3.25.0, the version the vectors were
 checked with): it parses a habluetooth `BluetoothServiceInfoBleak`, not bytes, and keeps
@@ -66,8 +68,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from hub.config import HubConfig
 from hub.errors import ParseError
-from hub.ingest.mqtt_decode import MotionCleared
-from hub.model import MotionEvent
+from hub.model import MotionEvent, SensorState, StateKind
 
 BTHOME_UUID16: Final = 0xFCD2
 BTHOME_UUID: Final = "0000fcd2-0000-1000-8000-00805f9b34fb"
@@ -248,6 +249,16 @@ COMMANDS: Final[Mapping[int, str]] = MappingProxyType(
 )
 _COMMAND_ARGS_MASK: Final = 0x1F  # the length byte's high 3 bits are reserved
 MOTION_KEYS: Final = ("motion", "occupancy")
+# Objects that hold a state until the next advert says otherwise, first found wins.
+_STATE_KEYS: Final[Mapping[str, StateKind]] = MappingProxyType(
+    {
+        "occupancy": StateKind.OCCUPANCY,
+        "presence": StateKind.OCCUPANCY,
+        "door": StateKind.CONTACT,
+        "window": StateKind.CONTACT,
+        "opening": StateKind.CONTACT,
+    }
+)
 
 
 # --- the advert -----------------------------------------------------------------------------
@@ -513,7 +524,7 @@ class Reason(enum.StrEnum):
     NO_KEY = "no_key"  # encrypted adverts from a sensor configured without a bindkey
     REPLAY = "replay"  # a counter already used: not newer, and no provable restart
     REPEAT = "repeat"  # the same advert again (same counter and content / same plaintext)
-    NO_MOTION = "no_motion"  # a believed advert with neither motion nor occupancy
+    NO_MOTION = "no_motion"  # a believed advert with no motion, occupancy or contact
 
 
 # Reasons a person has to act on: the caller logs them once per address (Verdict.first).
@@ -608,7 +619,7 @@ class _Step(enum.Enum):
 class Verdict:
     """What the guard made of one advert: an event, or the reason there is none."""
 
-    event: MotionEvent | MotionCleared | None
+    event: MotionEvent | SensorState | None
     reason: Reason | None = None
     sensor_id: str | None = None
     first: bool = False  # the first time `reason` (one of REPORTED_ONCE) for this address
@@ -800,7 +811,7 @@ class BleGuard:
 
     def accept(
         self, address: str, advert: Advert, now: float, *, rssi: int | None = None
-    ) -> MotionEvent | MotionCleared | None:
+    ) -> MotionEvent | SensorState | None:
         """`judge(...).event`: the event this advert makes, if any."""
         return self.judge(address, advert, now, rssi=rssi).event
 
@@ -881,21 +892,32 @@ class BleGuard:
 
 def _event(
     sensor: BleSensor, advert: Advert, now: float, rssi: int | None
-) -> tuple[MotionEvent | MotionCleared | None, Reason | None]:
-    """The event a believed advert makes: motion, motion cleared, or none (NO_MOTION)."""
-    motion = advert.motion
-    if motion is None:
-        return None, Reason.NO_MOTION
-    if not motion:
-        return MotionCleared(sensor.sensor_id, now), None
-    event = MotionEvent(
-        sensor_id=sensor.sensor_id,
-        occurred_at=now,
-        received_at=now,
-        source=SOURCE,
-        seq=advert.packet_id if advert.packet_id is not None else advert.counter,
-        battery_level=advert.battery,
-        signal_strength=_int_or_none(rssi, _RSSI_RANGE),
-        firmware_version=advert.firmware_version,
-    )
-    return event, None
+) -> tuple[MotionEvent | SensorState | None, Reason | None]:
+    """The event a believed advert makes: motion (a pulse), a state (occupancy, a clear, a
+    door), or none (NO_MOTION)."""
+    motion = advert.values.get("motion")
+    if motion is True:
+        event = MotionEvent(
+            sensor_id=sensor.sensor_id,
+            occurred_at=now,
+            received_at=now,
+            source=SOURCE,
+            seq=advert.packet_id if advert.packet_id is not None else advert.counter,
+            battery_level=advert.battery,
+            signal_strength=_int_or_none(rssi, _RSSI_RANGE),
+            firmware_version=advert.firmware_version,
+        )
+        return event, None
+    if motion is False:  # a motion sensor that sends clears holds its state between them
+        return _state(sensor, StateKind.OCCUPANCY, on=False, now=now, advert=advert), None
+    for key, kind in _STATE_KEYS.items():
+        value = advert.values.get(key)
+        if isinstance(value, bool):
+            return _state(sensor, kind, on=value, now=now, advert=advert), None
+    return None, Reason.NO_MOTION
+
+
+def _state(
+    sensor: BleSensor, kind: StateKind, *, on: bool, now: float, advert: Advert
+) -> SensorState:
+    return SensorState(sensor.sensor_id, kind, on, now, source=SOURCE, battery_level=advert.battery)

@@ -7,9 +7,9 @@ What arrives (contracts §3):
 - a configured sensor's own `mqtt_topic`, in its `mqtt_format`: `seed`, `esphome`
   (`ON`/`OFF`) or `zigbee2mqtt` (`{"occupancy": true, ...}`).
 
-`TopicRouter.decode` answers a `MotionEvent`, a `StatusUpdate`, a `MotionCleared` (the
-sensor says the room is empty: recorded, never starts anything) or None for a topic nobody
-asked for. Malformed input raises `ParseError`, whose message says what was wrong and
+`TopicRouter.decode` answers a `MotionEvent` (a pulse), a `SensorState` (a state held
+until the next: occupied or clear, open or closed), a `StatusUpdate` or None for a topic
+nobody asked for. Malformed input raises `ParseError`, whose message says what was wrong and
 quotes at most ~80 characters of the payload.
 
 Clock trust (which instant becomes `MotionEvent.occurred_at`, the one the session
@@ -31,9 +31,10 @@ the broker (the hub stopped, or restarting) by the sensor's clock corrected by i
 offset, once that offset is known and stable (`hub/sessions/sensor_clocks.py`).
 
 Retained messages: the broker replays a topic's retained message on subscribe. For status
-that is the point (the contract retains it), but a retained motion message (ESPHome and
-Zigbee2MQTT retain their state by default) is old state, not motion now: pass
-`retained=True` and such messages decode to None.
+that is the point (the contract retains it); a retained motion message is old motion, not
+motion now (it decodes to None); a retained state (ESPHome and Zigbee2MQTT retain theirs
+by default) is the sensor's current state, marked `retained`: it is taken as the room's
+state, but starts no session (no music at boot for an mmWave that says occupied).
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
 from hub.config import HubConfig, MqttFormat
 from hub.controls import ControlCommand
 from hub.errors import ParseError
-from hub.model import MotionEvent, Receipt
+from hub.model import MotionEvent, Receipt, SensorState, StateKind
 from hub.timeutil import parse_iso
 
 MAX_PAYLOAD: Final = 64 * 1024
@@ -78,23 +79,12 @@ class StatusUpdate:
     received_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class MotionCleared:
-    """The sensor reports no motion (ESPHome `OFF`, Zigbee2MQTT `occupancy: false`).
-
-    Informational only: sessions end by timeout, so this never starts or ends anything.
-    """
-
-    sensor_id: str
-    received_at: float
-
-
 # What ingest adapters put into the session runner's inbox.
 # What ingest adapters hand the session runner (a control command comes over MQTT too).
-Inbound = MotionEvent | StatusUpdate | MotionCleared | ControlCommand | Receipt
+Inbound = MotionEvent | StatusUpdate | SensorState | ControlCommand | Receipt
 
 
-Decoded = MotionEvent | StatusUpdate | MotionCleared
+Decoded = MotionEvent | StatusUpdate | SensorState
 # (sensor id, payload, receive time) -> value; raises ParseError.
 Decoder = Callable[[str, bytes, float], Decoded]
 
@@ -325,35 +315,50 @@ def decode_status(sensor_id: str, payload: bytes, received_at: float) -> StatusU
 
 
 def decode_esphome(sensor_id: str, payload: bytes, received_at: float) -> Decoded:
-    """An ESPHome binary sensor's state: `ON` (motion) or `OFF`, case as ESPHome sends it."""
+    """An ESPHome binary sensor's state, `ON` or `OFF` (case as ESPHome sends it). Held until
+    the next one: occupied or clear for motion and presence, open or closed for a door (the
+    sensor's `kind` says which)."""
     text = _text(payload).strip()
-    if text == "ON":
-        return MotionEvent(sensor_id=sensor_id, occurred_at=received_at, received_at=received_at)
-    if text == "OFF":
-        return MotionCleared(sensor_id, received_at)
+    if text in _ESPHOME_STATES:
+        return SensorState(sensor_id, StateKind.OCCUPANCY, _ESPHOME_STATES[text], received_at)
     raise ParseError(f"ESPHome state must be ON or OFF, got {_preview(text)}")
 
 
+_ESPHOME_STATES: Final[Mapping[str, bool]] = MappingProxyType({"ON": True, "OFF": False})
+# Zigbee2MQTT state keys, first found wins -> (kind, whether `true` means on). `contact`
+# is true when the contact is *closed*, so the door is open (on) when it is false.
+_ZIGBEE2MQTT_STATES: Final[Mapping[str, tuple[StateKind, bool]]] = MappingProxyType(
+    {
+        "occupancy": (StateKind.OCCUPANCY, True),
+        "presence": (StateKind.OCCUPANCY, True),
+        "contact": (StateKind.CONTACT, False),
+    }
+)
+
+
 def decode_zigbee2mqtt(sensor_id: str, payload: bytes, received_at: float) -> Decoded:
-    """A Zigbee2MQTT device's state object: `occupancy` (bool) and optionally `battery`.
+    """A Zigbee2MQTT device's state object: `occupancy`, `presence` (mmWave) or `contact`
+    (a door: true = closed), and optionally `battery`.
 
     `linkquality` is an LQI (0..255), not dBm, so it never becomes `signal_strength`; it
     and every other key (tamper, voltage, illuminance, ...) are tolerated and ignored.
     """
     obj = _json_object(payload)
-    occupancy = obj.get("occupancy")
-    if not isinstance(occupancy, bool):
-        shown = "missing" if occupancy is None else _show(occupancy)
-        raise ParseError(f"occupancy: must be true or false, got {shown}")
+    key = next((key for key in _ZIGBEE2MQTT_STATES if obj.get(key) is not None), None)
+    if key is None:
+        raise ParseError("occupancy, presence or contact: one is required, got none")
+    value = obj[key]
+    if not isinstance(value, bool):
+        raise ParseError(f"{key}: must be true or false, got {_show(value)}")
     battery = obj.get("battery")
     if battery is not None and (not _is_number(battery) or not 0 <= battery <= 100):  # noqa: PLR2004
         raise ParseError(f"battery: must be a number 0..100, got {_show(battery)}")
-    if not occupancy:
-        return MotionCleared(sensor_id, received_at)
-    return MotionEvent(
-        sensor_id=sensor_id,
-        occurred_at=received_at,
-        received_at=received_at,
+    kind, true_is_on = _ZIGBEE2MQTT_STATES[key]
+    return SensorState(
+        sensor_id,
+        kind,
+        value == true_is_on,
+        received_at,
         battery_level=None if battery is None else round(battery),
     )
 
@@ -366,7 +371,6 @@ FORMAT_DECODERS: Final[Mapping[MqttFormat, Decoder]] = MappingProxyType(
 _PREFIX_DECODERS: Final[Mapping[str, Decoder]] = MappingProxyType(
     {"motion": decode_seed, "status": decode_status}
 )
-_MOTION_KINDS = (MotionEvent, MotionCleared)
 
 
 # --- routing --------------------------------------------------------------------------------
@@ -423,8 +427,9 @@ class TopicRouter:
         """One message → a value; None for a topic nobody asked for (or replayed motion).
 
         Raises ParseError for a malformed payload or a bad sensor id in the topic.
-        `retained` is the message's retain flag: a retained motion message is old state
-        the broker replays on subscribe, not motion now, so it decodes to None.
+        `retained` is the message's retain flag: a retained motion message is old motion
+        the broker replays on subscribe, not motion now, so it decodes to None; a retained
+        state is the sensor's current state, marked `retained` (it starts nothing).
         """
         route = self._route(topic)
         if route is None:
@@ -435,8 +440,10 @@ class TopicRouter:
         if decoder is decode_status and not payload:
             return None  # an empty retained message: someone cleared the sensor's status
         value = decoder(_check_sensor_id(sensor_id), payload, received_at)
-        if retained and isinstance(value, _MOTION_KINDS):
+        if retained and isinstance(value, MotionEvent):
             return None
+        if retained and isinstance(value, SensorState):
+            return replace(value, retained=True)
         return value
 
 

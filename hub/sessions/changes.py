@@ -13,7 +13,7 @@ from typing import Any
 
 from hub.config import SensorConfig
 from hub.errors import ConflictError, ValidationError
-from hub.model import Session, SessionStatus, open_session
+from hub.model import EndReason, Session, SessionStatus, open_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,7 @@ def ended(session: Session, request: EndSession, now: float) -> Session:
     return session.with_changes(
         status=SessionStatus.COMPLETED,
         end=max(round(now, 6), session.last_motion),
+        end_reason=EndReason.ENDED_BY_REQUEST,
         updated_at=now,
         playback_stopped=stopped if stopped is not None else session.playback_stopped,
     )

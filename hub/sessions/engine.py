@@ -1,8 +1,18 @@
-"""The session engine: motion, deadlines and playback results in, commands out.
+"""The session engine: motion, sensor states, deadlines and playback results in, commands
+out.
 
 Pure and synchronous: no asyncio, no I/O, no wall clock. Every method takes `now`
 (epoch seconds) and returns the commands the runner must carry out, in order. Timeouts
 are data (`next_deadline()`), so nothing here ever sleeps.
+
+Sessions are per room (`HubConfig.all_rooms`; a sensor in no room is its own room): one
+active session per room, however many of its sensors report, and its record's `sensorId`
+is the room's id. What a report means for the room (motion, occupied, clear, a door) and
+how it holds the room are `hub.sessions.occupancy`'s tables. A session ends at its
+deadline, the anchor of the latest relevant event: last motion + timeout, every presence
+source clear + timeout, the door opening on someone inside + door timeout; while the room
+is held there is no timeout, only `max_hold` from the hold's start. The session records
+which one ended it (`endReason`).
 
 A session's playback lifecycle is one table, `_TRANSITIONS` (as h11's `_state.py`):
 every legal move is listed there and nowhere else, and a missing entry is our bug
@@ -15,19 +25,23 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, auto
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
-from hub.config import HubConfig, SensorConfig
-from hub.controls import Controls, Room, rooms_of
+from hub.config import HubConfig, Room, SensorConfig
+from hub.controls import Controls
 from hub.errors import ConflictError, HubError, NotFoundError
 from hub.model import (
     SESSION_ID_PREFIX,
+    Decision,
+    EndReason,
     MotionEvent,
+    SensorState,
     Session,
     SessionStatus,
+    StateKind,
     new_session_id,
     open_session,
 )
@@ -39,6 +53,14 @@ from hub.sessions.changes import (
     created,
     ended,
     updated,
+)
+from hub.sessions.occupancy import (
+    ACTIVITY,
+    SIGNALS,
+    RoomState,
+    Signal,
+    kind_of,
+    report_of,
 )
 from hub.sessions.policy import in_quiet_hours, playback_for
 from hub.sessions.sensor_clocks import SensorClocks
@@ -59,7 +81,8 @@ class PersistSession:
 
 @dataclass(frozen=True, slots=True)
 class StartPlayback:
-    """Ask the player to start playing for this session."""
+    """Ask the player to start playing for this session (`sensor`: the room's playback
+    settings, as a sensor's)."""
 
     session: Session
     sensor: SensorConfig
@@ -79,12 +102,14 @@ class StopPlayback:
 
 @dataclass(frozen=True, slots=True)
 class DropEvent:
-    """The event is not part of any session.
+    """The event is not part of any session (counted per sensor).
 
-    `reason`: "unknown_sensor" | "disabled_sensor" | "out_of_order".
+    `reason`: "unknown_sensor" | "disabled_sensor" | "out_of_order" for motion; for
+    states also "unpaired_clear" (a clear from a source that was not occupied: reordered
+    by the broker, or the first state heard).
     """
 
-    event: MotionEvent
+    event: MotionEvent | SensorState
     reason: str
 
 
@@ -148,9 +173,14 @@ class _Tracked:
     phase: _Phase
     # occurred_at of the session's last counted motion: the debounce window opens here.
     burst_start: float
-    # Seconds from the last motion to the end: the room's timeout while the session is
-    # active (a control may change it); an ended session keeps the one it ended with.
-    timeout: float
+    # The deadline's anchors besides the last motion (see the module docstring): while the
+    # room is held, since when; when it was last released by every presence source
+    # clearing, or by the door opening on someone inside.
+    hold_since: float | None = None
+    cleared_at: float | None = None
+    door_opened_at: float | None = None
+    # Taken over at start-up, and nothing has happened to it since.
+    recovered: bool = False
     # Player requests not yet answered. Only answers to these are accepted, and an ended
     # session stays in memory until they are in (a late start must still be stopped).
     awaiting_start: bool = False
@@ -182,20 +212,31 @@ class SessionEngine:
         self._config = config
         # Looked up for every motion event and deadline: indexes, not scans of the config.
         self._sensors = {sensor.id: sensor for sensor in config.sensors}
-        self._default_timeout = config.sessions.timeout_minutes * 60
-        self._timeouts = {sensor.id: config.timeout_seconds(sensor.id) for sensor in config.sensors}
-        self._rooms = {room.id: room for room in rooms_of(config)}
+        self._rooms = {room.id: room for room in config.all_rooms()}
         self._room_of = {
             sensor: room.id for room in self._rooms.values() for sensor in room.sensor_ids
         }
+        self._default_timeout = config.sessions.timeout_minutes * 60
+        self._default_room = Room(
+            id="",
+            name="",
+            sensor_ids=(),
+            settings=SensorConfig(id="", user_id=""),
+            timeout_seconds=self._default_timeout,
+            door_timeout_seconds=config.sessions.door_timeout_seconds,
+            max_hold_seconds=config.sessions.max_hold_minutes * 60,
+        )
+        self._timeouts = {room.id: room.timeout_seconds for room in self._rooms.values()}
+        self._occupancy = {room_id: RoomState() for room_id in self._rooms}
+        self._clears_from: set[str] = set()  # sensors of no configured kind that sent a clear
         self._controls = Controls()
         self._new_id = new_id
         self._tz = local_zone(config.hub.timezone)
         # Every session the engine may still act on, by session id: the active ones, the
-        # last ended one per sensor (rule 5) and ended ones with a player answer pending.
+        # last ended one per room (rule 5) and ended ones with a player answer pending.
         self._tracked: dict[str, _Tracked] = {}
-        self._active: dict[str, str] = {}  # sensor_id -> session_id
-        self._last_ended: dict[str, str] = {}  # sensor_id -> session_id
+        self._active: dict[str, str] = {}  # room_id -> session_id
+        self._last_ended: dict[str, str] = {}  # room_id -> session_id
         self._deadlines: list[tuple[float, str]] = []  # heap of (deadline, session_id)
         self._clocks = SensorClocks()  # dates motion that sat in the broker
         self._used = False  # restore() must come first
@@ -204,53 +245,77 @@ class SessionEngine:
 
     @property
     def active(self) -> Mapping[str, Session]:
-        """sensor_id -> its active session (a read-only snapshot)."""
+        """room_id -> its active session (a read-only snapshot)."""
         return MappingProxyType(
             {sensor: self._tracked[sid].session for sensor, sid in self._active.items()}
         )
 
-    def rooms(self) -> dict[str, Room]:
-        """The rooms people control, by id (`hub.controls.rooms_of`)."""
-        return dict(self._rooms)
-
-    def makes_music(self, sensor_id: str) -> bool:
-        """Whether the sensor's active session plays music the hub started (or is starting)."""
-        tracked = self._tracked_active(sensor_id)
+    def makes_music(self, room_id: str) -> bool:
+        """Whether the room's active session plays music the hub started (or is starting)."""
+        tracked = self._tracked_active(room_id)
         return tracked is not None and tracked.phase in {_Phase.REQUESTED, _Phase.PLAYING}
 
     def knows(self, sensor_id: str) -> bool:
         """Whether `sensor_id` is a configured sensor (the others never make sessions)."""
         return sensor_id in self._sensors
 
-    def deadline(self, session: Session) -> float:
-        # On the microsecond grid the records are written on, so endTime - lastMotionTime
-        # is exactly the timeout (a bare float sum is sometimes 1 µs off).
-        tracked = self._tracked.get(session.session_id)
-        timeout = tracked.timeout if tracked is not None else self._timeout(session.sensor_id)
-        return round(session.last_motion + timeout, 6)
+    def rooms(self) -> Mapping[str, Room]:
+        """room_id -> the room (every configured room, and each sensor in none)."""
+        return MappingProxyType(self._rooms)
 
-    def _timeout(self, sensor_id: str) -> float:
-        """The room's timeout now: its control's override, else the config's."""
-        override = self._controls.timeout_minutes(self._room_of.get(sensor_id, sensor_id))
+    def room_of(self, sensor_id: str) -> str:
+        """The id of the room a sensor is in (its own id for a sensor in no room)."""
+        return self._room_of.get(sensor_id, sensor_id)
+
+    def use_timeouts(self, timeouts: Mapping[str, float]) -> None:
+        """Rooms' timeouts in seconds (learned from their history); the others keep the
+        config's. Active sessions take them at once (a deadline may move sooner)."""
+        self._timeouts = {room.id: room.timeout_seconds for room in self._rooms.values()}
+        self._timeouts.update(
+            (room, seconds) for room, seconds in timeouts.items() if room in self._rooms
+        )
+        for session_id in self._active.values():
+            self._reschedule(self._tracked[session_id])
+
+    def timeout(self, room_id: str) -> float:
+        """The room's timeout now, in seconds: a control's override, else configured or
+        learned."""
+        override = self._controls.timeout_minutes(room_id)
         if override is not None:
             return override * 60
-        return self._timeouts.get(sensor_id, self._default_timeout)
+        return self._timeouts.get(room_id, self._default_timeout)
 
-    def _enabled(self, sensor: SensorConfig) -> bool:
-        room_id = self._room_of.get(sensor.id, sensor.id)
-        return self._controls.enabled(room_id, configured=sensor.enabled)
+    def deadline(self, session: Session) -> float:
+        """When the session ends by the rules (its end, once it has ended by them)."""
+        tracked = self._tracked.get(session.session_id)
+        if tracked is None or tracked.session is not session:
+            tracked = _Tracked(session, _Phase.IDLE, burst_start=session.last_motion)
+        return self._due(tracked)[0]
+
+    def _due(self, tracked: _Tracked) -> tuple[float, EndReason]:
+        """The deadline and the rule it comes from: held, max_hold from the hold's start;
+        else the latest of last motion, clear and door opening, plus its timeout. On the
+        microsecond grid the records are written on, so endTime - lastMotionTime is exactly
+        the timeout (a bare float sum is sometimes 1 µs off)."""
+        room_id = tracked.session.sensor_id
+        room = self._rooms.get(room_id, self._default_room)
+        if tracked.hold_since is not None:
+            return round(tracked.hold_since + room.max_hold_seconds, 6), EndReason.MAX_HOLD
+        anchor = tracked.session.last_motion
+        due, reason = anchor + self.timeout(room_id), EndReason.TIMEOUT
+        if tracked.cleared_at is not None and tracked.cleared_at >= anchor:
+            anchor = tracked.cleared_at
+            due, reason = anchor + self.timeout(room_id), EndReason.PRESENCE_CLEARED
+        if tracked.door_opened_at is not None and tracked.door_opened_at >= anchor:
+            due, reason = tracked.door_opened_at + room.door_timeout_seconds, EndReason.DOOR_OPENED
+        return round(due, 6), reason
 
     def set_controls(self, controls: Controls) -> None:
         """People's controls (`hub.controls`), as data: they apply from the next decision;
         an active session takes a changed timeout at once (its deadline moves)."""
         self._controls = controls
         for session_id in self._active.values():
-            tracked = self._tracked[session_id]
-            timeout = self._timeout(tracked.session.sensor_id)
-            if timeout != tracked.timeout:
-                tracked.timeout = timeout
-                # A sooner deadline needs an entry of its own (the heap's are only moved later).
-                heapq.heappush(self._deadlines, (self.deadline(tracked.session), session_id))
+            self._reschedule(self._tracked[session_id])
 
     def next_deadline(self) -> float | None:
         earliest = self._earliest()
@@ -266,7 +331,7 @@ class SessionEngine:
             if tracked is None or not tracked.session.is_active:
                 heapq.heappop(self._deadlines)
                 continue
-            current = self.deadline(tracked.session)
+            current = self._due(tracked)[0]
             if current == deadline:
                 return deadline, session_id
             if current > deadline:
@@ -290,15 +355,10 @@ class SessionEngine:
             if not session.is_active:
                 raise EngineError(f"restore() given a {session.status} session")
             if session.sensor_id in self._active:
-                raise EngineError(f"two active sessions for sensor {session.sensor_id!r}")
+                raise EngineError(f"two active sessions for room {session.sensor_id!r}")
             playing = session.playback_started and not session.playback_stopped
             phase = _Phase.PLAYING if playing else _Phase.IDLE
-            tracked = _Tracked(
-                session,
-                phase,
-                burst_start=session.last_motion,
-                timeout=self._timeout(session.sensor_id),
-            )
+            tracked = _Tracked(session, phase, burst_start=session.last_motion, recovered=True)
             self._put(tracked, schedule=True)
             self._active[session.sensor_id] = session.session_id
 
@@ -346,6 +406,8 @@ class SessionEngine:
     ) -> tuple[Session, list[Command]]:
         """A session made by request records what its caller does; the hub plays no music for
         it (the seed's caller starts playback itself and reports it with update_session)."""
+        # A sensor in a room names its room: the session is the room's.
+        change = replace(change, sensor_id=self.room_of(change.sensor_id))
         active = self._tracked_active(change.sensor_id)
         if active is not None:
             active_id = active.session.session_id
@@ -353,21 +415,17 @@ class SessionEngine:
                 f"sensor {change.sensor_id} already has an active session {active_id}",
                 session_id=active_id,
             )
+        room = self._rooms.get(change.sensor_id)
         session = created(
             change,
-            self._sensors.get(change.sensor_id),
+            None if room is None else room.settings,
             new_id=self._new_id,
             now=now,
             ttl_days=self._config.sessions.ttl_days,
-        )
+        ).deciding(Decision(now, "start", "created by request (create_session): the caller plays"))
         if session.session_id in self._tracked:
             raise EngineError(f"new_id returned a known session id {session.session_id!r}")
-        tracked = _Tracked(
-            session,
-            _Phase.IDLE,
-            burst_start=session.start,
-            timeout=self._timeout(change.sensor_id),
-        )
+        tracked = _Tracked(session, _Phase.IDLE, burst_start=session.start)
         self._put(tracked, schedule=True)
         self._active[change.sensor_id] = session.session_id
         return session, [PersistSession(session, event=None, created=True)]
@@ -399,6 +457,10 @@ class SessionEngine:
             if tracked.session.is_active or history:
                 tracked.session = tracked.session.shifted(delta)
                 tracked.burst_start += delta
+                # The deadline's other anchors move with it (a hold, a clear, a door).
+                tracked.hold_since = _moved(tracked.hold_since, delta)
+                tracked.cleared_at = _moved(tracked.cleared_at, delta)
+                tracked.door_opened_at = _moved(tracked.door_opened_at, delta)
         self._deadlines = [
             (self.deadline(self._tracked[session_id].session), session_id)
             for session_id in self._active.values()
@@ -437,7 +499,7 @@ class SessionEngine:
     def on_motion(self, event: MotionEvent, now: float) -> list[Command]:
         """Rules 2-5, one case per line: drop, extend, amend the last ended, or create.
 
-        Expired sessions end first — except the sensor's own session when this motion
+        Expired sessions end first — except the room's own session when this motion
         happened before its deadline: seen late (a backlog), it still extends it. When
         it happened is the sensor's corrected clock for motion that sat in the broker
         (`SensorClocks`), else its receive time.
@@ -451,31 +513,77 @@ class SessionEngine:
             commands += self._end_due(now)  # extended by stale motion: over at once
         return commands
 
+    def on_state(self, state: SensorState, now: float) -> list[Command]:
+        """A state a sensor holds (occupied / clear, open / closed): what is due ends
+        first, then the room's occupancy changes, which may start, hold or release its
+        session. A retained state (the broker's replay at start-up) is the room's current
+        state: it holds a session already running, never starts one."""
+        commands = self._end_due(now)
+        commands += self._decide(state, now)
+        return commands
+
     def _extended_by(self, event: MotionEvent) -> str | None:
         """The active session `event` happened inside of (a session id), if any."""
         sensor = self._sensors.get(event.sensor_id)
-        active = self._tracked_active(event.sensor_id)
+        active = self._tracked_active(self.room_of(event.sensor_id))
         if sensor is None or not self._enabled(sensor) or active is None:
             return None
-        session = active.session
-        inside = session.start <= event.occurred_at < self.deadline(session)
-        return session.session_id if inside else None
+        inside = active.session.start <= _on_grid(event.occurred_at) < self._due(active)[0]
+        return active.session.session_id if inside else None
 
-    def _decide(self, event: MotionEvent, now: float) -> list[Command]:
-        sensor = self._sensors.get(event.sensor_id)
+    def _enabled(self, sensor: SensorConfig) -> bool:
+        """The sensor's and its room's `enabled`, unless a person's switch says otherwise."""
+        room_id = self.room_of(sensor.id)
+        room = self._rooms.get(room_id)
+        configured = sensor.enabled and (room is None or room.settings.enabled)
+        return self._controls.enabled(room_id, configured=configured)
+
+    def _decide(self, report: MotionEvent | SensorState, now: float) -> list[Command]:
+        sensor = self._sensors.get(report.sensor_id)
         if sensor is None:
-            return [DropEvent(event, "unknown_sensor")]
+            return [DropEvent(report, "unknown_sensor")]
         if not self._enabled(sensor):
-            return [DropEvent(event, "disabled_sensor")]
-        active = self._tracked_active(sensor.id)
-        if active is not None and event.occurred_at < active.session.start:
-            return [DropEvent(event, "out_of_order")]
+            return [DropEvent(report, "disabled_sensor")]
+        if isinstance(report, SensorState) and report.kind is StateKind.OCCUPANCY and not report.on:
+            self._clears_from.add(sensor.id)  # it sends clears: its pulses are a held state
+        signal = SIGNALS[
+            kind_of(sensor.kind, report, sensor.id in self._clears_from), report_of(report)
+        ]
+        room_id = self.room_of(sensor.id)
+        active = self._tracked_active(room_id)
+        event = _as_motion(report)
+        if (
+            isinstance(report, MotionEvent)
+            and active is not None
+            # On the grid the start was written on: motion at the start's own instant is
+            # not before it.
+            and _on_grid(event.occurred_at) < active.session.start
+        ):
+            return [DropEvent(report, "out_of_order")]
+        state = self._occupancy[room_id]
+        outcome = state.apply(sensor.id, signal, on=isinstance(report, SensorState) and report.on)
+        commands: list[Command] = []
+        if outcome.repeat and signal is Signal.CLEAR:
+            commands.append(DropEvent(report, "unpaired_clear"))
+        # Something new says someone is here (a repeated "occupied" or a replayed state
+        # is not news: it starts nothing and counts as no motion).
+        news = signal in ACTIVITY and not outcome.repeat and not _retained(report)
         if active is not None:
-            return self._extend(active, event, now)
-        ended = self._amendable(sensor.id, event, now)
+            return commands + self._occupy(
+                active,
+                state,
+                event if news else None,
+                now,
+                sensor_id=sensor.id,
+                door_opened=outcome.door_opened,
+                cleared=signal is Signal.CLEAR and not outcome.repeat,
+            )
+        if not news:
+            return commands
+        ended = self._amendable(room_id, event, now)
         if ended is not None:
-            return self._amend(ended, event, now)
-        return self._create(sensor, event, now)
+            return commands + self._amend(ended, event, now)
+        return commands + self._create(self._rooms[room_id], event, now, cause=signal)
 
     def on_playback_started(
         self,
@@ -492,18 +600,23 @@ class SessionEngine:
         if tracked is None or not tracked.awaiting_start:
             return []  # not an answer to a StartPlayback of ours
         phase, stop = self._step(tracked.phase, _Input.STARTED if started else _Input.REFUSED)
+        answer = (
+            f"player: started on {device_id or 'the device'}"
+            if started
+            else f"player: did not start ({note or 'no reason given'})"
+        )
         session = tracked.session.with_changes(
             playback_started=started,
             spotify_device_id=device_id,
             playback_note=note,
             updated_at=now,
-        )
+        ).deciding(Decision(now, "player", answer))
         tracked.session, tracked.phase, tracked.awaiting_start = session, phase, False
         tracked.awaiting_stops += 1 if stop else 0
         self._put(tracked)
         commands: list[Command] = [PersistSession(session, event=None, created=False)]
         if stop:
-            commands.append(StopPlayback(session, self._sensors.get(session.sensor_id)))
+            commands.append(StopPlayback(session, self._settings(session.sensor_id)))
         self._forget_if_settled(session_id)
         return commands
 
@@ -518,6 +631,9 @@ class SessionEngine:
         # must not be overwritten by it.
         stopped = stopped or bool(tracked.session.playback_stopped)
         session = tracked.session.with_changes(playback_stopped=stopped, updated_at=now)
+        session = session.deciding(
+            Decision(now, "player", "player: paused" if stopped else "player: not paused")
+        )
         tracked.session, tracked.phase = session, phase
         tracked.awaiting_stops -= 1
         self._put(tracked)
@@ -534,11 +650,13 @@ class SessionEngine:
             raise EngineError(f"no transition from {phase.name} on {given.name}")
         return step
 
-    def _create(self, sensor: SensorConfig, event: MotionEvent, now: float) -> list[Command]:
+    def _create(
+        self, room: Room, event: MotionEvent, now: float, *, cause: Signal = Signal.MOTION
+    ) -> list[Command]:
         """Rule 3: a new session; playback unless the motion is stale, do-not-disturb holds
         or it is quiet hours."""
-        note = self._playback_veto(sensor, event, now)
-        sensor = playback_for(sensor, event.occurred_at, self._tz)  # the moment's music
+        note = self._playback_veto(room, event, now)
+        sensor = playback_for(room.settings, event.occurred_at, self._tz)  # the moment's music
         session = open_session(
             session_id=self._new_id(sensor.id, event.occurred_at),
             sensor_id=sensor.id,
@@ -551,9 +669,24 @@ class SessionEngine:
         )
         if session.session_id in self._tracked:
             raise EngineError(f"new_id returned a known session id {session.session_id!r}")
-        tracked = _Tracked(
-            session, _Phase.IDLE, burst_start=event.occurred_at, timeout=self._timeout(sensor.id)
+        what = "said occupied" if cause is Signal.OCCUPIED else "saw motion"
+        session = session.deciding(
+            Decision(
+                event.occurred_at, "start", f"{what}: a session for {room.id}", event.sensor_id
+            )
         )
+        asked = (
+            f"no music: {_VETOES.get(note, note)}"
+            if note is not None
+            else f"asked to play {sensor.context_uri or 'what was playing'} on "
+            f"{sensor.spotify_device or 'the active device'}"
+        )
+        session = session.deciding(Decision(event.occurred_at, "play", asked))
+        tracked = _Tracked(session, _Phase.IDLE, burst_start=event.occurred_at)
+        if self._occupancy[room.id].held:
+            tracked.hold_since = event.occurred_at
+            tracked.session = _held(session, event.occurred_at, event.sensor_id)
+            session = tracked.session
         commands: list[Command] = [PersistSession(session, event=event, created=True)]
         if note is None:
             phase, _ = self._step(tracked.phase, _Input.REQUEST)
@@ -563,22 +696,60 @@ class SessionEngine:
         self._active[sensor.id] = session.session_id
         return commands
 
-    def _extend(self, tracked: _Tracked, event: MotionEvent, now: float) -> list[Command]:
-        """Rule 4: count or coalesce the motion into the active session."""
-        changed, counted = self._absorb(tracked, event, now)
+    def _occupy(
+        self,
+        tracked: _Tracked,
+        state: RoomState,
+        event: MotionEvent | None,
+        now: float,
+        *,
+        sensor_id: str,
+        door_opened: bool,
+        cleared: bool,
+    ) -> list[Command]:
+        """Rule 4: count or coalesce the motion (`event`, if any) into the active session,
+        and hold or release it as the room's occupancy now says."""
+        before = self._due(tracked)[0]
+        changed, counted = (False, None) if event is None else self._absorb(tracked, event, now)
+        if state.held and tracked.hold_since is None:
+            tracked.hold_since = now
+            tracked.session = _held(tracked.session, now, sensor_id)
+            changed = True
+        elif not state.held and tracked.hold_since is not None:
+            tracked.hold_since = None
+            why = (
+                "the door opened on someone inside"
+                if door_opened
+                else "every presence source clear"
+            )
+            tracked.session = tracked.session.deciding(
+                Decision(now, "release", f"released: {why}; the timeout counts from now", sensor_id)
+            )
+            changed = True
+        if cleared and not state.occupied:
+            tracked.cleared_at = now
+        if door_opened:
+            tracked.door_opened_at = now
+        tracked.recovered = False
+        if self._due(tracked)[0] < before:  # the heap only moves entries later by itself
+            self._reschedule(tracked)
         if not changed:
             return []
         self._put(tracked)
         return [PersistSession(tracked.session, event=counted, created=False)]
 
+    def _reschedule(self, tracked: _Tracked) -> None:
+        heapq.heappush(self._deadlines, (self._due(tracked)[0], tracked.session.session_id))
+
     def _amend(self, tracked: _Tracked, event: MotionEvent, now: float) -> list[Command]:
         """Rule 5: replayed motion joins the ended session it belongs to; it stays ended."""
-        timed_out = tracked.session.end == self.deadline(tracked.session)
+        timed_out = tracked.session.end == self._due(tracked)[0]
         changed, counted = self._absorb(tracked, event, now)
         if not changed:
             return []
         if timed_out:  # a session ended by request keeps the end it was given
-            tracked.session = tracked.session.with_changes(end=self.deadline(tracked.session))
+            end, reason = self._due(tracked)
+            tracked.session = tracked.session.with_changes(end=end, end_reason=reason)
         self._put(tracked)
         return [PersistSession(tracked.session, event=counted, created=False)]
 
@@ -588,11 +759,18 @@ class SessionEngine:
         """Rule 1: end exactly at the deadline, whenever the tick runs — or as `ended_as`
         (earlier) when a request ends the session."""
         phase, stop = self._step(tracked.phase, _Input.END)
-        session = ended_as or tracked.session.with_changes(
-            status=SessionStatus.COMPLETED,
-            end=self.deadline(tracked.session),
-            updated_at=now,
-        )
+        end, reason = self._due(tracked)
+        if ended_as is None and reason is EndReason.MAX_HOLD:
+            self._occupancy.get(tracked.session.sensor_id, RoomState()).cut()
+        if ended_as is not None:
+            session = ended_as.deciding(Decision(now, "end", "ended by request"))
+        else:
+            reason = EndReason.RECOVERED if tracked.recovered else reason
+            session = tracked.session.with_changes(
+                status=SessionStatus.COMPLETED, end=end, updated_at=now, end_reason=reason
+            ).deciding(Decision(end, "end", f"ended: {_ENDS[reason]}"))
+        if stop:
+            session = session.deciding(Decision(now, "play", "asked to pause what the hub started"))
         awaiting_stops = tracked.awaiting_stops + (1 if stop else 0)
         tracked.session, tracked.phase, tracked.awaiting_stops = session, phase, awaiting_stops
         self._put(tracked)
@@ -603,7 +781,7 @@ class SessionEngine:
             self._forget_if_settled(previous)
         commands: list[Command] = [PersistSession(session, event=None, created=False)]
         if stop:
-            commands.append(StopPlayback(session, self._sensors.get(session.sensor_id)))
+            commands.append(StopPlayback(session, self._settings(session.sensor_id)))
         return commands
 
     # --- helpers ---
@@ -633,30 +811,30 @@ class SessionEngine:
         tracked.burst_start = event.occurred_at
         return True, event
 
-    def _playback_veto(self, sensor: SensorConfig, event: MotionEvent, now: float) -> str | None:
+    def _playback_veto(self, room: Room, event: MotionEvent, now: float) -> str | None:
         """Why a new session must not play, or None when it may."""
-        if self._is_stale(event, now):
+        if self._is_stale(room.id, event, now):
             return "stale"  # the person has most likely left already
-        if self._controls.dnd(self._room_of.get(sensor.id, sensor.id), now):
+        if self._controls.dnd(room.id, now):
             return "do_not_disturb"  # a person said "not now": recorded, silent
-        if in_quiet_hours(sensor.quiet_hours, event.occurred_at, self._tz):
+        if in_quiet_hours(room.settings.quiet_hours, event.occurred_at, self._tz):
             return "quiet_hours"
         return None
 
-    def _is_stale(self, event: MotionEvent, now: float) -> bool:
-        return now - event.occurred_at >= self._timeout(event.sensor_id)
+    def _is_stale(self, room_id: str, event: MotionEvent, now: float) -> bool:
+        return now - event.occurred_at >= self.timeout(room_id)
 
-    def _amendable(self, sensor_id: str, event: MotionEvent, now: float) -> _Tracked | None:
-        """The sensor's last ended session, if this stale motion falls inside it."""
-        session_id = self._last_ended.get(sensor_id)
-        if session_id is None or not self._is_stale(event, now):
+    def _amendable(self, room_id: str, event: MotionEvent, now: float) -> _Tracked | None:
+        """The room's last ended session, if this stale motion falls inside it."""
+        session_id = self._last_ended.get(room_id)
+        if session_id is None or not self._is_stale(room_id, event, now):
             return None
         ended = self._tracked[session_id].session
         inside = ended.end is not None and ended.start <= event.occurred_at <= ended.end
         return self._tracked[session_id] if inside else None
 
-    def _tracked_active(self, sensor_id: str) -> _Tracked | None:
-        session_id = self._active.get(sensor_id)
+    def _tracked_active(self, room_id: str) -> _Tracked | None:
+        session_id = self._active.get(room_id)
         return None if session_id is None else self._tracked[session_id]
 
     def _put(self, tracked: _Tracked, *, schedule: bool = False) -> None:
@@ -665,11 +843,11 @@ class SessionEngine:
         session = tracked.session
         if session.is_active != (tracked.phase in _ACTIVE_PHASES):
             raise EngineError(f"{session.session_id}: status {session.status} in {tracked.phase}")
-        if not session.is_active and (session.end is None or session.end > self.deadline(session)):
+        if not session.is_active and (session.end is None or session.end > self._due(tracked)[0]):
             raise EngineError(f"{session.session_id}: ended after its deadline")
         self._tracked[session.session_id] = tracked
         if schedule:
-            heapq.heappush(self._deadlines, (self.deadline(session), session.session_id))
+            heapq.heappush(self._deadlines, (self._due(tracked)[0], session.session_id))
 
     def _forget_if_settled(self, session_id: str) -> None:
         """Bound memory: drop an ended session once nothing can act on it any more."""
@@ -677,3 +855,49 @@ class SessionEngine:
         is_last = self._last_ended.get(tracked.session.sensor_id) == session_id
         if tracked.settled and not is_last:
             del self._tracked[session_id]
+
+    def _settings(self, room_id: str) -> SensorConfig | None:
+        room = self._rooms.get(room_id)
+        return None if room is None else room.settings
+
+
+# Why a new session plays nothing, and how each rule ends one, for the decision trace.
+_VETOES: Final = {
+    "stale": "the motion is older than the timeout",
+    "quiet_hours": "quiet hours",
+}
+_ENDS: Final = {
+    EndReason.TIMEOUT: "the timeout after the last motion",
+    EndReason.PRESENCE_CLEARED: "the timeout after every presence source cleared",
+    EndReason.DOOR_OPENED: "the door timeout after the door opened on someone inside",
+    EndReason.MAX_HOLD: "held for max_hold: a source that never cleared",
+    EndReason.ENDED_BY_REQUEST: "ended by request",
+    EndReason.RECOVERED: "taken over after a restart, and over since",
+}
+
+
+def _moved(instant: float | None, delta: float) -> float | None:
+    return None if instant is None else round(instant + delta, 6)
+
+
+def _held(session: Session, at: float, sensor_id: str) -> Session:
+    return session.deciding(
+        Decision(at, "hold", "held: someone is there, no timeout (max_hold at most)", sensor_id)
+    )
+
+
+def _as_motion(report: MotionEvent | SensorState) -> MotionEvent:
+    """The motion row a report makes when it says someone is there."""
+    if isinstance(report, MotionEvent):
+        return report
+    return MotionEvent(
+        sensor_id=report.sensor_id,
+        occurred_at=report.received_at,
+        received_at=report.received_at,
+        source=report.source,
+        battery_level=report.battery_level,
+    )
+
+
+def _retained(report: MotionEvent | SensorState) -> bool:
+    return isinstance(report, SensorState) and report.retained

@@ -29,6 +29,7 @@ from hub.sessions.analytics import summarize
 from hub.sessions.changes import Change, CreateSession, EndSession, UpdateSession
 from hub.store.aggregates import aggregate_sessions
 from hub.store.sessions import MAX_PAGE, SessionQuery, SessionRepository
+from hub.store.timeouts import MIN_SESSIONS, learn_timeouts
 from hub.timeutil import iso, local_zone, parse_instant
 
 _LOGGER = logging.getLogger(__name__)
@@ -229,6 +230,19 @@ def _query_sessions(event: Mapping[str, Any], ctx: OperationContext) -> dict[str
     return response
 
 
+def explain(db: Database, session_id: str) -> dict[str, Any]:
+    """One session's record and its decision trace (which sensor, which rule, what the
+    player was asked and answered): `spottypotty sessions --explain ID`,
+    `GET /sessions/{id}`. Raises NotFoundError."""
+    session = SessionRepository(db).get(session_id)
+    if session is None:
+        raise NotFoundError(f"session {session_id} does not exist")
+    return {
+        "session": session.to_record(),
+        "decisions": [decision.to_json() for decision in session.decisions],
+    }
+
+
 def _get_session_analytics(event: Mapping[str, Any], ctx: OperationContext) -> dict[str, Any]:
     start, end = _date_range(event, ctx)
     aggregates = aggregate_sessions(
@@ -238,7 +252,27 @@ def _get_session_analytics(event: Mapping[str, Any], ctx: OperationContext) -> d
         start=start,
         end=end,
     )
-    return {"analytics": summarize(aggregates, local_zone(ctx.config.hub.timezone))}
+    analytics = summarize(aggregates, local_zone(ctx.config.hub.timezone))
+    room_id = _optional_id(event, "sensorId")
+    bounds = ctx.config.learned_bounds()
+    if room_id is not None and room_id in bounds:
+        # A room whose timeout is learned: what it is now (recomputed, as the hub does daily).
+        learned = learn_timeouts(ctx.db, {room_id: bounds[room_id]}).get(room_id)
+        analytics["timeout"] = (
+            {
+                "minutes": learned.seconds / 60,
+                "learnedFrom": learned.sessions,
+                "text": learned.describe(),
+            }
+            if learned is not None
+            else {
+                "minutes": ctx.config.sessions.timeout_minutes,
+                "learnedFrom": None,
+                "text": f"timeout {ctx.config.sessions.timeout_minutes:g} min (the default until "
+                f"{MIN_SESSIONS} sessions)",
+            }
+        )
+    return {"analytics": analytics}
 
 
 _READS: Final[dict[str, _Read]] = {

@@ -39,7 +39,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -49,8 +49,8 @@ from hub.config import SensorConfig
 from hub.controls import ControlCommand, Controls, apply, check
 from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
-from hub.ingest.mqtt_decode import Inbound, MotionCleared, StatusUpdate
-from hub.model import MotionEvent, Receipt, Session
+from hub.ingest.mqtt_decode import Inbound, StatusUpdate
+from hub.model import MotionEvent, Receipt, SensorState, Session
 from hub.playback.port import PlaybackResult, Player
 from hub.sessions.changes import Change, CreateSession, EndSession
 from hub.sessions.engine import (
@@ -64,6 +64,7 @@ from hub.sessions.engine import (
 from hub.store.meta import CONTROLS_KEY, set_meta
 from hub.store.sensors import SensorRepository
 from hub.store.sessions import SessionRepository
+from hub.store.timeouts import Learned
 from hub.store.writer import Save, StoreWriter
 
 _LOGGER = logging.getLogger(__name__)
@@ -132,13 +133,30 @@ class _ControlRequest:
     answer: asyncio.Future[Controls]
 
 
+@dataclass(frozen=True, slots=True)
+class _UseTimeouts:
+    """Rooms' timeouts learned from their history (`timeout_minutes = "auto"`), to use from
+    the next decision on; `answer` is settled once they are."""
+
+    learned: Mapping[str, Learned]
+    answer: asyncio.Future[None]
+
+
 class _Tick:
     """Look at the clock now (it may have jumped, or a test moved it)."""
 
 
 _TICK: Final = _Tick()
 _Item = (
-    Inbound | ControlCommand | _Started | _Stopped | _Request | _StoreCall | _ControlRequest | _Tick
+    Inbound
+    | ControlCommand
+    | _Started
+    | _Stopped
+    | _Request
+    | _StoreCall
+    | _ControlRequest
+    | _UseTimeouts
+    | _Tick
 )
 
 
@@ -242,6 +260,13 @@ class SessionRunner:
         await self._inbox.put(_ControlRequest(command, answer))
         return await answer
 
+    async def use_timeouts(self, learned: Mapping[str, Learned]) -> None:
+        """Use rooms' learned timeouts (`hub.store.timeouts`, read off the writer's thread)
+        in order with motion: from the next decision, an active session's deadline too."""
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_UseTimeouts(dict(learned), answer))
+        await answer
+
     async def store(self, function: Callable[[SessionRepository], _T]) -> _T:
         """Run a database write on the writer, in order with session changes."""
         answer: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
@@ -302,8 +327,9 @@ class SessionRunner:
                 case MotionEvent():
                     self.counters["motion"] += 1
                     self._plan(self.engine.on_motion(item, now), turn)
-                case MotionCleared():
-                    self.counters["motion_cleared"] += 1  # a clear never ends or starts anything
+                case SensorState():
+                    self.counters["state"] += 1
+                    self._plan(self.engine.on_state(item, now), turn)
                 case _Started(session_id=session_id, result=result):
                     answer = self.engine.on_playback_started(
                         session_id,
@@ -319,6 +345,15 @@ class SessionRunner:
                     )
                 case _Tick():
                     pass
+                case _UseTimeouts(learned=learned, answer=answer):
+                    self.engine.use_timeouts(
+                        {room: value.seconds for room, value in learned.items()}
+                    )
+                    for room, value in learned.items():
+                        _LOGGER.info(
+                            "room %s: %s", room, value.describe(), extra={"SENSOR_ID": room}
+                        )
+                    settle(answer, None)
                 case (
                     StatusUpdate()
                     | _Request()
@@ -385,7 +420,8 @@ class SessionRunner:
                 case DropEvent(event=event, reason=reason):
                     self._count(reason, event.sensor_id)
                     _LOGGER.debug("dropped motion from %s: %s", event.sensor_id, reason)
-                    if reason == "out_of_order":  # real motion of a known sensor: keep it
+                    if reason == "out_of_order" and isinstance(event, MotionEvent):
+                        # Real motion of a known sensor: keep it.
                         turn.saves.append(Save(None, event=event))
 
     async def _commit(self, turn: _Turn) -> dict[str, BaseException]:
@@ -531,13 +567,12 @@ class SessionRunner:
         _LOGGER.info("control from %s: %s", command.source, command.describe())
         self.counters["control"] += 1
         if command.control == "end_session" and command.room_id is not None:
-            await self._end_sessions(rooms[command.room_id].sensor_ids, now, music_only=False)
+            await self._end_sessions([command.room_id], now, music_only=False)
         if command.control == "dnd" and command.value:
             # "Not now" means now too: music the hub is playing there stops with its session
             # (the next motion starts a silent one). Silent sessions go on.
-            targets = rooms.values() if command.room_id is None else [rooms[command.room_id]]
-            sensors = [sensor for room in targets for sensor in room.sensor_ids]
-            await self._end_sessions(sensors, now, music_only=True)
+            targets = list(rooms) if command.room_id is None else [command.room_id]
+            await self._end_sessions(targets, now, music_only=True)
         controls = apply(self.controls, command, now)
         if controls != self.controls:
             text = controls.to_json()
@@ -555,14 +590,12 @@ class SessionRunner:
             self._on_control(command, self.controls)
         return self.controls
 
-    async def _end_sessions(
-        self, sensor_ids: Iterable[str], now: float, *, music_only: bool
-    ) -> None:
-        """End the sensors' active sessions (only those making music, if `music_only`),
+    async def _end_sessions(self, room_ids: Iterable[str], now: float, *, music_only: bool) -> None:
+        """End the rooms' active sessions (only those making music, if `music_only`),
         pausing what the hub started, as an `end_session` request would."""
-        for sensor_id in sensor_ids:
-            session = self.engine.active.get(sensor_id)
-            if session is not None and (not music_only or self.engine.makes_music(sensor_id)):
+        for room_id in room_ids:
+            session = self.engine.active.get(room_id)
+            if session is not None and (not music_only or self.engine.makes_music(room_id)):
                 await self._carry_out(EndSession(session.session_id), now)
 
     async def _record_availability(self, status: StatusUpdate) -> None:
@@ -769,7 +802,7 @@ def _restamped(item: _Item, delta: float) -> _Item:
             return dataclasses.replace(
                 item, received_at=item.received_at + delta, occurred_at=item.occurred_at + delta
             )
-        case StatusUpdate() | MotionCleared():
+        case StatusUpdate() | SensorState():
             return dataclasses.replace(item, received_at=item.received_at + delta)
         case _:
             return item

@@ -168,3 +168,13 @@ def _clock_confirmation(db: Database) -> None:
             WHERE clockBoot IS NOT NULL
         """,
     )
+
+
+@_named("0005_end_reason")
+def _end_reason(db: Database) -> None:
+    # Why each session ended (timeout, presence_cleared, door_opened, max_hold,
+    # ended_by_request, recovered): NULL for sessions ended before it was recorded. And its
+    # short decision trace (JSON: which sensor, which rule, what the player was asked and
+    # answered), written only when a step is added, never per motion.
+    db.execute("ALTER TABLE sessions ADD COLUMN endReason TEXT")
+    db.execute("ALTER TABLE sessions ADD COLUMN decisions TEXT")

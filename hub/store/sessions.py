@@ -23,11 +23,12 @@ from hub.model import (
     MotionEvent,
     Session,
     SessionStatus,
+    decisions_json,
     new_event_id,
 )
 
 # The record's columns plus the bookkeeping ones a `Session` carries.
-_SESSION_COLUMNS = (*RECORD_FIELDS, "playbackNote")
+_SESSION_COLUMNS = (*RECORD_FIELDS, "playbackNote", "decisions")
 _SELECT = "SELECT " + ", ".join(_SESSION_COLUMNS) + " FROM sessions"
 # Times made before the system clock was synchronised: the boot and base they were made
 # with (hub/clock.py), NULL once confirmed.
@@ -81,19 +82,26 @@ def session_row(session: Session) -> dict[str, Any]:
 
 def _columns(session: Session, columns: Sequence[str]) -> dict[str, Any]:
     """Some columns of the session's row."""
-    row = session.record_values(column for column in columns if column != "playbackNote")
+    row = session.record_values(column for column in columns if column not in _BOOKKEEPING)
     if "playbackNote" in columns:
         row["playbackNote"] = session.playback_note
+    if "decisions" in columns:
+        row["decisions"] = decisions_json(session.decisions)
     return row
+
+
+_BOOKKEEPING = frozenset({"playbackNote", "decisions"})
 
 
 def _changed_columns(before: Session, after: Session) -> tuple[str, ...]:
     """The updatable columns whose values differ, in one fixed order (one SQL text each)."""
-    if before == after:
+    if before == after and before.decisions == after.decisions:
         return ()
     changed = after.changed_fields(before)
     if after.playback_note != before.playback_note:
         changed.add("playbackNote")
+    if after.decisions != before.decisions:
+        changed.add("decisions")
     return tuple(column for column in _UPDATABLE if column in changed)
 
 

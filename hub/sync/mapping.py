@@ -60,6 +60,7 @@ SESSION_FIELDS: tuple[tuple[str, Kind, bool], ...] = (
     ("createdAt", Kind.STRING, True),
     ("updatedAt", Kind.STRING, True),
     ("ttl", Kind.INTEGER, True),
+    ("endReason", Kind.STRING, False),  # added beside the seed's fields, never replacing one
 )
 
 # The seed's MotionEvents item (contracts §6).

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.ingest.mqtt_decode import ForeignRoute, MotionCleared, TopicRouter
-from hub.model import MotionEvent
+from hub.ingest.mqtt_decode import ForeignRoute, TopicRouter
+from hub.model import SensorState
 from tests.firmware.conftest import FIRMWARE
 
 ESPHOME_DIR = FIRMWARE / "esphome"
@@ -54,9 +54,11 @@ def test_the_state_topic_and_payloads_are_what_the_hubs_esphome_decoder_reads() 
     router = TopicRouter(foreign={topic: ForeignRoute(sensor_id, "esphome")})
     assert topic in router.subscriptions()
     on = router.decode(topic, b"ON", 10.0)
-    assert isinstance(on, MotionEvent)
-    assert on.sensor_id == "bathroom_main"
-    assert isinstance(router.decode(topic, b"OFF", 11.0), MotionCleared)
+    assert isinstance(on, SensorState)
+    assert (on.sensor_id, on.on) == ("bathroom_main", True)
+    off = router.decode(topic, b"OFF", 11.0)
+    assert isinstance(off, SensorState)
+    assert not off.on
 
 
 def test_no_secret_is_written_in_the_yaml() -> None:

@@ -19,9 +19,13 @@ def test_demo_runs_the_real_daemon_end_to_end(
     out = capsys.readouterr().out
     assert "dropped 1 motion event(s) from garden_shed: unknown sensor" in out
     assert "no music (quiet hours)" in out
-    assert out.count("would play") == 2  # bathroom twice; never the en-suite in quiet hours
-    assert out.count(" started") == 3
-    assert out.count(" ended after ") == 3
+    # The main bathroom twice, the bathroom room once (three sensors, one play); never the
+    # en-suite in quiet hours.
+    assert out.count("would play") == 3
+    assert out.count(" started") == 4
+    assert out.count(" ended after ") == 4
+    # The sitter kept the music past the timeout; the door ended it.
+    assert "motion event(s) (door_opened)" in out
     assert "Analytics" in out
 
     db = open_database(tmp_path / "hub.db")
@@ -38,11 +42,13 @@ def test_demo_runs_the_real_daemon_end_to_end(
             ("bathroom_main", "completed", 2, "dry_run"),
             ("ensuite", "completed", 1, "quiet_hours"),
             ("bathroom_main", "completed", 1, "dry_run"),
+            ("bathroom", "completed", 2, "dry_run"),
         ]
     )
-    # Every counted motion went through MQTT: 4 of the script's 6 (one coalesced, one unknown).
-    assert events == (4, "mqtt")
-    assert len(SCRIPT) == 6
+    # Every counted motion went through MQTT: 5 of the script's 7 motions (one coalesced,
+    # one unknown) and the mmWave's "occupied"; the door's states are not motion.
+    assert events == (6, "mqtt")
+    assert len(SCRIPT) == 12
 
 
 def test_demo_starts_afresh_each_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,6 +57,6 @@ def test_demo_starts_afresh_each_time(tmp_path: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     db = open_database(tmp_path / "hub.db")
     try:
-        assert db.execute("SELECT count(*) FROM sessions").fetchone()[0] == 3
+        assert db.execute("SELECT count(*) FROM sessions").fetchone()[0] == 4
     finally:
         close_database(db)

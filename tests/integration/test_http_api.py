@@ -234,6 +234,18 @@ def test_sessions_filters_and_paging(api: Api) -> None:
     assert api.call("/sessions?status=completed")[1]["count"] == 0
 
 
+def test_one_session_with_its_decision_trace(api: Api) -> None:
+    created = _create(api, "bath")
+    status, body = api.call(f"/sessions/{created['sessionId']}")
+    assert status == 200
+    assert body["session"] == created
+    [start] = body["decisions"]
+    assert (start["rule"], start["sensor"]) == ("start", None)
+    assert "created by request" in start["detail"]
+    status, body = api.call("/sessions/session-nope-1-00000000")
+    assert (status, body["error"]) == (404, "ResourceNotFoundError")
+
+
 def test_analytics(api: Api) -> None:
     _create(api, "bath")
     status, body = api.call("/analytics?startDate=2020-01-01")

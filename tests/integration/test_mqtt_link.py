@@ -20,8 +20,8 @@ import pytest
 
 from hub.config import HubConfig, MqttSection, SensorConfig
 from hub.ingest.mqtt import HUB_STATUS_TOPIC, PAUSE_AT, MqttLink
-from hub.ingest.mqtt_decode import Inbound, MotionCleared, StatusUpdate, TopicRouter
-from hub.model import MotionEvent, Receipt
+from hub.ingest.mqtt_decode import Inbound, StatusUpdate, TopicRouter
+from hub.model import MotionEvent, Receipt, SensorState, StateKind
 
 if TYPE_CHECKING:
     from tests.broker import Broker
@@ -221,20 +221,28 @@ async def test_esphome_foreign_topic(broker: Broker, unique_prefix: str) -> None
     async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
         await sensor.publish(topic, "ON", qos=1)
         await sensor.publish(topic, "OFF", qos=1)
-        assert await next_item(inbox) == MotionEvent(
-            sensor_id=ESP_SENSOR, occurred_at=NOW, received_at=NOW
+        assert await next_item(inbox) == SensorState(
+            ESP_SENSOR, StateKind.OCCUPANCY, on=True, received_at=NOW
         )
-        assert await next_item(inbox) == MotionCleared(ESP_SENSOR, NOW)
+        assert await next_item(inbox) == SensorState(
+            ESP_SENSOR, StateKind.OCCUPANCY, on=False, received_at=NOW
+        )
 
 
-async def test_retained_esphome_state_is_not_motion_now(broker: Broker, unique_prefix: str) -> None:
+async def test_retained_esphome_state_is_the_current_state(
+    broker: Broker, unique_prefix: str
+) -> None:
     inbox: asyncio.Queue[Inbound] = asyncio.Queue()
     topic = f"{unique_prefix}-esp/binary_sensor/motion/state"
     async with sensor_client(broker) as sensor:
         await sensor.publish(topic, "ON", qos=1, retain=True)
     async with running(_link(broker, unique_prefix, inbox)), sensor_client(broker) as sensor:
         await sensor.publish(f"{unique_prefix}/{SENSOR}/motion", _motion(), qos=1)
-        assert await next_item(inbox) == _seed_event()  # the replayed "ON" never arrived
+        replayed = SensorState(
+            ESP_SENSOR, StateKind.OCCUPANCY, on=True, received_at=NOW, retained=True
+        )
+        assert await next_item(inbox) == replayed  # the state now, marked: it starts nothing
+        assert await next_item(inbox) == _seed_event()
         assert nothing_but_receipts(inbox)
 
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
+from hub.config import HubConfig, SensorConfig
 from hub.model import MotionEvent, SessionStatus, new_session_id, open_session
+from hub.sessions.engine import PersistSession, SessionEngine
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.schema import KNOWN_MIGRATIONS, MIGRATIONS
 from hub.store.sensors import SensorRepository
+from hub.store.sessions import session_row
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +44,7 @@ def test_migrations_on_upgrade_keep_all_data(tmp_path: Path) -> None:
     assert [m.name for m in MIGRATIONS.applied(old)] == [OLDEST]
 
     repository = SessionRepository(old)
+    old_columns = set(_columns(old, "sessions"))
     for index in range(20):
         start = START + index * 3600
         sensor = f"sensor{index % 3}"
@@ -58,7 +62,10 @@ def test_migrations_on_upgrade_keep_all_data(tmp_path: Path) -> None:
             session = session.with_changes(
                 status=SessionStatus.COMPLETED, end=start + 300, playback_stopped=True
             )
-        repository.save(session, created=True, event=event)
+        # As the hub of that schema wrote it: its columns only.
+        row = {key: value for key, value in session_row(session).items() if key in old_columns}
+        old.table("sessions").insert(row)
+        repository.record_event(event, session.session_id)
     SensorRepository(old).record_availability("sensor0", online=True, at=START)
     tables = ("sessions", "motion_events", "sensors")
     columns = {table: _columns(old, table) for table in tables}
@@ -86,3 +93,47 @@ def test_migrations_on_upgrade_keep_all_data(tmp_path: Path) -> None:
 def _first_id(db: Database) -> str:
     row = db.execute("SELECT sessionId FROM sessions ORDER BY startTime LIMIT 1").fetchone()
     return str(row[0])
+
+
+def test_an_old_config_and_database_give_the_sessions_they_always_did(tmp_path: Path) -> None:
+    """No `[[rooms]]`, a database of the schema before end reasons: sensors are their own
+    rooms with their ids, and a session goes on and ends as it did (the record gains
+    `endReason`, beside the seed's fields, and nothing else changes)."""
+    path = tmp_path / "hub.db"
+    old = Database(path)
+    MIGRATIONS.apply(old, stop_before="0005_end_reason")
+    old_columns = set(_columns(old, "sessions"))
+    start = START
+    session = open_session(
+        session_id=new_session_id("bath", start),
+        sensor_id="bath",
+        user_id="u",
+        start=start,
+        now=start,
+        ttl_days=30,
+        spotify_context_uri="spotify:playlist:37i9dQZF1DXcBWIGoYBM5M",
+    )
+    row = {key: value for key, value in session_row(session).items() if key in old_columns}
+    old.table("sessions").insert(row)
+    old.close()
+    config = HubConfig(sensors=(SensorConfig(id="bath", user_id="u"),))
+
+    db = open_database(path)
+    try:
+        [recovered] = SessionRepository(db).all_active()
+        assert recovered.to_record() == session.to_record()
+        engine = SessionEngine(config)
+        engine.restore([recovered])
+        engine.on_motion(MotionEvent("bath", start + 60, start + 60), start + 60)
+        [persist] = engine.on_tick(start + 360)
+    finally:
+        close_database(db)
+    assert isinstance(persist, PersistSession)
+    expected = session.with_changes(
+        last_motion=start + 60,
+        motion_events_count=2,
+        status=SessionStatus.COMPLETED,
+        end=start + 360,
+        updated_at=start + 360,
+    ).to_record()
+    assert persist.session.to_record() == {**expected, "endReason": "timeout"}

@@ -29,8 +29,7 @@ from hub.ingest.ble_decode import (
     mac_bytes,
     parse_bindkey,
 )
-from hub.ingest.mqtt_decode import MotionCleared
-from hub.model import MotionEvent
+from hub.model import MotionEvent, SensorState, StateKind
 from tests import bthome_encode as enc
 from tests.conftest import FIXTURES
 
@@ -422,7 +421,7 @@ def test_plain_sensor_dedups_by_packet_id_then_by_values() -> None:
     bare_off = enc.plain(enc.objects(motion=False))
     assert isinstance(guard.feed(PLAIN_ADDRESS, bare_on, NOW).event, MotionEvent)
     assert guard.feed(PLAIN_ADDRESS, bare_on, NOW).reason is Reason.REPEAT
-    assert isinstance(guard.feed(PLAIN_ADDRESS, bare_off, NOW).event, MotionCleared)
+    assert isinstance(guard.feed(PLAIN_ADDRESS, bare_off, NOW).event, SensorState)
     assert guard.key_status(PLAIN_ADDRESS) is None
 
 
@@ -484,12 +483,35 @@ def test_encrypted_adverts_for_a_sensor_without_a_key() -> None:
     assert (verdict.event, verdict.reason, verdict.first) == (None, Reason.NO_KEY, True)
 
 
-def test_motion_cleared_never_a_motion_event() -> None:
+def test_motion_cleared_and_occupancy_are_held_states() -> None:
     guard = keyed_guard()
     verdict = guard.feed(ADDRESS, sealed(enc.objects(packet_id=1, motion=False), 1), NOW)
-    assert verdict.event == MotionCleared("bathroom", NOW)
-    occupancy_off = sealed(enc.objects(packet_id=2, occupancy=False), 2)
-    assert isinstance(guard.feed(ADDRESS, occupancy_off, NOW).event, MotionCleared)
+    assert verdict.event == SensorState(
+        "bathroom", StateKind.OCCUPANCY, on=False, received_at=NOW, source="ble"
+    )
+    occupancy_on = sealed(enc.objects(packet_id=2, occupancy=True), 2)
+    assert guard.feed(ADDRESS, occupancy_on, NOW).event == SensorState(
+        "bathroom", StateKind.OCCUPANCY, on=True, received_at=NOW, source="ble"
+    )
+    occupancy_off = sealed(enc.objects(packet_id=3, occupancy=False), 3)
+    off = guard.feed(ADDRESS, occupancy_off, NOW).event
+    assert isinstance(off, SensorState)
+    assert not off.on
+
+
+@pytest.mark.parametrize(
+    ("object_id", "name"), [(0x1A, "door"), (0x2D, "window"), (0x11, "opening")]
+)
+def test_door_window_and_opening_are_contacts(object_id: int, name: str) -> None:
+    guard = keyed_guard()
+    opened = sealed(bytes((0x00, 1, object_id, 1)), 1)
+    closed = sealed(bytes((0x00, 2, object_id, 0)), 2)
+    assert guard.feed(ADDRESS, opened, NOW).event == SensorState(
+        "bathroom", StateKind.CONTACT, on=True, received_at=NOW, source="ble"
+    ), name
+    assert guard.feed(ADDRESS, closed, NOW).event == SensorState(
+        "bathroom", StateKind.CONTACT, on=False, received_at=NOW, source="ble"
+    ), name
 
 
 def test_no_motion_advert_and_malformed() -> None:
@@ -583,7 +605,7 @@ def test_firmware_encoder_output_decodes_and_makes_events(
     mac = fw.parse_mac(ADDRESS)
     sensors = {ADDRESS: BleSensor("bathroom", bindkey)}
     guard = BleGuard(sensors)
-    events: list[MotionEvent | MotionCleared] = []
+    events: list[MotionEvent | SensorState] = []
     for counter, motion in [(0x1233, None), (0x1234, True), (0x1235, False), (0x1236, True)]:
         payload = fw.objects(counter & 0xFF, motion=motion, battery=80)
         data = fw.service_data(payload, bindkey=bindkey, mac=mac, counter=counter)
@@ -599,7 +621,7 @@ def test_firmware_encoder_output_decodes_and_makes_events(
             event = guard.accept(ADDRESS, decode_service_data(ADDRESS, data, bindkey), NOW)
             if event is not None:
                 events.append(event)
-    assert [type(e) for e in events] == [MotionEvent, MotionCleared, MotionEvent]
+    assert [type(e) for e in events] == [MotionEvent, SensorState, MotionEvent]
     assert [e.seq for e in events if isinstance(e, MotionEvent)] == [0x34, 0x36]
 
 

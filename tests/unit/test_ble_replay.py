@@ -24,8 +24,8 @@ from hub.ingest.ble_decode import (
     BleSensor,
     Reason,
 )
-from hub.ingest.mqtt_decode import Inbound, MotionCleared
-from hub.model import MotionEvent
+from hub.ingest.mqtt_decode import Inbound
+from hub.model import MotionEvent, SensorState
 from tests import bthome_encode as enc
 from tests.unit.test_ble_scanner import (
     ADDRESS,
@@ -160,7 +160,7 @@ def test_plaintext_motion_again_after_a_quiet_interval_is_new_motion() -> None:
     assert isinstance(radio.hear(bare, PLAIN_ADDRESS, after=300), MotionEvent)
     assert isinstance(radio.hear(bare, PLAIN_ADDRESS, after=REPEAT_SECONDS), MotionEvent)
     cleared = enc.plain(enc.objects(motion=False))
-    assert isinstance(radio.hear(cleared, PLAIN_ADDRESS, after=1), MotionCleared)
+    assert isinstance(radio.hear(cleared, PLAIN_ADDRESS, after=1), SensorState)
     assert isinstance(radio.hear(bare, PLAIN_ADDRESS, after=1), MotionEvent)  # changed: new
 
 

@@ -39,8 +39,9 @@ from hub.ingest.ble import (
     scan,
 )
 from hub.ingest.ble_decode import BTHOME_UUID
-from hub.ingest.mqtt_decode import Inbound, MotionCleared
-from hub.model import MotionEvent
+from hub.ingest.mqtt_decode import Inbound
+from hub.model import MotionEvent, SensorState, StateKind
+from hub.sessions.engine import SessionEngine, StartPlayback
 from tests import bthome_encode as enc
 
 ADDRESS = "54:48:E6:8F:80:A5"
@@ -188,6 +189,45 @@ def sealed(payload: bytes, counter: int) -> bytes:
 # --- the callback ---------------------------------------------------------------------------
 
 
+def test_occupancy_and_door_adverts_through_the_callback_make_one_held_session() -> None:
+    """An encrypted BTHome occupancy sensor and a plain BTHome door in one room, through
+    bleak's own objects and the scanner's callback, into the engine."""
+    cfg = parse_config(
+        CONFIG_TEXT.replace(
+            'id = "hall"\nuser_id = "u"', 'id = "hall"\nuser_id = "u"\nkind = "door"'
+        )
+        + '[[rooms]]\nid = "bath"\nsensors = ["bathroom", "hall"]\n'
+    )
+    scanner, inbox = make_scanner(FakeFactory(), FakeClock(), cfg=cfg)
+    engine = SessionEngine(cfg)
+    door = device(PLAIN_ADDRESS, "SBDW-002C")
+    adverts = [
+        (door, advertisement(enc.plain(enc.objects(packet_id=1, door=False)), name="SBDW-002C")),
+        (device(), advertisement(sealed(enc.objects(packet_id=1, occupancy=True), 1))),
+        (door, advertisement(enc.plain(enc.objects(packet_id=2, door=True)), name="SBDW-002C")),
+    ]
+    commands = []
+    for ble_device, data in adverts:
+        scanner._on_advert(ble_device, data)
+        item = inbox.get_nowait()
+        assert isinstance(item, SensorState)
+        commands += engine.on_state(item, WALL)
+    [session] = engine.active.values()
+    assert session.sensor_id == "bath"
+    assert sum(isinstance(c, StartPlayback) for c in commands) == 1
+    # Held by the occupancy sensor (the door opened, but presence says someone is there).
+    assert engine.next_deadline() == WALL + 240 * 60
+    scanner._on_advert(
+        device(), advertisement(sealed(enc.objects(packet_id=2, occupancy=False), 2))
+    )
+    clear = inbox.get_nowait()
+    assert clear == SensorState(
+        "bathroom", StateKind.OCCUPANCY, on=False, received_at=WALL, source="ble"
+    )
+    engine.on_state(clear, WALL + 60)
+    assert engine.next_deadline() == WALL + 60 + 300
+
+
 def test_shelly_vector_through_the_callback(bthome_vectors: list[dict[str, Any]]) -> None:
     shelly = next(v for v in bthome_vectors if v["name"].startswith("Shelly"))
     scanner, inbox = make_scanner(FakeFactory(), FakeClock())
@@ -222,8 +262,10 @@ def test_firmware_encoder_adverts_through_the_callback() -> None:
     first, second = inbox.get_nowait(), inbox.get_nowait()
     assert isinstance(first, MotionEvent)
     assert (first.seq, first.battery_level, first.signal_strength) == (1, 90, -50)
-    assert second == MotionCleared("bathroom", WALL)
-    assert scanner.counters["cleared"] == 1
+    assert second == SensorState(
+        "bathroom", StateKind.OCCUPANCY, on=False, received_at=WALL, source="ble", battery_level=90
+    )
+    assert scanner.counters["states"] == 1
 
 
 def test_strangers_other_adverts_and_downgrades_make_nothing(

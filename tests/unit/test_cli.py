@@ -17,6 +17,7 @@ from hub.cli.common import EXIT_CONFIG, EXIT_DATA, EXIT_FAILURE
 from hub.cli.main import build_parser, main
 from hub.errors import ConfigError, DamagedDatabaseError, StoreError
 from hub.store import close_database, open_database
+from tests.cli import spottypotty
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -230,3 +231,25 @@ def test_dnd_with_no_hub_running_is_saved_for_the_next(
     assert answer["controls"]["rooms"]["bath"]["dnd"] is True  # kept: saved in the database
     assert main(["--config", str(config), "dnd", "off", "garden"]) == EXIT_FAILURE
     assert "no room 'garden'" in capsys.readouterr().err
+
+
+def test_sessions_explain_shows_the_decision_trace(config_file: Path) -> None:
+    created = spottypotty(
+        "invoke",
+        "--config",
+        str(config_file),
+        stdin='{"action": "create_session", "sensorId": "bath", "userId": "u1"}',
+    )
+    assert created.returncode == 0, created.stderr
+    session_id = json.loads(created.stdout)["session"]["sessionId"]
+    shown = spottypotty("sessions", "--config", str(config_file), "--explain", session_id)
+    assert shown.returncode == 0, shown.stderr
+    assert session_id in shown.stdout
+    assert "created by request" in shown.stdout
+    as_json = spottypotty(
+        "sessions", "--config", str(config_file), "--explain", session_id, "--json"
+    )
+    assert json.loads(as_json.stdout)["decisions"][0]["rule"] == "start"
+    missing = spottypotty("sessions", "--config", str(config_file), "--explain", "session-x-1-0")
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr

@@ -612,7 +612,8 @@ def test_example_file_parses() -> None:
     example = config.sensors[0]
 
     # The contract's example, plus the keys added since (issue 15), shown with values.
-    assert dataclasses.replace(example, resume=None, moments=()) == BATHROOM
+    assert dataclasses.replace(example, resume=None, moments=(), kind=None) == BATHROOM
+    assert example.kind == "motion"
     assert example.resume is False
     assert example.moments == (
         Moment(
@@ -623,8 +624,20 @@ def test_example_file_parses() -> None:
         ),
         Moment(dt.time(18, 0), dt.time(22, 0), volume=25, shuffle=True, fade_in_seconds=10.0),
     )
-    assert dataclasses.replace(config, sensors=(BATHROOM,)) == dataclasses.replace(
+    assert dataclasses.replace(config, sensors=(BATHROOM,), rooms=()) == dataclasses.replace(
         parse_config(CONTRACT_EXAMPLE), source=str(EXAMPLE_FILE)
+    )
+    [bathroom, hall] = config.all_rooms()
+    assert (bathroom.id, bathroom.sensor_ids) == (
+        "bathroom",
+        ("bathroom_main", "bath_radar", "bath_door"),
+    )
+    assert (bathroom.settings.user_id, bathroom.settings.volume) == ("user-123", 40)
+    assert (bathroom.door_timeout_seconds, bathroom.max_hold_seconds) == (60, 240 * 60)
+    assert (hall.id, hall.settings.timeout_minutes, hall.settings.timeout_bounds) == (
+        "hall",
+        "auto",
+        (2.0, 15.0),
     )
 
 
@@ -814,3 +827,93 @@ def test_arbitrary_text_only_raises_config_error(text: str) -> None:
 def test_arbitrary_toml_documents_only_raise_config_error(document: dict[str, Any]) -> None:
     text = "\n".join(f"{to_toml(key)} = {to_toml(value)}" for key, value in document.items())
     assert_only_config_error(text)
+
+
+# --- rooms, kinds and learned timeouts --------------------------------------------------------
+
+ROOM_SENSORS = """
+[[sensors]]
+id = "pir"
+user_id = "u1"
+[[sensors]]
+id = "door"
+user_id = "u1"
+kind = "door"
+[[sensors]]
+id = "window"
+user_id = "u1"
+kind = "door"
+"""
+
+
+def test_check_config_reports_every_room_problem_at_once() -> None:
+    text = ROOM_SENSORS + (
+        '[[rooms]]\nid = "bath"\nsensors = ["pir", "door"]\n'
+        '[[rooms]]\nid = "hall"\nsensors = ["pir", "nope"]\n'
+        '[[rooms]]\nid = "empty"\nsensors = []\n'
+        '[[rooms]]\nid = "closet"\nsensors = ["window"]\n'
+        '[[rooms]]\nid = "bath"\nsensors = ["window"]\n'
+    )
+    assert problems_of(text) == [
+        "rooms[2].sensors: must name at least one sensor (an empty room never plays)",
+        (
+            'rooms[1].sensors: "pir" is already in rooms[0] (a sensor is in one room); "nope" '
+            "is not a configured sensor"
+        ),
+        (
+            "rooms[3].sensors: only doors: a door alone never starts music (add a motion or "
+            "presence sensor)"
+        ),
+        'rooms[4].id: "bath" is already used by rooms[0]',
+        (
+            'rooms[4].sensors: "window" is already in rooms[3] (a sensor is in one room); only '
+            "doors: a door alone never starts music (add a motion or presence sensor)"
+        ),
+    ]
+
+
+def test_a_room_id_may_not_be_a_sensor_in_no_room() -> None:
+    text = ROOM_SENSORS + '[[rooms]]\nid = "window"\nsensors = ["pir", "door"]\n'
+    assert problems_of(text) == [
+        'rooms[0].id: "window" is also a sensor in no room (its own room): rename one'
+    ]
+
+
+def test_rooms_derive_from_sensors_without_rooms_and_take_their_own_keys() -> None:
+    alone = parse_config(ROOM_SENSORS)
+    assert [(r.id, r.sensor_ids, r.settings) for r in alone.all_rooms()] == [
+        (s.id, (s.id,), s) for s in alone.sensors
+    ]
+    roomed = parse_config(
+        ROOM_SENSORS
+        + '[[rooms]]\nid = "bath"\nsensors = ["pir", "door"]\nvolume = 30\ntimeout_minutes = 2\n'
+    )
+    bath, window = roomed.all_rooms()
+    assert (bath.id, bath.settings.user_id, bath.settings.volume) == ("bath", "u1", 30)
+    assert (bath.timeout_seconds, window.id) == (120.0, "window")
+    assert roomed.timeout_seconds("pir") == 120.0  # a sensor's timeout is its room's
+    assert roomed.room("door") == bath
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        (
+            "timeout_bounds = [2, 10]\n",
+            'timeout_bounds: only allowed with timeout_minutes = "auto"',
+        ),
+        ('timeout_minutes = "auto"\n', 'timeout_bounds: required with timeout_minutes = "auto"'),
+        ('timeout_minutes = "auto"\ntimeout_bounds = [10, 2]\n', "min must not exceed max"),
+        ('timeout_minutes = "soon"\n', 'or "auto"'),
+        ('kind = "radar"\n', 'must be one of "motion", "presence", "door"'),
+    ],
+)
+def test_kind_and_learned_timeout_keys_are_checked(keys: str, problem: str) -> None:
+    [said] = problems_of(SENSOR + keys)
+    assert problem in said
+
+
+def test_learned_bounds_are_the_rooms_that_ask() -> None:
+    config = parse_config(SENSOR + 'timeout_minutes = "auto"\ntimeout_bounds = [2, 7.5]\n')
+    assert config.learned_bounds() == {"s1": (120.0, 450.0)}
+    assert config.timeout_seconds("s1") == 300.0  # the default until something is learned

@@ -13,7 +13,6 @@ from hub.controls import (
     check,
     command_topic,
     decode_command,
-    rooms_of,
 )
 from hub.errors import ParseError, ValidationError
 from hub.model import MotionEvent
@@ -30,7 +29,7 @@ CONFIG = HubConfig(
 
 
 def test_without_rooms_each_sensor_is_its_own_room() -> None:
-    assert [(r.id, r.name, r.sensor_ids) for r in rooms_of(CONFIG)] == [
+    assert [(r.id, r.name, r.sensor_ids) for r in CONFIG.all_rooms()] == [
         ("bath", "Bathroom", ("bath",)),
         ("hall", "hall", ("hall",)),
     ]

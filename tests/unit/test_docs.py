@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.cli.main import build_parser
-from hub.config import HubConfig, SensorConfig
+from hub.config import ROOM_KEYS, HubConfig, SensorConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -18,11 +18,12 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def config_keys() -> list[str]:
     keys = []
     for section in dataclasses.fields(HubConfig):
-        if section.name in {"sensors", "source"}:
+        if section.name in {"sensors", "rooms", "source"}:
             continue
         section_type = type(getattr(HubConfig(), section.name))
         keys += [f"{section.name}.{f.name}" for f in dataclasses.fields(section_type)]
     keys += [f"sensors[].{f.name}" for f in dataclasses.fields(SensorConfig)]
+    keys += [f"rooms[].{key}" for key in ROOM_KEYS]
     return keys
 
 

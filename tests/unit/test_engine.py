@@ -15,7 +15,7 @@ import pytest
 
 from hub.config import HubConfig, HubSection, Moment, QuietHours, SensorConfig, SessionsSection
 from hub.errors import HubError
-from hub.model import MotionEvent, Session, SessionStatus, open_session
+from hub.model import EndReason, MotionEvent, Session, SessionStatus, open_session
 from hub.sessions.engine import (
     DropEvent,
     EngineError,
@@ -76,9 +76,14 @@ def opened(sensor: SensorConfig, start: float, now: float, note: str | None = No
     )
 
 
-def ended(session: Session, now: float, timeout: float = TIMEOUT) -> Session:
+def ended(
+    session: Session, now: float, timeout: float = TIMEOUT, reason: EndReason = EndReason.TIMEOUT
+) -> Session:
     return session.with_changes(
-        status=SessionStatus.COMPLETED, end=session.last_motion + timeout, updated_at=now
+        status=SessionStatus.COMPLETED,
+        end=session.last_motion + timeout,
+        updated_at=now,
+        end_reason=reason,
     )
 
 
@@ -410,7 +415,7 @@ def test_restore_then_tick_after_a_long_downtime_ends_at_the_old_deadline() -> N
     assert engine.next_deadline() == T + 60 + TIMEOUT
 
     now = T + 86_400  # the hub was down for a day
-    final = ended(session, now)
+    final = ended(session, now, reason=EndReason.RECOVERED)  # nothing happened since
     assert engine.on_tick(now) == [
         PersistSession(final, event=None, created=False),
         StopPlayback(final, BATHROOM),  # it was playing: pause what the hub started
@@ -423,7 +428,9 @@ def test_restored_session_without_playback_is_not_stopped() -> None:
     session = restored(BATHROOM, T, T + 60)
     engine.restore([session])
     assert engine.on_tick(T + 1000) == [
-        PersistSession(ended(session, T + 1000), event=None, created=False)
+        PersistSession(
+            ended(session, T + 1000, reason=EndReason.RECOVERED), event=None, created=False
+        )
     ]
 
 
@@ -443,7 +450,7 @@ def test_restored_session_of_a_removed_sensor_still_ends() -> None:
     engine.restore([session])
     event = motion("attic", T + 1)
     assert engine.on_motion(event, now=T + 1) == [DropEvent(event, "unknown_sensor")]
-    final = ended(session, T + TIMEOUT)  # [sessions].timeout_minutes
+    final = ended(session, T + TIMEOUT, reason=EndReason.RECOVERED)  # [sessions].timeout_minutes
     assert engine.on_tick(T + TIMEOUT) == [
         PersistSession(final, event=None, created=False),
         StopPlayback(final, sensor=None),

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hub.config import HttpSection, HubConfig, MqttSection, SensorConfig
-from hub.controls import Room
+from hub.config import HttpSection, HubConfig, MqttSection, Room, SensorConfig
 from hub.ha_discovery import (
     DiscoveryMessage,
     discovery_messages,
@@ -31,7 +30,21 @@ SENSOR_ONLINE = {
     "payload_available": "online",
     "payload_not_available": "offline",
 }
-ROOM = Room("bath", "Main bathroom", ("bath",))
+
+
+def _room(room_id: str, name: str, sensor_ids: tuple[str, ...]) -> Room:
+    return Room(
+        id=room_id,
+        name=name,
+        sensor_ids=sensor_ids,
+        settings=SensorConfig(id=room_id, user_id="u"),
+        timeout_seconds=300,
+        door_timeout_seconds=60,
+        max_hold_seconds=14_400,
+    )
+
+
+ROOM = _room("bath", "Main bathroom", ("bath",))
 
 
 def decoded(messages: list[DiscoveryMessage]) -> dict[str, Any]:
@@ -125,6 +138,8 @@ def test_zigbee_and_ble_motion() -> None:
     motion = by_entity(discovery_messages(zigbee))["binary_sensor/motion"]
     assert motion["state_topic"] == "zigbee2mqtt/pir"
     assert "occupancy" in motion["value_template"]
+    assert "presence" in motion["value_template"]
+    assert "contact" in motion["value_template"]
     assert "off_delay" not in motion
     ble = SensorConfig(id="bath", user_id="u", ble_address="54:48:E6:8F:80:A5")
     motion = by_entity(discovery_messages(ble))["binary_sensor/motion"]
@@ -151,7 +166,7 @@ def test_a_rooms_controls_write_command_topics() -> None:
     assert entities["switch/dnd"]["state_topic"] == "spottypotty/rooms/bath/state"
     assert entities["switch/dnd"]["availability"] == [HUB_ONLINE]  # works while the hub does
     # A room of other sensors is not this sensor's to show.
-    other = Room("bathroom", "Bathroom", ("bath", "radar"))
+    other = _room("bathroom", "Bathroom", ("bath", "radar"))
     assert "switch/dnd" not in by_entity(discovery_messages(sensor, room=other))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -15,12 +16,11 @@ from hub.errors import ParseError
 from hub.ingest.mqtt_decode import (
     MAX_LATE_SECONDS,
     MAX_PAYLOAD,
-    MotionCleared,
     SeqDeduplicator,
     StatusUpdate,
     TopicRouter,
 )
-from hub.model import MotionEvent
+from hub.model import MotionEvent, SensorState, StateKind
 
 NOW = 1_704_412_900.5  # the hub's receive time in these tests
 # contracts §3, byte for byte
@@ -270,12 +270,12 @@ def test_retained_status_is_decoded() -> None:
 # --- ESPHome and Zigbee2MQTT -----------------------------------------------------------------
 
 
-def test_esphome_on_off() -> None:
-    assert ROUTER.decode(ESPHOME_TOPIC, b"ON", NOW) == MotionEvent(
-        sensor_id="pir", occurred_at=NOW, received_at=NOW, source="mqtt"
+def test_esphome_on_off_is_a_held_state() -> None:
+    assert ROUTER.decode(ESPHOME_TOPIC, b"ON", NOW) == SensorState(
+        "pir", StateKind.OCCUPANCY, on=True, received_at=NOW
     )
-    assert ROUTER.decode(ESPHOME_TOPIC, b" OFF\r\n", NOW) == MotionCleared(
-        sensor_id="pir", received_at=NOW
+    assert ROUTER.decode(ESPHOME_TOPIC, b" OFF\r\n", NOW) == SensorState(
+        "pir", StateKind.OCCUPANCY, on=False, received_at=NOW
     )
 
 
@@ -287,19 +287,32 @@ def test_esphome_bad_state(payload: bytes) -> None:
 
 def test_zigbee2mqtt_occupancy_with_battery_and_linkquality() -> None:
     payload = b'{"occupancy":true,"battery":84.6,"linkquality":120,"tamper":false}'
-    assert ROUTER.decode(Z2M_TOPIC, payload, NOW) == MotionEvent(
-        sensor_id="hall",
-        occurred_at=NOW,
-        received_at=NOW,
-        battery_level=85,
-        signal_strength=None,  # linkquality is an LQI, not dBm
+    # linkquality is an LQI, not dBm: it is never a signal strength.
+    assert ROUTER.decode(Z2M_TOPIC, payload, NOW) == SensorState(
+        "hall", StateKind.OCCUPANCY, on=True, received_at=NOW, battery_level=85
     )
-    assert ROUTER.decode(Z2M_TOPIC, b'{"occupancy":false,"battery":84}', NOW) == MotionCleared(
-        sensor_id="hall", received_at=NOW
+    assert ROUTER.decode(Z2M_TOPIC, b'{"occupancy":false,"battery":84}', NOW) == SensorState(
+        "hall", StateKind.OCCUPANCY, on=False, received_at=NOW, battery_level=84
     )
-    assert ROUTER.decode(Z2M_TOPIC, b'{"occupancy":true}', NOW) == MotionEvent(
-        sensor_id="hall", occurred_at=NOW, received_at=NOW
+    assert ROUTER.decode(Z2M_TOPIC, b'{"occupancy":true}', NOW) == SensorState(
+        "hall", StateKind.OCCUPANCY, on=True, received_at=NOW
     )
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind", "on"),
+    [
+        (b'{"presence":true,"illuminance":12}', StateKind.OCCUPANCY, True),  # Aqara FP1, Tuya
+        (b'{"presence":false}', StateKind.OCCUPANCY, False),
+        (b'{"contact":true,"battery":100}', StateKind.CONTACT, False),  # true = closed
+        (b'{"contact":false}', StateKind.CONTACT, True),  # open
+        (b'{"occupancy":null,"presence":true}', StateKind.OCCUPANCY, True),
+    ],
+)
+def test_zigbee2mqtt_presence_and_contact(payload: bytes, kind: StateKind, on: bool) -> None:
+    state = ROUTER.decode(Z2M_TOPIC, payload, NOW)
+    assert isinstance(state, SensorState)
+    assert (state.kind, state.on) == (kind, on)
 
 
 @pytest.mark.parametrize(
@@ -324,14 +337,28 @@ def test_zigbee2mqtt_bad_payload(payload: bytes) -> None:
 @pytest.mark.parametrize(
     ("topic", "payload"),
     [
-        (ESPHOME_TOPIC, b"ON"),
-        (Z2M_TOPIC, b'{"occupancy":true}'),
-        (Z2M_TOPIC, b'{"occupancy":false}'),
         ("sensors/bathroom_main/motion", CONTRACT_EXAMPLE),
     ],
 )
-def test_retained_motion_is_old_state(topic: str, payload: bytes) -> None:
+def test_retained_motion_is_old_motion(topic: str, payload: bytes) -> None:
     assert ROUTER.decode(topic, payload, NOW, retained=True) is None
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (ESPHOME_TOPIC, b"ON"),
+        (Z2M_TOPIC, b'{"occupancy":true}'),
+        (Z2M_TOPIC, b'{"occupancy":false}'),
+        (Z2M_TOPIC, b'{"contact":true}'),
+    ],
+)
+def test_a_retained_state_is_the_current_state(topic: str, payload: bytes) -> None:
+    live = ROUTER.decode(topic, payload, NOW)
+    assert isinstance(live, SensorState)
+    assert ROUTER.decode(topic, payload, NOW, retained=True) == dataclasses.replace(
+        live, retained=True
+    )
 
 
 # --- routing ----------------------------------------------------------------------------------
@@ -360,7 +387,9 @@ def test_subscriptions_are_deduplicated_and_follow_the_prefix() -> None:
         "home/sensors/+/status",
         ESPHOME_TOPIC,
     ]
-    assert router.decode(ESPHOME_TOPIC, b"ON", NOW) == MotionEvent("a", NOW, NOW)
+    assert router.decode(ESPHOME_TOPIC, b"ON", NOW) == SensorState(
+        "a", StateKind.OCCUPANCY, on=True, received_at=NOW
+    )
     assert router.decode("home/sensors/x/status", b"online", NOW) == StatusUpdate(
         "x", online=True, received_at=NOW
     )
@@ -455,7 +484,7 @@ def test_any_bytes_decode_or_raise_parse_error(
     except ParseError as exc:  # the only exception a peer can cause
         message = str(exc)
     else:
-        assert value is None or isinstance(value, MotionEvent | StatusUpdate | MotionCleared)
+        assert value is None or isinstance(value, MotionEvent | StatusUpdate | SensorState)
     assert len(message) < 300  # never the whole payload
 
 

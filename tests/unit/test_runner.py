@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from hub.sessions.runner import MAX_BATCH, PLAYBACK_WAIT, RETRY_FIRST, SessionRu
 from hub.store import SessionRepository, close_database, open_database
 from hub.store.meta import CONTROLS_KEY, get_meta
 from hub.store.sessions import SessionQuery
+from hub.store.timeouts import learn_timeouts
 from hub.store.writer import StoreWriter
+from tests.unit.test_timeouts import history
 
 T0 = 1_800_000_000.0
 CONFIG = HubConfig(
@@ -624,3 +627,32 @@ async def test_controls_are_the_runners_in_order_saved_and_obeyed(hub: Hub) -> N
     with pytest.raises(ValidationError):
         await hub.runner.control(ControlCommand("dnd", "garden", value=True))
     assert hub.runner.counters["control_refused"] == 1
+
+
+async def test_learned_timeouts_are_learned_in_order_and_used_at_once(tmp_path: Path) -> None:
+    auto = dataclasses.replace(
+        CONFIG,
+        sensors=(
+            SensorConfig(id="bath", user_id="u", timeout_minutes="auto", timeout_bounds=(2, 15)),
+        ),
+    )
+    path = tmp_path / "hub.db"
+    db = open_database(path)
+    try:
+        history(db, [3600.0] * 29, room="bath")  # 30 sessions, no false ends: the shortest
+    finally:
+        close_database(db)
+    async with StoreWriter(path, ttl_days=30) as writer:
+        runner = SessionRunner(SessionEngine(auto), writer, FakePlayer(), clock=Clock())
+        task = asyncio.create_task(runner.run())
+        await runner.inbox.put(MotionEvent("bath", occurred_at=T0, received_at=T0))
+        db = open_database(path)
+        try:
+            learned = learn_timeouts(db, auto.learned_bounds())
+        finally:
+            close_database(db)
+        assert learned["bath"].describe() == "timeout 2 min, learned from 30 sessions"
+        await asyncio.wait_for(runner.use_timeouts(learned), 5)
+        assert runner.engine.deadline(runner.engine.active["bath"]) == T0 + 120
+        runner.finish(pause_active=False)
+        await asyncio.wait_for(task, 5)

@@ -186,10 +186,13 @@ function renderLive() {
       meta.append(el("span", { text: `since ${timeOfDay(session.startTimeISO)}` }));
       meta.append(el("span", { text: `${session.motionEventsCount} motion${session.motionEventsCount === 1 ? "" : "s"}` }));
       meta.append(el("span", { text: `last motion ${ago(session.lastMotionTime)}` }));
+      if (sensor.timeout) meta.append(el("span", { text: sensor.timeout }));
       card.append(meta);
     } else {
       card.append(el("div", { class: "card-time idle", text: "—" }));
-      card.append(el("div", { class: "card-meta" }, el("span", { text: `last motion ${ago(sensor.lastMotionTime)}` })));
+      const meta = el("div", { class: "card-meta" }, el("span", { text: `last motion ${ago(sensor.lastMotionTime)}` }));
+      if (sensor.timeout) meta.append(el("span", { text: sensor.timeout }));
+      card.append(meta);
     }
     if (room) card.append(dndButton(sensor.sensorId, room.dnd, "Here"));
     box.append(card);
