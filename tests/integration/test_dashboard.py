@@ -432,4 +432,6 @@ async def test_an_api_flood_does_not_slow_motion_handling(
     assert requests > 100, "the flood did not reach the API"
     assert len(loaded) == 20
     assert statistics.median(loaded) < max(50.0, 3 * statistics.median(quiet)), report
-    assert max(loaded) < 250.0, report
+    # The worst case under the flood, against the worst case without it: a machine busy
+    # with other work stalls both (a quiet max of 309 ms was seen beside another test run).
+    assert max(loaded) < max(250.0, 1.5 * max(quiet)), report
