@@ -268,13 +268,13 @@ class Daemon:
     async def _learn_daily(self, runner: SessionRunner) -> None:
         """Timeouts learned from each room's history (`timeout_minutes = "auto"`): at the
         start, then once a day."""
-        from hub.store.timeouts import learn_side_by_side  # noqa: PLC0415 - only with "auto"
+        from hub.store.timeouts import learn_timeouts  # noqa: PLC0415 - only with "auto"
 
         bounds = self._config.learned_bounds()
         while True:
             try:
-                # On the read connections: a long history never holds up the writer.
-                learned = await learn_side_by_side(self.reads, bounds)
+                # On a read connection: a long history never holds up the writer.
+                learned = await self.reads.run(partial(learn_timeouts, bounds=bounds))
                 await runner.use_timeouts(learned)
             except (HubError, sqlite3.Error):
                 _LOGGER.exception("could not learn the rooms' timeouts; trying again tomorrow")

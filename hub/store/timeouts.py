@@ -15,17 +15,12 @@ read further (their reason and last motion).
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from sqlite_utils import Database
-
-if TYPE_CHECKING:
-    from hub.store.pool import DatabasePool
 
 SHARE: Final = 0.95
 MIN_SESSIONS: Final = 20
@@ -57,9 +52,6 @@ WHERE o.nextStart - o.ended BETWEEN 0 AND ?
 """
 
 
-_GAPS_SQL: Final = _GAPS.format(reasons=", ".join("?" for _ in _TIMEOUT_ENDS))
-
-
 @dataclass(frozen=True, slots=True)
 class Learned:
     """A room's learned timeout, and from how many of its completed sessions."""
@@ -74,44 +66,21 @@ class Learned:
 
 
 def learn_timeouts(db: Database, bounds: Mapping[str, tuple[float, float]]) -> dict[str, Learned]:
-    """Learned timeouts of the rooms in `bounds` (room id -> [min, max] seconds), one room
-    after another on `db`; a room with fewer than MIN_SESSIONS completed sessions is left
-    out (it keeps its default). The daemon learns rooms side by side instead, one per read
-    connection (`learn_room`)."""
-    learned: dict[str, Learned] = {}
-    for room, bound in bounds.items():
-        value = learn_room(db, room, bound)
-        if value is not None:
-            learned[room] = value
-    return learned
-
-
-async def learn_side_by_side(
-    pool: DatabasePool, bounds: Mapping[str, tuple[float, float]]
-) -> dict[str, Learned]:
-    """`learn_timeouts` as the daemon runs it: every room a job on the read pool, so the
-    rooms are learned on its connections at once (SQLite runs a query without the GIL)."""
-    rooms = list(bounds.items())
-    values = await asyncio.gather(
-        *(pool.run(partial(learn_room, room=room, bound=bound)) for room, bound in rooms)
-    )
-    return {
-        room: value for (room, _), value in zip(rooms, values, strict=True) if value is not None
-    }
-
-
-def learn_room(db: Database, room: str, bound: tuple[float, float]) -> Learned | None:
-    """One room's learned timeout within `bound` ([min, max] seconds), or None with fewer
-    than MIN_SESSIONS completed sessions.
+    """Learned timeouts of the rooms in `bounds` (room id -> [min, max] seconds); a room
+    with fewer than MIN_SESSIONS completed sessions is left out (it keeps its default).
 
     One query per room: SQLite pairs one room's sessions with their next start several
-    times faster than it partitions many rooms in one window (and rooms can then be learned
-    on several connections at once)."""
-    (sessions,) = db.execute(_COUNT, [room]).fetchone()
-    if sessions < MIN_SESSIONS:
-        return None
-    rows = db.execute(_GAPS_SQL, [room, room, bound[1], *_TIMEOUT_ENDS]).fetchall()
-    return _choose(sorted(gap for (gap,) in rows), bound, sessions)
+    times faster than it partitions many rooms in one window."""
+    gaps = _GAPS.format(reasons=", ".join("?" for _ in _TIMEOUT_ENDS))
+    learned: dict[str, Learned] = {}
+    for room, (low, high) in bounds.items():
+        (sessions,) = db.execute(_COUNT, [room]).fetchone()
+        if sessions < MIN_SESSIONS:
+            continue
+        rows = db.execute(gaps, [room, room, high, *_TIMEOUT_ENDS]).fetchall()
+        needed = sorted(gap for (gap,) in rows)
+        learned[room] = _choose(needed, (low, high), sessions)
+    return learned
 
 
 def _choose(needed: list[float], bound: tuple[float, float], sessions: int) -> Learned:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlite_utils import Database
 
 from hub.model import EndReason, Session, SessionStatus, open_session
 from hub.store import SessionRepository, close_database, open_database
-from hub.store.pool import DatabasePool
-from hub.store.timeouts import MIN_SESSIONS, Learned, learn_side_by_side, learn_timeouts
+from hub.store.timeouts import MIN_SESSIONS, Learned, learn_timeouts
 
 T0 = 1_750_000_000.0
 BOUNDS = (120.0, 900.0)  # [2, 15] minutes
@@ -77,22 +75,3 @@ def test_too_little_history_learns_nothing(db: Database) -> None:
 def test_ends_by_request_and_max_hold_are_not_false_ends(db: Database) -> None:
     history(db, [30.0] * 30, reason=EndReason.ENDED_BY_REQUEST)
     assert learn_timeouts(db, {"bath": BOUNDS})["bath"] == Learned(120.0, 31, 0)
-
-
-async def test_rooms_learned_side_by_side_on_the_read_pool_learn_the_same(tmp_path: Path) -> None:
-    path = tmp_path / "hub.db"
-    database = open_database(path)
-    try:
-        history(database, [10.0 * (index + 1) for index in range(20)] + [3600.0] * 30)
-        history(database, [5.0] * 30, room="hall")
-        history(database, [30.0] * 3, room="porch")  # too little history: left out
-        wanted = {"bath": BOUNDS, "hall": (60.0, 300.0), "porch": BOUNDS}
-        one_by_one = learn_timeouts(database, wanted)
-    finally:
-        close_database(database)
-    pool = DatabasePool(path, size=2)
-    try:
-        assert await learn_side_by_side(pool, wanted) == one_by_one
-    finally:
-        await pool.close()
-    assert set(one_by_one) == {"bath", "hall"}
