@@ -143,6 +143,11 @@ class SensorConfig:
     resume: bool | None = None
     fade_in_seconds: float = 0.0  # 0: the volume is set at once
     moments: tuple[Moment, ...] = ()
+    # Music that follows you: between rooms that all say `follow = true`, a new session
+    # here takes over the music another room's session plays (moved to this speaker)
+    # once that room has had no motion for `follow_after_seconds`.
+    follow: bool = False
+    follow_after_seconds: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -798,11 +803,21 @@ def _timeout_bounds(value: Any) -> tuple[float, float]:
     return low, high
 
 
-def _check_timeout(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:
+def _check_playback(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:
+    problems = _check_follow(good, raw)
     if "timeout_bounds" in raw and raw.get("timeout_minutes") != AUTO:
-        return {"timeout_bounds": 'only allowed with timeout_minutes = "auto"'}
+        problems["timeout_bounds"] = 'only allowed with timeout_minutes = "auto"'
     if good.get("timeout_minutes") == AUTO and "timeout_bounds" not in raw:
-        return {"timeout_bounds": 'required with timeout_minutes = "auto" ([min, max] minutes)'}
+        problems["timeout_bounds"] = 'required with timeout_minutes = "auto" ([min, max] minutes)'
+    return problems
+
+
+def _check_follow(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:
+    """`follow_after_seconds` says nothing without `follow = true`: a typo'd or forgotten
+    `follow` would otherwise look configured and never move music."""
+    said_no = "follow" not in raw or good.get("follow") is False  # (a bad value is reported)
+    if "follow_after_seconds" in raw and said_no:
+        return {"follow_after_seconds": "only allowed with follow = true"}
     return {}
 
 
@@ -824,6 +839,8 @@ _PLAYBACK_FIELDS: dict[str, _Convert] = {
     "resume": _bool,
     "fade_in_seconds": _duration("seconds", zero_ok=True),
     "moments": _read_moments,
+    "follow": _bool,
+    "follow_after_seconds": _duration("seconds"),
 }
 
 _SENSOR_FIELDS: dict[str, _Convert] = {
@@ -840,7 +857,7 @@ _SENSOR_FIELDS: dict[str, _Convert] = {
 
 
 def _check_sensor_and_timeout(good: dict[str, Any], raw: dict[str, Any]) -> dict[str, str]:
-    return {**_check_sensor(good, raw), **_check_timeout(good, raw)}
+    return {**_check_sensor(good, raw), **_check_playback(good, raw)}
 
 
 _read_sensor = _table(
@@ -890,7 +907,7 @@ _read_room = _table(
     _ROOM_FIELDS,
     _room,
     required=("id", "sensors"),
-    check=_check_timeout,
+    check=_check_playback,
 )
 
 

@@ -472,11 +472,14 @@ class FakeSpotify:
                 return self._current(query.get("additional_types", ""))
             if method == "GET" and path == "/me/player/queue":
                 return self._queue()
+            if method == "PUT" and path == "/me/player":
+                transfer = json.loads(body or b"{}")
+                # The command goes to the device it names, not the one playing now.
+                refused = self._refused(next(iter(transfer.get("device_ids") or []), None))
+                return refused or self._transfer(transfer)
             refused = self._refused(query.get("device_id"))
             if refused is not None:
                 return refused
-            if method == "PUT" and path == "/me/player":
-                return self._transfer(json.loads(body or b"{}"))
             if method == "PUT" and path == "/me/player/play":
                 return self._play(query.get("device_id"), json.loads(body or b"{}"))
             if method == "PUT" and path == "/me/player/pause":
@@ -548,6 +551,9 @@ class FakeSpotify:
             self.playback.device_id = device_id
 
     def _transfer(self, body: dict[str, Any]) -> _Answer:
+        """As documented: the account's playback (what, where in it, playing or not) moves
+        to the one device named; `play: true` makes sure it plays there, `false` or absent
+        keeps the playing state as it was."""
         ids = body.get("device_ids") or []
         if len(ids) != 1:
             return _api_error(400, "Exactly one device id is required")

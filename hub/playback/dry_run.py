@@ -29,3 +29,12 @@ class DryRunPlayer:
             session.session_id,
         )
         return False
+
+    async def transfer(self, session: Session, source: Session, sensor: SensorConfig) -> PlaybackResult:
+        _LOGGER.info(
+            "dry run: would move the music of session %s to %r for session %s",
+            source.session_id,
+            sensor.spotify_device or "(no spotify_device)",
+            session.session_id,
+        )
+        return PlaybackResult(started=False, note="dry_run")

@@ -4,7 +4,7 @@ player keeps between runs (`PlayerMemory`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hub.config import SensorConfig
 from hub.model import Session, open_session
@@ -26,6 +26,20 @@ class Player(Protocol):
     async def start(self, session: Session, sensor: SensorConfig) -> PlaybackResult: ...
 
     async def stop(self, session: Session, sensor: SensorConfig | None) -> bool: ...
+
+
+@runtime_checkable
+class Follower(Protocol):
+    """A player that can move music from one session's speaker to another's (music that
+    follows you). Players without it (test doubles) never move music: the runner answers
+    for them that it did not move."""
+
+    async def transfer(
+        self, session: Session, source: Session, sensor: SensorConfig
+    ) -> PlaybackResult:
+        """Move what the hub started for `source` to `sensor`'s speaker, for `session`,
+        only if it still plays where the hub started it; `started` says whether it moved."""
+        ...
 
 
 def trial_session(sensor: SensorConfig, now: float) -> Session:

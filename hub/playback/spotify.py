@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ NOTE_PRIVATE_SESSION = "private_session"
 NOTE_RESTRICTED = "restricted"  # the device accepts no Web API commands
 NOTE_PREMIUM_REQUIRED = "premium_required"
 NOTE_QUOTA_EXCEEDED = "quota_exceeded"  # a development-mode app over its quota
+NOTE_MOVED = "moved"  # music that follows you: moved here from another room's speaker
+NOTE_NOT_THERE = "not_playing_there"  # nothing to move: it no longer plays where we started it
 
 _DEVICE_ID = re.compile(r"[0-9a-f]{40}")
 _OPEN_LINK = re.compile(
@@ -578,17 +580,7 @@ class SpotifyPlayer:
         fade = self._fades.pop(session.session_id, None)
         if fade is not None:
             fade.cancel()
-        owned = self._owned.pop(session.session_id, None)
-        if owned is None and session.playback_started and session.spotify_device_id:
-            # Started before a restart: the session record says where and what.
-            uri = to_uri(session.spotify_context_uri)
-            resume = sensor.resume if sensor is not None else None
-            owned = _Owned(
-                session.spotify_device_id,
-                uri,
-                session.sensor_id,
-                resumes_by_default(uri) if resume is None else resume,
-            )
+        owned = self._owned.pop(session.session_id, None) or _owned_by_record(session, sensor)
         if owned is None:
             return False  # nothing of ours plays (never started, not hijacked, already stopped)
         try:
@@ -609,6 +601,54 @@ class SpotifyPlayer:
         if owned.resume and owned.uri is not None:
             await self._keep_place(owned, current.value)
         return True
+
+    async def transfer(
+        self, session: Session, source: Session, sensor: SensorConfig
+    ) -> PlaybackResult:
+        """Music that follows you: move what the hub started for `source` to this session's
+        speaker with `PUT /me/player {"device_ids": [id], "play": true}` — only if it still
+        plays where the hub started it (`GET /me/player`), so a person's own music is never
+        moved. Afterwards it is this session's: its end pauses it, `source`'s does not."""
+        try:
+            return await self._move(session, source, sensor)
+        except _Refused as refused:
+            return PlaybackResult(started=False, device_id=refused.device_id, note=refused.note)
+        finally:
+            await self._save_learned_ids()
+
+    async def _move(self, session: Session, source: Session, sensor: SensorConfig) -> PlaybackResult:
+        self._check_usable()
+        if not sensor.spotify_device:
+            raise _Refused(NOTE_NO_DEVICE)
+        owned = self._owned.get(source.session_id) or _owned_by_record(source, None)
+        if owned is None:
+            raise _Refused(NOTE_NOT_THERE)
+        current = await self._call(self._current_playback)
+        if not plays_ours(current.value, owned.device_id, owned.uri):
+            raise _Refused(NOTE_NOT_THERE, owned.device_id)
+        target = await self._resolve(sensor.spotify_device)
+        if target.device_id == owned.device_id:
+            raise _Refused(NOTE_ALREADY_PLAYING, target.device_id)  # one speaker, two rooms
+        levels = self._volume_levels(target, sensor)
+        if levels and target.awake is not False:  # this room's volume, before it arrives
+            await self._set_volume(target.device_id, levels[-1])  # no fade: it is playing
+        await self._transfer(target.device_id, play=True)
+        fade = self._fades.pop(source.session_id, None)
+        if fade is not None:
+            fade.cancel()  # it would raise the volume of the speaker the music left
+        self._owned.pop(source.session_id, None)
+        self._owned[session.session_id] = replace(
+            owned, device_id=target.device_id, sensor_id=session.sensor_id
+        )
+        _LOGGER.info(
+            "session %s: moved %s from session %s to %r",
+            session.session_id,
+            owned.uri or "the music",
+            source.session_id,
+            sensor.spotify_device,
+            extra={"DEVICE_ID": target.device_id},
+        )
+        return PlaybackResult(started=True, device_id=target.device_id, note=NOTE_MOVED)
 
     async def load_memory(self, memory: PlayerMemory) -> None:
         """At daemon start: device ids and resume points kept by earlier runs."""
@@ -869,10 +909,12 @@ class SpotifyPlayer:
         _LOGGER.warning("Spotify device %s did not start", device_id)
         raise _Refused(NOTE_DEVICE_NOT_READY, device_id, last)
 
-    async def _transfer(self, device_id: str) -> None:
+    async def _transfer(self, device_id: str, *, play: bool = False) -> None:
+        """`PUT /me/player` to `device_id`; `play`: make sure it plays there (else the
+        playback state stays as it was)."""
         try:
             await self._call(
-                lambda sp: sp.transfer_playback(device_id=device_id, force_play=False), device_id
+                lambda sp: sp.transfer_playback(device_id=device_id, force_play=play), device_id
             )
         except _Refused as refused:
             if refused.problem is not None and refused.problem.status == 404:  # noqa: PLR2004
@@ -1089,6 +1131,21 @@ class SpotifyPlayer:
             reason=reason,
             detail=f"HTTP {status} {reason or ''}".strip(),
         )
+
+
+def _owned_by_record(session: Session, sensor: SensorConfig | None) -> _Owned | None:
+    """What the hub started for a session it did not start in this run (before a
+    restart): its record says where and what."""
+    if not session.playback_started or not session.spotify_device_id:
+        return None
+    uri = to_uri(session.spotify_context_uri)
+    resume = sensor.resume if sensor is not None else None
+    return _Owned(
+        session.spotify_device_id,
+        uri,
+        session.sensor_id,
+        resumes_by_default(uri) if resume is None else resume,
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -101,6 +101,16 @@ class StopPlayback:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferPlayback:
+    """Music that follows you: ask the player to move what the hub started for `source`
+    (another room's session) to this session's speaker (`sensor`: the room's settings)."""
+
+    session: Session
+    source: Session
+    sensor: SensorConfig
+
+
+@dataclass(frozen=True, slots=True)
 class DropEvent:
     """The event is not part of any session (counted per sensor).
 
@@ -113,7 +123,7 @@ class DropEvent:
     reason: str
 
 
-Command: TypeAlias = PersistSession | StartPlayback | StopPlayback | DropEvent
+Command: TypeAlias = PersistSession | StartPlayback | StopPlayback | TransferPlayback | DropEvent
 
 
 class EngineError(HubError):
@@ -140,6 +150,7 @@ class _Input(Enum):
     STARTED = auto()  # the player: started
     REFUSED = auto()  # the player: did not start
     STOP_RESULT = auto()  # the player: answered a stop
+    MOVED_AWAY = auto()  # the player: moved this session's music to another room's session
 
 
 _ACTIVE_PHASES: Final = frozenset({_Phase.IDLE, _Phase.REQUESTED, _Phase.PLAYING})
@@ -162,6 +173,11 @@ _TRANSITIONS: Final[Mapping[tuple[_Phase, _Input], tuple[_Phase, bool]]] = {
     (_Phase.STOPPED, _Input.REFUSED): (_Phase.STOPPED, False),
     # A second stop (after a late start) answers too; its answer is the newer truth.
     (_Phase.STOPPED, _Input.STOP_RESULT): (_Phase.STOPPED, False),
+    # Its music followed someone to another room: that session's now, nothing here to stop.
+    (_Phase.PLAYING, _Input.MOVED_AWAY): (_Phase.IDLE, False),
+    # It ended while the move was in flight: its stop finds nothing of ours where it played.
+    (_Phase.STOPPING, _Input.MOVED_AWAY): (_Phase.STOPPING, False),
+    (_Phase.STOPPED, _Input.MOVED_AWAY): (_Phase.STOPPED, False),
 }
 
 
@@ -185,11 +201,21 @@ class _Tracked:
     # session stays in memory until they are in (a late start must still be stopped).
     awaiting_start: bool = False
     awaiting_stops: int = 0  # a late start asks for a second stop
+    # Music that follows you: the session (id) whose music this one waits for, or asked
+    # the player to move here (its start is then that move); and, on the other side,
+    # whether this session's music is being moved away (its answer is still to come).
+    follows: str | None = None
+    moving: bool = False
 
     @property
     def settled(self) -> bool:
         """Ended with nothing left to answer: nothing can change it but replayed motion."""
-        return not self.session.is_active and not self.awaiting_start and not self.awaiting_stops
+        return (
+            not self.session.is_active
+            and not self.awaiting_start
+            and not self.awaiting_stops
+            and not self.moving
+        )
 
 
 def _on_grid(instant: float) -> float:
@@ -238,6 +264,9 @@ class SessionEngine:
         self._active: dict[str, str] = {}  # room_id -> session_id
         self._last_ended: dict[str, str] = {}  # room_id -> session_id
         self._deadlines: list[tuple[float, str]] = []  # heap of (deadline, session_id)
+        # Music that follows you: new sessions waiting for another room's music (waiting
+        # session id -> the id of the session whose music it waits for).
+        self._waiting: dict[str, str] = {}
         self._clocks = SensorClocks()  # dates motion that sat in the broker
         self._used = False  # restore() must come first
 
@@ -318,8 +347,11 @@ class SessionEngine:
             self._reschedule(self._tracked[session_id])
 
     def next_deadline(self) -> float | None:
+        """The next instant something is due: a session's end, or music that may follow."""
         earliest = self._earliest()
-        return earliest[0] if earliest is not None else None
+        due = [earliest[0]] if earliest is not None else []
+        due.extend(self._follow_times().values())
+        return min(due, default=None)
 
     def _earliest(self) -> tuple[float, str] | None:
         """The earliest current deadline. Entries are lazily kept: motion moves a deadline
@@ -477,8 +509,12 @@ class SessionEngine:
         self._clocks.remember({k: v for k, v in kept.items() if k in self._sensors})
 
     def on_tick(self, now: float) -> list[Command]:
-        """End every active session whose deadline <= now (rule 1), earliest first."""
-        return self._end_due(now)
+        """End every active session whose deadline <= now (rule 1), earliest first; then
+        move music that may follow someone now (rule 8)."""
+        commands = self._end_due(now)
+        if self._waiting:
+            commands += self._follow_due(now)
+        return commands
 
     def _end_due(self, now: float, *, keep: str | None = None) -> list[Command]:
         self._used = True
@@ -640,6 +676,79 @@ class SessionEngine:
         self._forget_if_settled(session_id)
         return [PersistSession(session, event=None, created=False)]
 
+    def on_playback_moved(
+        self,
+        session_id: str,
+        *,
+        moved: bool,
+        device_id: str | None,
+        note: str | None,
+        now: float,
+    ) -> list[Command]:
+        """Rule 8: the player's answer to a TransferPlayback, recorded in both sessions. The
+        music is the new session's now (its end pauses it; the old one's end does not).
+        Music that did not move: the new session asks for its room's own instead."""
+        self._used = True
+        tracked = self._tracked.get(session_id)
+        if tracked is None or not tracked.awaiting_start or tracked.follows is None:
+            return []  # not an answer to a TransferPlayback of ours
+        source = self._tracked.get(tracked.follows)
+        tracked.follows = None
+        phase, stop = self._step(tracked.phase, _Input.STARTED if moved else _Input.REFUSED)
+        where = source.session.sensor_id if source is not None else "the other room"
+        answer = (
+            f"player: moved here from {where} on {device_id or 'the device'}"
+            if moved
+            else f"player: did not move ({note or 'no reason given'})"
+        )
+        changes: dict[str, object] = {
+            "playback_started": moved,
+            "spotify_device_id": device_id if moved else None,
+            "playback_note": note,
+            "updated_at": now,
+        }
+        if moved and source is not None:  # what plays here now (a restart pauses it by this)
+            changes["spotify_context_uri"] = source.session.spotify_context_uri
+        session = tracked.session.with_changes(**changes).deciding(Decision(now, "player", answer))
+        tracked.session, tracked.phase, tracked.awaiting_start = session, phase, False
+        tracked.awaiting_stops += 1 if stop else 0
+        commands: list[Command] = []
+        if stop:
+            commands.append(StopPlayback(session, self._settings(session.sensor_id)))
+        elif not moved and session.is_active:
+            commands += self._play_own(tracked, now)
+        self._put(tracked)
+        commands.insert(0, PersistSession(tracked.session, event=None, created=False))
+        if source is not None:
+            commands += self._moved_away(source, tracked.session, moved=moved, now=now)
+        self._forget_if_settled(session_id)
+        return commands
+
+    def _moved_away(self, source: _Tracked, to: Session, *, moved: bool, now: float) -> list[Command]:
+        """The music's old session learns whether its music moved (its end then pauses nothing)."""
+        source.moving = False
+        if moved:
+            phase, _ = self._step(source.phase, _Input.MOVED_AWAY)
+            source.phase = phase
+            source.session = source.session.with_changes(
+                playback_note="moved_away", updated_at=now
+            ).deciding(
+                Decision(
+                    now,
+                    "player",
+                    f"player: its music moved to {to.sensor_id} ({to.session_id}); "
+                    "its end pauses nothing",
+                )
+            )
+        else:
+            source.session = source.session.with_changes(updated_at=now).deciding(
+                Decision(now, "player", "player: its music did not move")
+            )
+        self._put(source)
+        commands: list[Command] = [PersistSession(source.session, event=None, created=False)]
+        self._forget_if_settled(source.session.session_id)
+        return commands
+
     # --- transitions ---
 
     @staticmethod
@@ -675,12 +784,20 @@ class SessionEngine:
                 event.occurred_at, "start", f"{what}: a session for {room.id}", event.sensor_id
             )
         )
-        asked = (
-            f"no music: {_VETOES.get(note, note)}"
-            if note is not None
-            else f"asked to play {sensor.context_uri or 'what was playing'} on "
-            f"{sensor.spotify_device or 'the active device'}"
-        )
+        source = self._follow_source(room) if note is None else None
+        if note is not None:
+            asked = f"no music: {_VETOES.get(note, note)}"
+        elif source is not None:
+            asked = (
+                f"waiting for the music playing in {source.session.sensor_id} to follow here "
+                f"(once {source.session.sensor_id} has had no motion for "
+                f"{self._follow_after(source):g} s)"
+            )
+        else:
+            asked = (
+                f"asked to play {sensor.context_uri or 'what was playing'} on "
+                f"{sensor.spotify_device or 'the active device'}"
+            )
         session = session.deciding(Decision(event.occurred_at, "play", asked))
         tracked = _Tracked(session, _Phase.IDLE, burst_start=event.occurred_at)
         if self._occupancy[room.id].held:
@@ -688,12 +805,16 @@ class SessionEngine:
             tracked.session = _held(session, event.occurred_at, event.sensor_id)
             session = tracked.session
         commands: list[Command] = [PersistSession(session, event=event, created=True)]
-        if note is None:
+        if note is None and source is None:
             phase, _ = self._step(tracked.phase, _Input.REQUEST)
             tracked.phase, tracked.awaiting_start = phase, True
             commands.append(StartPlayback(session, sensor))
         self._put(tracked, schedule=True)
         self._active[sensor.id] = session.session_id
+        if source is not None:
+            tracked.follows = source.session.session_id
+            self._waiting[session.session_id] = tracked.follows
+            commands += self._follow_due(now)  # the music's room may be quiet already
         return commands
 
     def _occupy(
@@ -782,7 +903,156 @@ class SessionEngine:
         commands: list[Command] = [PersistSession(session, event=None, created=False)]
         if stop:
             commands.append(StopPlayback(session, self._settings(session.sensor_id)))
+        if self._waiting.pop(session.session_id, None) is not None:
+            tracked.follows = None  # it ended waiting: nothing to move here any more
+        for waiter_id in [w for w, s in self._waiting.items() if s == session.session_id]:
+            # The music it waited for ends with this session: it plays its own instead.
+            why = f"the music in {session.sensor_id} ended before it could follow"
+            commands += self._stop_waiting(self._tracked[waiter_id], now, why, play_own=True)
         return commands
+
+    # --- music that follows you (rule 8) ---
+    #
+    # A new session in a room with `follow = true`, while another such room's session plays
+    # what the hub started (same person, another speaker), does not start its own music: it
+    # waits for that music. Once the music's room has had no motion for its
+    # `follow_after_seconds` (and nothing holds it), the player moves the music to the
+    # waiting room's speaker. Hysteresis, so walking through a hall does not flap:
+    # - the music leaves a room only after it has been quiet that long: someone pacing
+    #   between two rooms keeps it where it is;
+    # - it goes only to a room that saw motion after its own room last did, and of those to
+    #   the one with the latest motion (where the person is now, not the hall they crossed);
+    # - the other rooms waiting for it stop waiting, silent: music that has just arrived
+    #   somewhere is never moved on by a room passed through on the way. It moves again
+    #   only for a session that starts after it arrived.
+
+    def _follow_source(self, room: Room) -> _Tracked | None:
+        """The session whose music may follow into `room`'s new session: in another room
+        that follows too, of the same person, on another speaker, playing what the hub
+        started and not already moving (the latest started, if several)."""
+        mine = room.settings
+        if not mine.follow or not mine.spotify_device:
+            return None
+        found: _Tracked | None = None
+        for room_id, session_id in self._active.items():
+            other = self._rooms.get(room_id)
+            tracked = self._tracked[session_id]
+            if (
+                other is None
+                or room_id == room.id
+                or not other.settings.follow
+                or other.settings.user_id != mine.user_id
+                or _speaker(other.settings) == _speaker(mine)
+                or tracked.phase is not _Phase.PLAYING
+                or tracked.moving
+            ):
+                continue
+            if found is None or tracked.session.start > found.session.start:
+                found = tracked
+        return found
+
+    def _follow_after(self, source: _Tracked) -> float:
+        room = self._rooms.get(source.session.sensor_id, self._default_room)
+        return room.settings.follow_after_seconds
+
+    def _follow_times(self) -> dict[str, float]:
+        """Source session id -> when its music may move, for each playing source one of
+        whose waiters saw motion after it did (the others wait for motion, not for time);
+        none while the source's room is held (someone is there)."""
+        times: dict[str, float] = {}
+        for waiter_id, source_id in self._waiting.items():
+            source = self._tracked.get(source_id)
+            if (
+                source is None
+                or source.phase is not _Phase.PLAYING
+                or source.hold_since is not None
+                or source_id in times
+            ):
+                continue
+            if self._tracked[waiter_id].session.last_motion > source.session.last_motion:
+                times[source_id] = source.session.last_motion + self._follow_after(source)
+        return times
+
+    def _follow_due(self, now: float) -> list[Command]:
+        """Move each music whose time has come to the waiting room with the latest motion;
+        the other rooms waiting for it stop waiting."""
+        commands: list[Command] = []
+        for source_id, at in sorted(self._follow_times().items(), key=lambda item: item[1]):
+            if at > now:
+                continue
+            source = self._tracked[source_id]
+            waiters = [self._tracked[w] for w, s in self._waiting.items() if s == source_id]
+            moved_on = [w for w in waiters if w.session.last_motion > source.session.last_motion]
+            chosen = max(moved_on, key=lambda w: (w.session.last_motion, w.session.start))
+            commands += self._move(source, chosen, now)
+            for waiter in waiters:
+                if waiter is not chosen:
+                    why = f"no music: the music followed to {chosen.session.sensor_id} instead"
+                    commands += self._stop_waiting(waiter, now, why, play_own=False)
+        return commands
+
+    def _move(self, source: _Tracked, waiter: _Tracked, now: float) -> list[Command]:
+        """Ask the player to move `source`'s music to `waiter`'s speaker."""
+        quiet = now - source.session.last_motion
+        del self._waiting[waiter.session.session_id]
+        phase, _ = self._step(waiter.phase, _Input.REQUEST)
+        waiter.phase, waiter.awaiting_start = phase, True
+        waiter.session = waiter.session.deciding(
+            Decision(
+                now,
+                "play",
+                f"asked to move the music playing in {source.session.sensor_id} here "
+                f"(no motion there for {quiet:.0f} s)",
+            )
+        )
+        source.moving = True
+        source.session = source.session.deciding(
+            Decision(
+                now,
+                "play",
+                f"asked to move its music to {waiter.session.sensor_id} "
+                f"({waiter.session.session_id}): no motion here for {quiet:.0f} s",
+            )
+        )
+        self._put(waiter)
+        self._put(source)
+        room = self._rooms[waiter.session.sensor_id]
+        return [
+            PersistSession(source.session, event=None, created=False),
+            PersistSession(waiter.session, event=None, created=False),
+            TransferPlayback(
+                waiter.session, source.session, playback_for(room.settings, now, self._tz)
+            ),
+        ]
+
+    def _stop_waiting(
+        self, waiter: _Tracked, now: float, why: str, *, play_own: bool
+    ) -> list[Command]:
+        """`waiter` waits no more: silent, or asking for its room's own music."""
+        del self._waiting[waiter.session.session_id]
+        waiter.follows = None
+        waiter.session = waiter.session.deciding(Decision(now, "play", why))
+        commands: list[Command] = []
+        if play_own:
+            commands = self._play_own(waiter, now)
+        self._put(waiter)
+        return [PersistSession(waiter.session, event=None, created=False), *commands]
+
+    def _play_own(self, tracked: _Tracked, now: float) -> list[Command]:
+        """Ask for the room's own music (after music that could not follow here)."""
+        room = self._rooms[tracked.session.sensor_id]
+        sensor = playback_for(room.settings, now, self._tz)
+        phase, _ = self._step(tracked.phase, _Input.REQUEST)
+        tracked.phase, tracked.awaiting_start = phase, True
+        tracked.session = tracked.session.deciding(
+            Decision(
+                now,
+                "play",
+                f"asked to play {sensor.context_uri or 'what was playing'} on "
+                f"{sensor.spotify_device or 'the active device'} instead",
+            )
+        )
+        return [StartPlayback(tracked.session, sensor)]
 
     # --- helpers ---
 
@@ -874,6 +1144,11 @@ _ENDS: Final = {
     EndReason.ENDED_BY_REQUEST: "ended by request",
     EndReason.RECOVERED: "taken over after a restart, and over since",
 }
+
+
+def _speaker(settings: SensorConfig) -> str:
+    """A room's speaker as configured, compared the way the player's lanes are."""
+    return settings.spotify_device.strip().casefold()
 
 
 def _moved(instant: float | None, delta: float) -> float | None:

@@ -51,7 +51,7 @@ from hub.errors import HubError, StorageUnavailableError, StoreError
 from hub.futures import settle
 from hub.ingest.mqtt_decode import Inbound, StatusUpdate
 from hub.model import MotionEvent, Receipt, SensorState, Session
-from hub.playback.port import PlaybackResult, Player
+from hub.playback.port import Follower, PlaybackResult, Player
 from hub.sessions.changes import Change, CreateSession, EndSession
 from hub.sessions.engine import (
     Command,
@@ -60,6 +60,7 @@ from hub.sessions.engine import (
     SessionEngine,
     StartPlayback,
     StopPlayback,
+    TransferPlayback,
 )
 from hub.store.meta import CONTROLS_KEY, set_meta
 from hub.store.sensors import SensorRepository
@@ -70,7 +71,7 @@ from hub.store.writer import Save, StoreWriter
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-PlayerCommand = StartPlayback | StopPlayback
+PlayerCommand = StartPlayback | StopPlayback | TransferPlayback
 # Sessions the engine starts without asking for music, and why, for the log.
 _SILENT_STARTS: Final = {
     "quiet_hours": "quiet hours",
@@ -104,6 +105,19 @@ class _Stopped:
 
     session_id: str
     stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    """The player's answer to a TransferPlayback (music that follows you)."""
+
+    session_id: str
+    result: PlaybackResult
+
+
+_Answer = _Started | _Stopped | _Moved
+# A player that cannot move music answers every move with this.
+_CANNOT_MOVE: Final = PlaybackResult(started=False, note="cannot_move")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +166,7 @@ _Item = (
     | ControlCommand
     | _Started
     | _Stopped
+    | _Moved
     | _Request
     | _StoreCall
     | _ControlRequest
@@ -202,7 +217,7 @@ class SessionRunner:
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue(maxsize=inbox_size)
         # One lane per speaker: its queue, and its player call in flight.
         self._lanes: dict[str, asyncio.Queue[PlayerCommand]] = {}
-        self._in_flight: dict[str, asyncio.Future[_Started | _Stopped]] = {}
+        self._in_flight: dict[str, asyncio.Future[_Answer]] = {}
         self._players: asyncio.TaskGroup | None = None  # where lane tasks run, while running
         self._lane_tasks: list[asyncio.Task[None]] = []
         self._finishing = False
@@ -343,6 +358,15 @@ class SessionRunner:
                     self._plan(
                         self.engine.on_playback_stopped(session_id, stopped=stopped, now=now), turn
                     )
+                case _Moved(session_id=session_id, result=result):
+                    answer = self.engine.on_playback_moved(
+                        session_id,
+                        moved=result.started,
+                        device_id=result.device_id,
+                        note=result.note,
+                        now=now,
+                    )
+                    self._plan(answer, turn)
                 case _Tick():
                     pass
                 case _UseTimeouts(learned=learned, answer=answer):
@@ -415,7 +439,7 @@ class SessionRunner:
             match command:
                 case PersistSession(session=session, created=created, event=event):
                     turn.saves.append(Save(session, created, event))
-                case StartPlayback() | StopPlayback():
+                case StartPlayback() | StopPlayback() | TransferPlayback():
                     turn.playback.append(command)
                 case DropEvent(event=event, reason=reason):
                     self._count(reason, event.sensor_id)
@@ -463,7 +487,8 @@ class SessionRunner:
             if save.session is not None:
                 self._saved(save.session, created=save.created)
         for command in turn.playback:
-            if isinstance(command, StartPlayback) and command.session.session_id in failed:
+            started = isinstance(command, StartPlayback | TransferPlayback)
+            if started and command.session.session_id in failed:
                 continue  # no row, no music: the session does not exist (or is not as decided)
             self._hand_to_player(command)
 
@@ -657,11 +682,16 @@ class SessionRunner:
             await self._inbox.put(answer)
             del self._in_flight[lane]  # only now: its answer is in the inbox
 
-    async def _call_player(self, command: PlayerCommand) -> _Started | _Stopped:
+    async def _call_player(self, command: PlayerCommand) -> _Answer:
         session = command.session
         match command:
             case StartPlayback(sensor=sensor):
                 return _Started(session.session_id, await self._player.start(session, sensor))
+            case TransferPlayback(source=source, sensor=sensor):
+                if not isinstance(self._player, Follower):
+                    return _Moved(session.session_id, _CANNOT_MOVE)
+                moved = await self._player.transfer(session, source, sensor)
+                return _Moved(session.session_id, moved)
             case StopPlayback(sensor=stop_sensor):
                 stopped = await self._player.stop(session, stop_sensor)
                 return _Stopped(session.session_id, stopped)

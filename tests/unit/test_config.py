@@ -612,7 +612,8 @@ def test_example_file_parses() -> None:
     example = config.sensors[0]
 
     # The contract's example, plus the keys added since (issue 15), shown with values.
-    assert dataclasses.replace(example, resume=None, moments=(), kind=None) == BATHROOM
+    assert dataclasses.replace(example, resume=None, moments=(), kind=None, follow=False) == BATHROOM
+    assert (example.follow, example.follow_after_seconds) == (True, 20.0)
     assert example.kind == "motion"
     assert example.resume is False
     assert example.moments == (
@@ -633,6 +634,7 @@ def test_example_file_parses() -> None:
         ("bathroom_main", "bath_radar", "bath_door"),
     )
     assert (bathroom.settings.user_id, bathroom.settings.volume) == ("user-123", 40)
+    assert bathroom.settings.follow is True
     assert (bathroom.door_timeout_seconds, bathroom.max_hold_seconds) == (60, 240 * 60)
     assert (hall.id, hall.settings.timeout_minutes, hall.settings.timeout_bounds) == (
         "hall",
