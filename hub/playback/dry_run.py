@@ -30,7 +30,9 @@ class DryRunPlayer:
         )
         return False
 
-    async def transfer(self, session: Session, source: Session, sensor: SensorConfig) -> PlaybackResult:
+    async def transfer(
+        self, session: Session, source: Session, sensor: SensorConfig
+    ) -> PlaybackResult:
         _LOGGER.info(
             "dry run: would move the music of session %s to %r for session %s",
             source.session_id,

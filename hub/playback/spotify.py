@@ -616,7 +616,9 @@ class SpotifyPlayer:
         finally:
             await self._save_learned_ids()
 
-    async def _move(self, session: Session, source: Session, sensor: SensorConfig) -> PlaybackResult:
+    async def _move(
+        self, session: Session, source: Session, sensor: SensorConfig
+    ) -> PlaybackResult:
         self._check_usable()
         if not sensor.spotify_device:
             raise _Refused(NOTE_NO_DEVICE)

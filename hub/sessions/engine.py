@@ -724,7 +724,9 @@ class SessionEngine:
         self._forget_if_settled(session_id)
         return commands
 
-    def _moved_away(self, source: _Tracked, to: Session, *, moved: bool, now: float) -> list[Command]:
+    def _moved_away(
+        self, source: _Tracked, to: Session, *, moved: bool, now: float
+    ) -> list[Command]:
         """The music's old session learns whether its music moved (its end then pauses nothing)."""
         source.moving = False
         if moved:
@@ -969,8 +971,8 @@ class SessionEngine:
                 or source_id in times
             ):
                 continue
-            if self._tracked[waiter_id].session.last_motion > source.session.last_motion:
-                times[source_id] = source.session.last_motion + self._follow_after(source)
+            if self._tracked[waiter_id].session.last_motion > _last_seen(source):
+                times[source_id] = _last_seen(source) + self._follow_after(source)
         return times
 
     def _follow_due(self, now: float) -> list[Command]:
@@ -982,7 +984,7 @@ class SessionEngine:
                 continue
             source = self._tracked[source_id]
             waiters = [self._tracked[w] for w, s in self._waiting.items() if s == source_id]
-            moved_on = [w for w in waiters if w.session.last_motion > source.session.last_motion]
+            moved_on = [w for w in waiters if w.session.last_motion > _last_seen(source)]
             chosen = max(moved_on, key=lambda w: (w.session.last_motion, w.session.start))
             commands += self._move(source, chosen, now)
             for waiter in waiters:
@@ -993,7 +995,7 @@ class SessionEngine:
 
     def _move(self, source: _Tracked, waiter: _Tracked, now: float) -> list[Command]:
         """Ask the player to move `source`'s music to `waiter`'s speaker."""
-        quiet = now - source.session.last_motion
+        quiet = now - _last_seen(source)
         del self._waiting[waiter.session.session_id]
         phase, _ = self._step(waiter.phase, _Input.REQUEST)
         waiter.phase, waiter.awaiting_start = phase, True
@@ -1144,6 +1146,13 @@ _ENDS: Final = {
     EndReason.ENDED_BY_REQUEST: "ended by request",
     EndReason.RECOVERED: "taken over after a restart, and over since",
 }
+
+
+def _last_seen(tracked: _Tracked) -> float:
+    """When someone was last known in the session's room: its last motion, or a presence
+    source clearing or the door opening after it (they were there until then)."""
+    anchors = (tracked.cleared_at, tracked.door_opened_at)
+    return max([tracked.session.last_motion, *(a for a in anchors if a is not None)])
 
 
 def _speaker(settings: SensorConfig) -> str:

@@ -612,7 +612,9 @@ def test_example_file_parses() -> None:
     example = config.sensors[0]
 
     # The contract's example, plus the keys added since (issue 15), shown with values.
-    assert dataclasses.replace(example, resume=None, moments=(), kind=None, follow=False) == BATHROOM
+    assert (
+        dataclasses.replace(example, resume=None, moments=(), kind=None, follow=False) == BATHROOM
+    )
     assert (example.follow, example.follow_after_seconds) == (True, 20.0)
     assert example.kind == "motion"
     assert example.resume is False
