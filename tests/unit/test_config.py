@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.cli.main import main
 from hub.config import (
     BleSection,
     CloudSection,
@@ -921,3 +922,53 @@ def test_learned_bounds_are_the_rooms_that_ask() -> None:
     config = parse_config(SENSOR + 'timeout_minutes = "auto"\ntimeout_bounds = [2, 7.5]\n')
     assert config.learned_bounds() == {"s1": (120.0, 450.0)}
     assert config.timeout_seconds("s1") == 300.0  # the default until something is learned
+
+
+# --- music that follows you (issue 15) --------------------------------------------------------
+
+FOLLOW_SENSORS = """
+[[sensors]]
+id = "bed_pir"
+user_id = "u1"
+[[sensors]]
+id = "bath_pir"
+user_id = "u1"
+"""
+
+
+def test_follow_is_off_by_default_and_read_for_rooms_and_sensors() -> None:
+    config = parse_config(
+        FOLLOW_SENSORS
+        + '[[rooms]]\nid = "bedroom"\nsensors = ["bed_pir"]\nfollow = true\n'
+        + '[[rooms]]\nid = "bathroom"\nsensors = ["bath_pir"]\nfollow = true\n'
+        + "follow_after_seconds = 7.5\n"
+    )
+    bedroom, bathroom = config.all_rooms()
+    assert (bedroom.settings.follow, bedroom.settings.follow_after_seconds) == (True, 20.0)
+    assert (bathroom.settings.follow, bathroom.settings.follow_after_seconds) == (True, 7.5)
+    assert parse_config(FOLLOW_SENSORS).sensors[0].follow is False
+
+
+def test_check_config_refuses_follow_after_seconds_without_follow_and_bad_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text(
+        f'[hub]\ndatabase = "{tmp_path / "hub.db"}"\n'
+        + FOLLOW_SENSORS
+        + "follow = false\nfollow_after_seconds = 30\n"  # (the bathroom sensor's)
+        + '[[rooms]]\nid = "bedroom"\nsensors = ["bed_pir"]\nfollow_after_seconds = 30\n'
+        + '[[rooms]]\nid = "hall"\nsensors = []\nfollow = "yes"\nfollow_after_seconds = 0\n',
+        encoding="utf-8",
+    )
+
+    status = main(["check-config", "--config", str(path)])
+
+    assert status != 0
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "  - sensors[1].follow_after_seconds: only allowed with follow = true",
+        "  - rooms[0].follow_after_seconds: only allowed with follow = true",
+        "  - rooms[1].sensors: must name at least one sensor (an empty room never plays)",
+        '  - rooms[1].follow: must be true or false, got "yes"',
+        "  - rooms[1].follow_after_seconds: must be a number of seconds, greater than 0, got 0",
+    ]
