@@ -20,6 +20,25 @@ SHUFFLE = "PUT /me/player/shuffle"
 VOLUME = "PUT /me/player/volume"
 QUEUE = "GET /me/player/queue"
 
+# Two rooms music follows you between (issue 15 item 4), each a sensor of its own: the
+# bedroom's playlist, and the bathroom's own album and volume.
+FOLLOW_PLAYLIST = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
+FOLLOW_BEDROOM = SensorConfig(
+    id="bedroom",
+    user_id="u",
+    spotify_device="Bedroom speaker",
+    context_uri=FOLLOW_PLAYLIST,
+    follow=True,
+)
+FOLLOW_BATHROOM = SensorConfig(
+    id="bathroom",
+    user_id="u",
+    spotify_device="Bathroom speaker",
+    context_uri="spotify:album:theBathroomsOwnAlbum00",
+    volume=30,
+    follow=True,
+)
+
 
 class Clock:
     def __init__(self) -> None:

@@ -630,11 +630,16 @@ class SessionEngine:
         note: str | None,
         now: float,
     ) -> list[Command]:
-        """Rule 6: record the player's answer; a start after the end is stopped again."""
+        """Rule 6: record the player's answer; a start after the end is stopped again. (The
+        answer to a TransferPlayback is this session's start too: rule 8, `_on_moved`.)"""
         self._used = True
         tracked = self._tracked.get(session_id)
         if tracked is None or not tracked.awaiting_start:
-            return []  # not an answer to a StartPlayback of ours
+            return []  # not an answer to a StartPlayback or TransferPlayback of ours
+        if tracked.follows is not None:
+            return self._on_moved(
+                tracked, tracked.follows, moved=started, device_id=device_id, note=note, now=now
+            )
         phase, stop = self._step(tracked.phase, _Input.STARTED if started else _Input.REFUSED)
         answer = (
             f"player: started on {device_id or 'the device'}"
@@ -676,9 +681,10 @@ class SessionEngine:
         self._forget_if_settled(session_id)
         return [PersistSession(session, event=None, created=False)]
 
-    def on_playback_moved(
+    def _on_moved(
         self,
-        session_id: str,
+        tracked: _Tracked,
+        source_id: str,
         *,
         moved: bool,
         device_id: str | None,
@@ -688,11 +694,8 @@ class SessionEngine:
         """Rule 8: the player's answer to a TransferPlayback, recorded in both sessions. The
         music is the new session's now (its end pauses it; the old one's end does not).
         Music that did not move: the new session asks for its room's own instead."""
-        self._used = True
-        tracked = self._tracked.get(session_id)
-        if tracked is None or not tracked.awaiting_start or tracked.follows is None:
-            return []  # not an answer to a TransferPlayback of ours
-        source = self._tracked.get(tracked.follows)
+        session_id = tracked.session.session_id
+        source = self._tracked.get(source_id)
         tracked.follows = None
         phase, stop = self._step(tracked.phase, _Input.STARTED if moved else _Input.REFUSED)
         where = source.session.sensor_id if source is not None else "the other room"
@@ -808,8 +811,7 @@ class SessionEngine:
             session = tracked.session
         commands: list[Command] = [PersistSession(session, event=event, created=True)]
         if note is None and source is None:
-            phase, _ = self._step(tracked.phase, _Input.REQUEST)
-            tracked.phase, tracked.awaiting_start = phase, True
+            self._ask(tracked)
             commands.append(StartPlayback(session, sensor))
         self._put(tracked, schedule=True)
         self._active[sensor.id] = session.session_id
@@ -997,15 +999,14 @@ class SessionEngine:
         """Ask the player to move `source`'s music to `waiter`'s speaker."""
         quiet = now - _last_seen(source)
         del self._waiting[waiter.session.session_id]
-        phase, _ = self._step(waiter.phase, _Input.REQUEST)
-        waiter.phase, waiter.awaiting_start = phase, True
-        waiter.session = waiter.session.deciding(
+        self._ask(
+            waiter,
             Decision(
                 now,
                 "play",
                 f"asked to move the music playing in {source.session.sensor_id} here "
                 f"(no motion there for {quiet:.0f} s)",
-            )
+            ),
         )
         source.moving = True
         source.session = source.session.deciding(
@@ -1044,17 +1045,19 @@ class SessionEngine:
         """Ask for the room's own music (after music that could not follow here)."""
         room = self._rooms[tracked.session.sensor_id]
         sensor = playback_for(room.settings, now, self._tz)
+        asked = (
+            f"asked to play {sensor.context_uri or 'what was playing'} on "
+            f"{sensor.spotify_device or 'the active device'} instead"
+        )
+        self._ask(tracked, Decision(now, "play", asked))
+        return [StartPlayback(tracked.session, sensor)]
+
+    def _ask(self, tracked: _Tracked, decision: Decision | None = None) -> None:
+        """The session asks the player for music (a start, or a move): its answer is due."""
         phase, _ = self._step(tracked.phase, _Input.REQUEST)
         tracked.phase, tracked.awaiting_start = phase, True
-        tracked.session = tracked.session.deciding(
-            Decision(
-                now,
-                "play",
-                f"asked to play {sensor.context_uri or 'what was playing'} on "
-                f"{sensor.spotify_device or 'the active device'} instead",
-            )
-        )
-        return [StartPlayback(tracked.session, sensor)]
+        if decision is not None:
+            tracked.session = tracked.session.deciding(decision)
 
     # --- helpers ---
 

@@ -93,7 +93,8 @@ RETRY_CAP: Final = 30.0
 
 @dataclass(frozen=True, slots=True)
 class _Started:
-    """The player's answer to a StartPlayback."""
+    """The player's answer to a StartPlayback, or to a TransferPlayback (the music moved to
+    this session's speaker is its start)."""
 
     session_id: str
     result: PlaybackResult
@@ -107,15 +108,7 @@ class _Stopped:
     stopped: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _Moved:
-    """The player's answer to a TransferPlayback (music that follows you)."""
-
-    session_id: str
-    result: PlaybackResult
-
-
-_Answer = _Started | _Stopped | _Moved
+_Answer = _Started | _Stopped
 # A player that cannot move music answers every move with this.
 _CANNOT_MOVE: Final = PlaybackResult(started=False, note="cannot_move")
 
@@ -166,7 +159,6 @@ _Item = (
     | ControlCommand
     | _Started
     | _Stopped
-    | _Moved
     | _Request
     | _StoreCall
     | _ControlRequest
@@ -358,15 +350,6 @@ class SessionRunner:
                     self._plan(
                         self.engine.on_playback_stopped(session_id, stopped=stopped, now=now), turn
                     )
-                case _Moved(session_id=session_id, result=result):
-                    answer = self.engine.on_playback_moved(
-                        session_id,
-                        moved=result.started,
-                        device_id=result.device_id,
-                        note=result.note,
-                        now=now,
-                    )
-                    self._plan(answer, turn)
                 case _Tick():
                     pass
                 case _UseTimeouts(learned=learned, answer=answer):
@@ -689,9 +672,9 @@ class SessionRunner:
                 return _Started(session.session_id, await self._player.start(session, sensor))
             case TransferPlayback(source=source, sensor=sensor):
                 if not isinstance(self._player, Follower):
-                    return _Moved(session.session_id, _CANNOT_MOVE)
+                    return _Started(session.session_id, _CANNOT_MOVE)
                 moved = await self._player.transfer(session, source, sensor)
-                return _Moved(session.session_id, moved)
+                return _Started(session.session_id, moved)
             case StopPlayback(sensor=stop_sensor):
                 stopped = await self._player.stop(session, stop_sensor)
                 return _Stopped(session.session_id, stopped)

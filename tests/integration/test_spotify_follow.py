@@ -12,27 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import HubConfig, HubSection, SensorConfig, SessionsSection
+from hub.config import HubConfig, HubSection, SessionsSection
 from hub.model import EndReason, MotionEvent, Session
 from hub.sessions.engine import SessionEngine
 from hub.sessions.runner import SessionRunner
 from hub.store.writer import StoreWriter
 from tests.fake_spotify import Device, FakeSpotify
-from tests.spotify_rig import PAUSE, PLAY, PLAYER, TRANSFER, VOLUME, SpotifyRig
+from tests.spotify_rig import (
+    FOLLOW_BATHROOM,
+    FOLLOW_BEDROOM,
+    FOLLOW_PLAYLIST,
+    PAUSE,
+    PLAY,
+    PLAYER,
+    TRANSFER,
+    VOLUME,
+    SpotifyRig,
+)
 
-PLAYLIST = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
 TRACKS = [f"spotify:track:{n}AbCdEfGhIjKlMnOpQrStU" for n in range(3)]
-BEDROOM = SensorConfig(
-    id="bedroom", user_id="u", spotify_device="Bedroom speaker", context_uri=PLAYLIST, follow=True
-)
-BATHROOM = SensorConfig(
-    id="bathroom",
-    user_id="u",
-    spotify_device="Bathroom speaker",
-    context_uri="spotify:album:theBathroomsOwnAlbum00",
-    volume=30,
-    follow=True,
-)
+BEDROOM, BATHROOM, PLAYLIST = FOLLOW_BEDROOM, FOLLOW_BATHROOM, FOLLOW_PLAYLIST
 CONFIG = HubConfig(
     hub=HubSection(timezone="UTC"),
     sessions=SessionsSection(timeout_minutes=5),
@@ -195,7 +194,7 @@ async def test_music_paused_by_a_person_is_not_moved_and_the_room_plays_its_own(
 
     assert TRANSFER not in home.fake.api_calls()
     assert home.fake.playback.device_id == home.bathroom.id
-    assert home.fake.playback.context_uri == "spotify:album:theBathroomsOwnAlbum00"
+    assert home.fake.playback.context_uri == BATHROOM.context_uri
     assert any(
         d.detail == "player: did not move (not_playing_there)"
         for d in home.sessions["bathroom"].decisions

@@ -16,23 +16,9 @@ from hub.sessions.engine import (
     StopPlayback,
     TransferPlayback,
 )
+from tests.spotify_rig import FOLLOW_BATHROOM, FOLLOW_BEDROOM, FOLLOW_PLAYLIST
 
-PLAYLIST = "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
-BEDROOM = SensorConfig(
-    id="bedroom",
-    user_id="u",
-    spotify_device="Bedroom speaker",
-    context_uri=PLAYLIST,
-    follow=True,
-)
-BATHROOM = SensorConfig(
-    id="bathroom",
-    user_id="u",
-    spotify_device="Bathroom speaker",
-    context_uri="spotify:album:own",
-    volume=30,
-    follow=True,
-)
+BEDROOM, BATHROOM, PLAYLIST = FOLLOW_BEDROOM, FOLLOW_BATHROOM, FOLLOW_PLAYLIST
 HALL = SensorConfig(id="hall", user_id="u", spotify_device="Hall speaker", follow=True)
 CONFIG = HubConfig(
     hub=HubSection(timezone="UTC"),
@@ -101,8 +87,8 @@ def test_both_sessions_record_the_move_and_the_old_ones_end_pauses_nothing() -> 
     bath_id, bed_id = ids("bathroom", T + 30), ids("bedroom", T)
     engine.on_motion(motion("bathroom", T + 30), now=T + 30)
 
-    answer = engine.on_playback_moved(
-        bath_id, moved=True, device_id=BATHROOM_DEVICE, note="moved", now=T + 31
+    answer = engine.on_playback_started(
+        bath_id, started=True, device_id=BATHROOM_DEVICE, note="moved", now=T + 31
     )
 
     assert playback(answer) == []
@@ -177,8 +163,8 @@ def test_the_music_skips_the_hall_passed_on_the_way() -> None:
     assert hall[-1] == "no music: the music followed to bathroom instead"
     # The hall does not wait for it again: once the music is in the bathroom and the
     # bathroom goes quiet, nothing moves it back to the hall.
-    engine.on_playback_moved(
-        move.session.session_id, moved=True, device_id=BATHROOM_DEVICE, note="moved", now=T + 21
+    engine.on_playback_started(
+        move.session.session_id, started=True, device_id=BATHROOM_DEVICE, note="moved", now=T + 21
     )
     assert playback(engine.on_tick(T + 120)) == []
     assert engine.next_deadline() == T + 300  # the bedroom's end: no move is due
@@ -210,13 +196,13 @@ def test_music_that_did_not_move_lets_the_new_room_play_its_own() -> None:
     bath_id = ids("bathroom", T + 30)
     engine.on_motion(motion("bathroom", T + 30), now=T + 30)
 
-    answer = engine.on_playback_moved(
-        bath_id, moved=False, device_id=None, note="not_playing_there", now=T + 31
+    answer = engine.on_playback_started(
+        bath_id, started=False, device_id=None, note="not_playing_there", now=T + 31
     )
 
     [start] = playback(answer)
     assert isinstance(start, StartPlayback)
-    assert start.sensor.context_uri == "spotify:album:own"
+    assert start.sensor.context_uri == BATHROOM.context_uri
     assert start.session.decisions[-2].detail == "player: did not move (not_playing_there)"
     bed = engine.active["bedroom"]
     assert bed.decisions[-1].detail == "player: its music did not move"
