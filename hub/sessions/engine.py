@@ -14,6 +14,11 @@ source clear + timeout, the door opening on someone inside + door timeout; while
 is held there is no timeout, only `max_hold` from the hold's start. The session records
 which one ended it (`endReason`).
 
+Music can follow a person between rooms with `follow = true` (rule 8, below `_end`): a new
+session waits for the music another room's session plays, and once that room has been
+quiet long enough asks the player to move it here (`TransferPlayback`); the answer is the
+new session's start, and the old session's end then pauses nothing.
+
 A session's playback lifecycle is one table, `_TRANSITIONS` (as h11's `_state.py`):
 every legal move is listed there and nowhere else, and a missing entry is our bug
 (`EngineError`). Bad input never raises: motion is dropped with a reason, and a player
