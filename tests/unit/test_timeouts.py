@@ -33,6 +33,25 @@ def db() -> Iterator[Database]:
     close_database(database)
 
 
+def save_completed(
+    repository: SessionRepository,
+    session_id: str,
+    room: str,
+    start: float,
+    *,
+    last_motion: float,
+    end: float,
+    reason: EndReason | None,
+) -> None:
+    """One completed session of `room`, as the engine would have written it."""
+    session: Session = open_session(
+        session_id=session_id, sensor_id=room, user_id="u", start=start, now=start, ttl_days=30
+    ).with_changes(
+        status=SessionStatus.COMPLETED, last_motion=last_motion, end=end, end_reason=reason
+    )
+    repository.save(session, created=True)
+
+
 def history(
     db: Database, gaps: list[float], *, room: str = "bath", reason: EndReason = EndReason.TIMEOUT
 ) -> None:
@@ -41,20 +60,15 @@ def history(
     repository = SessionRepository(db)
     start = T0
     for index, gap in enumerate([*gaps, 3600.0]):
-        session: Session = open_session(
-            session_id=f"session-{room}-{index}",
-            sensor_id=room,
-            user_id="u",
-            start=start,
-            now=start,
-            ttl_days=30,
-        ).with_changes(
-            status=SessionStatus.COMPLETED,
+        save_completed(
+            repository,
+            f"session-{room}-{index}",
+            room,
+            start,
             last_motion=start + 60,
             end=start + 360,
-            end_reason=reason,
+            reason=reason,
         )
-        repository.save(session, created=True)
         start += 360 + gap
 
 
@@ -147,20 +161,15 @@ def test_learns_what_the_window_query_learns(
             bounds[room] = (low, low + width)
             start = T0 + 0.25 * number
             for index, (moving, waiting, gap, reason) in enumerate(sessions):
-                session = open_session(
-                    session_id=f"session-{room}-{index}",
-                    sensor_id=room,
-                    user_id="u",
-                    start=start,
-                    now=start,
-                    ttl_days=30,
-                ).with_changes(
-                    status=SessionStatus.COMPLETED,
+                save_completed(
+                    repository,
+                    f"session-{room}-{index}",
+                    room,
+                    start,
                     last_motion=start + moving,
                     end=start + moving + waiting,
-                    end_reason=reason,
+                    reason=reason,
                 )
-                repository.save(session, created=True)
                 # The next start: after this one's second, `gap` after its end when that is.
                 start = max(math.floor(start) + 1.0, start + moving + waiting + gap)
             if active:
@@ -198,20 +207,15 @@ def test_an_end_in_the_second_before_the_bound_is_a_false_end(db: Database) -> N
     repository = SessionRepository(db)
     for index in range(25):
         start = T0 + 1260.0 * index
-        session = open_session(
-            session_id=f"session-{index}",
-            sensor_id="bath",
-            user_id="u",
-            start=start,
-            now=start,
-            ttl_days=30,
-        ).with_changes(
-            status=SessionStatus.COMPLETED,
+        save_completed(
+            repository,
+            f"session-{index}",
+            "bath",
+            start,
             last_motion=start + 60,
             end=start + 360.6,
-            end_reason=EndReason.TIMEOUT,
+            reason=EndReason.TIMEOUT,
         )
-        repository.save(session, created=True)
     learned = learn_timeouts(db, {"bath": (120.0, 899.5)})["bath"]
     assert (learned.sessions, learned.false_ends) == (25, 24)
     assert learned == reference(db, "bath", (120.0, 899.5))
